@@ -1,0 +1,204 @@
+//! `ecs-metadata`: print ECS task metadata in images without curl, or serve a local endpoint.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing_aws_ecs::{EcsMetadata, Error, MetadataClient};
+
+const USAGE: &str = "\
+usage: ecs-metadata [summary|container|task|task-with-tags|stats|task-stats] [--raw]
+       ecs-metadata serve [--scenario fargate|ec2|managed-instances] [--port N]
+
+Reads the ECS task metadata endpoint named by ECS_CONTAINER_METADATA_URI_V4
+(or ECS_CONTAINER_METADATA_URI) and prints JSON on stdout.
+
+  summary          the task's identity as one JSON object (the default)
+  container        this container's metadata
+  task             the task's metadata
+  task-with-tags   the task's metadata with its tags (EC2)
+  stats            this container's stats
+  task-stats       every container's stats
+  --raw            the payload on one line (for jq); otherwise indented
+  serve            run a local endpoint emulator and print the variable to export
+
+Exit status: 0 on success, 1 on endpoint or payload errors, 2 off ECS or on a usage error.";
+
+/// What `summary` prints: exactly these keys, `null` where unknown.
+#[derive(Serialize)]
+struct Summary<'a> {
+    version: Option<&'a str>,
+    cluster: Option<&'a str>,
+    cluster_arn: Option<&'a str>,
+    task_arn: Option<&'a str>,
+    task_id: Option<&'a str>,
+    family: Option<&'a str>,
+    revision: Option<&'a str>,
+    container_name: Option<&'a str>,
+    image: Option<&'a str>,
+    container_id: Option<&'a str>,
+    region: Option<&'a str>,
+    account_id: Option<&'a str>,
+    partition: Option<&'a str>,
+    launch_type: Option<&'a str>,
+    availability_zone: Option<&'a str>,
+}
+
+impl<'a> Summary<'a> {
+    fn of(m: &'a EcsMetadata) -> Self {
+        Summary {
+            version: m.version().map(|v| v.as_str()),
+            cluster: m.cluster_name(),
+            cluster_arn: m.cluster_arn(),
+            task_arn: m.task_arn(),
+            task_id: m.task_id(),
+            family: m.family(),
+            revision: m.revision(),
+            container_name: m.container_name(),
+            image: m.image(),
+            container_id: m.container_id(),
+            region: m.region(),
+            account_id: m.account_id(),
+            partition: m.partition(),
+            launch_type: m.launch_type().map(|l| l.as_str()),
+            availability_zone: m.availability_zone(),
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    NotOnEcs(Error),
+    Endpoint(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        if e.is_not_on_ecs() {
+            Failure::NotOnEcs(e)
+        } else {
+            Failure::Endpoint(e)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("ecs-metadata: {message}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::NotOnEcs(e)) => {
+            eprintln!("ecs-metadata: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Endpoint(e)) => {
+            eprintln!("ecs-metadata: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let command = args.first().map(String::as_str).unwrap_or("summary");
+    if command == "serve" {
+        return serve(&args[1..]);
+    }
+    let mut raw = false;
+    for flag in args.iter().skip(1) {
+        match flag.as_str() {
+            "--raw" => raw = true,
+            other => return Err(Failure::Usage(format!("unexpected argument {other:?}"))),
+        }
+    }
+    let (command, raw) = match command {
+        "--raw" => ("summary", true),
+        other => (other, raw),
+    };
+    let fetch: fn(&MetadataClient) -> Result<Value, Error> = match command {
+        "summary" => return summary(),
+        "container" => MetadataClient::container_raw,
+        "task" => MetadataClient::task_raw,
+        "task-with-tags" => MetadataClient::task_with_tags_raw,
+        "stats" => MetadataClient::stats_raw,
+        "task-stats" => MetadataClient::task_stats_raw,
+        other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
+    };
+    let value = fetch(&MetadataClient::from_env()?)?;
+    print_json(&value, raw);
+    Ok(())
+}
+
+fn summary() -> Result<(), Failure> {
+    let metadata = MetadataClient::from_env()?.fetch_metadata()?;
+    if let Some(reason) = metadata.task_error() {
+        eprintln!("ecs-metadata: warning: task metadata unavailable, summary is partial: {reason}");
+    }
+    print_json(&Summary::of(&metadata), false);
+    Ok(())
+}
+
+fn print_json<T: Serialize>(value: &T, compact: bool) {
+    let text = if compact {
+        serde_json::to_string(value)
+    } else {
+        serde_json::to_string_pretty(value)
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) is not worth a panic.
+    let _ = writeln!(out, "{}", text.unwrap_or_default());
+}
+
+#[cfg(feature = "emulator")]
+fn serve(args: &[String]) -> Result<(), Failure> {
+    use tracing_aws_ecs::emulator::{Emulator, Scenario};
+
+    let mut scenario = Scenario::Fargate;
+    let mut port = 0u16;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--scenario" => scenario = value()?.parse().map_err(Failure::Usage)?,
+            "--port" => {
+                let v = value()?;
+                port = v
+                    .parse()
+                    .map_err(|_| Failure::Usage(format!("bad port {v:?}")))?;
+            }
+            other => return Err(Failure::Usage(format!("unexpected argument {other:?}"))),
+        }
+    }
+    let emulator = Emulator::builder()
+        .scenario(scenario)
+        .port(port)
+        .start()
+        .map_err(|e| Failure::Usage(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    eprintln!(
+        "ecs-metadata: serving the {scenario} scenario on {}; in another shell run:",
+        emulator.addr()
+    );
+    println!("{}", emulator.export_line());
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(not(feature = "emulator"))]
+fn serve(_: &[String]) -> Result<(), Failure> {
+    Err(Failure::Usage(
+        "serve needs the emulator: cargo run --features emulator --bin ecs-metadata -- serve"
+            .into(),
+    ))
+}
