@@ -1,23 +1,34 @@
-//! ECS task metadata for Rust services on AWS ECS (Fargate, EC2 and Managed Instances).
+//! JSON logs enriched with AWS ECS identity, for Rust services on ECS (Fargate, EC2 and
+//! Managed Instances).
 //!
-//! The metadata endpoint (v4, falling back to v3) is read once per process and cached;
-//! [`metadata()`] returns the cached [`EcsMetadata`], or `None` off ECS or when the endpoint
-//! failed (see [`metadata_result`] for why).
+//! One line in `main`:
 //!
 //! ```no_run
-//! if let Some(meta) = tracing_aws_ecs::metadata() {
-//!     println!("cluster {:?}, task {:?}", meta.cluster_name(), meta.task_id());
-//! }
+//! tracing_aws_ecs::init();
+//! tracing::info!(order_id = 42, "order placed");
+//! // {"timestamp":"2026-11-29T03:49:31.123456Z","level":"INFO","target":"orders","message":"order placed",
+//! //  "order_id":42,"ecs":{"cluster":"prod-web","task_arn":"arn:aws:ecs:…","container_name":"app","image":"…"}}
 //! ```
 //!
-//! For stats, or for metadata with other timeouts, use a [`MetadataClient`]. The
-//! `emulator` feature adds [`emulator`], a local endpoint for tests and development.
+//! [`init`] reads the task metadata endpoint (v4, falling back to v3) once, within a
+//! deadline, caches it for the process, and installs a subscriber that writes every event as
+//! one JSON line on stdout, where the awslogs driver ships it to CloudWatch Logs. Off ECS it
+//! does the same without the ECS fields, at once. The line format, and the rule for field
+//! names that clash, are in [`mod@format`]; the ECS keys in [`FieldScheme`].
+//!
+//! To compose with other layers, use [`layer`] (or [`builder`]) in your own
+//! `tracing_subscriber::registry()` stack. [`metadata()`] gives the cached [`EcsMetadata`];
+//! a [`MetadataClient`] reads stats or metadata with other settings. The `emulator` feature
+//! adds [`emulator`], a local endpoint for tests and development.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
 mod error;
+mod fields;
+pub mod format;
+mod layer;
 pub mod metadata;
 pub mod stats;
 mod time;
@@ -28,7 +39,47 @@ pub mod emulator;
 
 pub use client::{ApiVersion, Endpoint, MetadataClient};
 pub use error::Error;
+pub use fields::{ExtraFields, FieldScheme};
+pub use format::{EcsFormat, JsonFields};
+pub use layer::{Builder, EcsLayer, InitError, log_metadata_status};
 pub use metadata::EcsMetadata;
+
+/// Installs the enriched JSON subscriber globally with the defaults of [`builder`].
+///
+/// Panics only when a global subscriber is already set, like `tracing_subscriber::fmt::init`.
+/// Works inside `#[tokio::main]`.
+pub fn init() {
+    builder().init();
+}
+
+/// As [`init`], returning an error instead of panicking when a subscriber is already set.
+pub fn try_init() -> Result<(), InitError> {
+    builder().try_init()
+}
+
+/// The enriched layer with the defaults of [`builder`], for your own stack:
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// tracing_subscriber::registry()
+///     .with(tracing_subscriber::EnvFilter::new("info"))
+///     .with(tracing_aws_ecs::layer())
+///     .init();
+/// tracing_aws_ecs::log_metadata_status();
+/// ```
+pub fn layer<S>() -> EcsLayer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    builder().layer()
+}
+
+/// A [`Builder`] with the defaults: fetch within 2 s, [`FieldScheme::Nested`], no extra
+/// fields, stdout, INFO unless `RUST_LOG` says otherwise.
+pub fn builder() -> Builder {
+    Builder::default()
+}
 
 use once_cell::sync::OnceCell;
 

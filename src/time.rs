@@ -1,5 +1,4 @@
 //! RFC 3339 timestamps without a date-time dependency.
-#![cfg_attr(not(feature = "emulator"), allow(dead_code))]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +43,7 @@ impl Civil {
 }
 
 /// `2026-11-29T03:49:31.123456789Z`, as the agent writes `read` and `preread`.
+#[cfg_attr(not(feature = "emulator"), allow(dead_code))]
 pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
     let c = Civil::from_system_time(t);
     format!(

@@ -1,0 +1,816 @@
+//! The JSON event formatter.
+//!
+//! Each event is one line of JSON:
+//!
+//! ```text
+//! {"timestamp":"2026-11-29T03:49:31.123456Z","level":"INFO","target":"orders","message":"placed",
+//!  "order_id":42,"user":"ada","ecs":{"cluster":"prod-web",…}}
+//! ```
+//!
+//! - `timestamp` (RFC 3339, UTC, microseconds), `level`, `target`, then `message` when the
+//!   event has one.
+//! - The event's fields at the top level: integers and floats as numbers (non-finite floats
+//!   as strings), booleans as booleans, strings as strings, `Debug` and `Display` values as
+//!   strings, errors as their message followed by their `source()` chain, `": "`-separated.
+//! - The fields of the current span and of its parents, at the top level too. **On a clash
+//!   the nearest wins**: the event's own field over any span's, an inner span's over an outer
+//!   one's (names are compared as given, before the renaming below). Within one event or span, the first field of a name wins; `span.record` replaces
+//!   a span's value.
+//! - The ECS identity, as the [`FieldScheme`] lays it out.
+//!
+//! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields) and the keys
+//! of the field scheme belong to the formatter. A field with one of these names is written as
+//! `fields.<name>`; so is a field whose name already starts with `fields.`, which keeps the
+//! renaming one-to-one: no key ever appears twice on a line and nothing is dropped.
+//!
+//! **One event, one line.** Every string is escaped: quotes, backslashes, every control
+//! character (newlines, ANSI escapes) and U+2028/U+2029 — a message cannot forge a second line.
+//!
+//! The identity is rendered once, when the formatter is built; span fields once, when the
+//! span is created or recorded. Formatting an event copies those bytes and allocates nothing.
+
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::span::Record;
+use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::fields::{ExtraFields, FieldScheme};
+use crate::metadata::EcsMetadata;
+use crate::time::Civil;
+
+/// Keys the formatter writes itself.
+pub(crate) const BASE_KEYS: [&str; 4] = ["timestamp", "level", "target", "message"];
+/// The prefix of renamed keys.
+const RENAMED: &str = "fields.";
+
+/// A span's fields are stored as `<fragment>` `FRAGMENT_END` `<'R' or '-'>` `<16 hex digits>`
+/// then `<escaped key>` `KEY_END` `<JSON value>` `FIELD_END`, once per field. The fragment is
+/// the fields as they go on a line (`,"k":v,…`), copied whole when no name clashes; the
+/// entries serve the rare line where one does. 'R' marks a span with a field name that some
+/// configuration reserves; the hex digits are the [`name_bit`]s of its keys, so that most
+/// events rule out a clash without comparing a single name. None of these bytes can occur in
+/// escaped JSON.
+const FRAGMENT_END: char = '\u{1d}';
+const KEY_END: char = '\u{1f}';
+const FIELD_END: char = '\u{1e}';
+
+/// The event formatter: plug it into [`tracing_subscriber::fmt::Layer::event_format`] with
+/// [`JsonFields`] as the field formatter. [`crate::layer`] does that for you.
+///
+/// ```
+/// use tracing_aws_ecs::{EcsFormat, FieldScheme, ExtraFields, JsonFields};
+/// use tracing_subscriber::prelude::*;
+///
+/// let format = EcsFormat::new(None, FieldScheme::Nested, ExtraFields::NONE);
+/// let layer = tracing_subscriber::fmt::layer()
+///     .with_ansi(false)
+///     .fmt_fields(JsonFields::default())
+///     .event_format(format);
+/// let _subscriber = tracing_subscriber::registry().with(layer);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EcsFormat {
+    /// `,"ecs":{…}` or the flat keys: empty when there is no metadata.
+    identity: Box<str>,
+    /// Keys event and span fields must not take.
+    reserved: Box<[&'static str]>,
+    /// Their [`name_bit`]s, to clear most names without a comparison.
+    reserved_mask: u64,
+}
+
+impl EcsFormat {
+    /// A formatter enriching every line with `metadata` (none when `None`), laid out by
+    /// `scheme` with the `extra` fields.
+    pub fn new(metadata: Option<&EcsMetadata>, scheme: FieldScheme, extra: ExtraFields) -> Self {
+        let identity = metadata
+            .map(|m| scheme.render(m, extra))
+            .unwrap_or_default();
+        let mut reserved: Vec<&'static str> = BASE_KEYS.to_vec();
+        reserved.extend(scheme.top_level_keys(extra));
+        EcsFormat {
+            identity: identity.into_boxed_str(),
+            reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
+            reserved: reserved.into_boxed_slice(),
+        }
+    }
+
+    /// Whether lines carry ECS fields.
+    pub fn is_enriched(&self) -> bool {
+        !self.identity.is_empty()
+    }
+
+    fn is_reserved(&self, key: &str) -> bool {
+        key.starts_with(RENAMED)
+            || (self.reserved_mask & name_bit(key) != 0 && self.reserved.contains(&key))
+    }
+
+    /// `,"key":` with the renaming rule applied; `key` is raw.
+    fn write_key(&self, w: &mut impl fmt::Write, key: &str) -> fmt::Result {
+        w.write_str(",\"")?;
+        if self.is_reserved(key) {
+            w.write_str(RENAMED)?;
+        }
+        write_escaped(w, key)?;
+        w.write_str("\":")
+    }
+}
+
+impl<S> FormatEvent<S, JsonFields> for EcsFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let w = &mut writer;
+        write_prelude(w, *meta.level(), meta.target())?;
+
+        let names = EventNames::of(event);
+        let mut visitor = EventVisitor {
+            format: self,
+            writer: w,
+            names: &names,
+            pass: Pass::Message,
+            skip_log_fields: normalized.is_some(),
+            result: Ok(()),
+        };
+        event.record(&mut visitor);
+        visitor.pass = Pass::Fields;
+        event.record(&mut visitor);
+        visitor.result?;
+
+        if let Some(scope) = ctx.event_scope() {
+            // The name bits of the spans nearer the event than the one at hand.
+            let mut inner_mask = 0u64;
+            for (depth, span) in scope.enumerate() {
+                let extensions = span.extensions();
+                let Some(stored) = extensions.get::<FormattedFields<JsonFields>>() else {
+                    continue;
+                };
+                let stored = StoredFields::parse(&stored.fields);
+                let nearer = names.mask | inner_mask;
+                inner_mask |= stored.mask;
+                if !stored.maybe_reserved && stored.mask & nearer == 0 {
+                    w.write_str(stored.fragment)?;
+                    continue;
+                }
+                // Maybe a clash: compare the names for real.
+                let hidden = |key: &str| names.contains(key) || inner_span_has(ctx, depth, key);
+                for (key, value) in stored.entries() {
+                    if hidden(key) {
+                        continue;
+                    }
+                    w.write_str(",\"")?;
+                    if self.is_reserved(key) {
+                        w.write_str(RENAMED)?;
+                    }
+                    w.write_str(key)?;
+                    w.write_str("\":")?;
+                    w.write_str(value)?;
+                }
+            }
+        }
+
+        w.write_str(&self.identity)?;
+        w.write_str("}\n")
+    }
+}
+
+/// Whether one of the `depth` spans nearer the event than this one stores `key`.
+fn inner_span_has<S>(ctx: &FmtContext<'_, S, JsonFields>, depth: usize, key: &str) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if depth == 0 {
+        return false;
+    }
+    let Some(scope) = ctx.event_scope() else {
+        return false;
+    };
+    scope.take(depth).any(|span| {
+        span.extensions()
+            .get::<FormattedFields<JsonFields>>()
+            .is_some_and(|stored| {
+                StoredFields::parse(&stored.fields)
+                    .entries()
+                    .any(|(k, _)| k == key)
+            })
+    })
+}
+
+/// `{"timestamp":"…","level":"…","target":"…"`.
+fn write_prelude(w: &mut impl fmt::Write, level: Level, target: &str) -> fmt::Result {
+    w.write_str("{\"timestamp\":\"")?;
+    write_timestamp(w, SystemTime::now())?;
+    w.write_str("\",\"level\":\"")?;
+    w.write_str(level.as_str())?;
+    w.write_str("\",\"target\":")?;
+    write_json_str(w, target)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Only `message`, so that it comes right after the target.
+    Message,
+    /// Everything else.
+    Fields,
+}
+
+/// The event's field names, in order, to find repeats and the span fields they hide without
+/// walking the field set again. Events with more fields than fit fall back to the walk.
+struct EventNames<'a> {
+    event: &'a Event<'a>,
+    names: [&'static str; 32],
+    len: usize,
+    /// The [`name_bit`]s of the names; all bits when a name needs escaping or they overflow.
+    mask: u64,
+    /// Whether two names share a bit, so that one may repeat another.
+    may_repeat: bool,
+}
+
+impl<'a> EventNames<'a> {
+    fn of(event: &'a Event<'a>) -> Self {
+        let mut names = [""; 32];
+        let mut len = 0;
+        let mut mask = 0;
+        let mut may_repeat = false;
+        for field in event.fields() {
+            if len == names.len() {
+                len = usize::MAX;
+                mask = u64::MAX;
+                may_repeat = true;
+                break;
+            }
+            let name = field.name();
+            let bit = name_bit(name);
+            may_repeat |= mask & bit != 0;
+            mask |= if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
+                u64::MAX
+            } else {
+                bit
+            };
+            names[len] = name;
+            len += 1;
+        }
+        EventNames {
+            event,
+            names,
+            len,
+            mask,
+            may_repeat,
+        }
+    }
+
+    /// Whether a field before `field` has its name.
+    fn repeats(&self, field: &Field) -> bool {
+        if !self.may_repeat {
+            return false;
+        }
+        let name = field.name();
+        match self.names.get(..self.len) {
+            Some(names) => names[..field.index().min(names.len())].contains(&name),
+            None => self
+                .event
+                .fields()
+                .take_while(|f| f.index() < field.index())
+                .any(|f| f.name() == name),
+        }
+    }
+
+    /// Whether the event has a field whose escaped name is `escaped`.
+    fn contains(&self, escaped: &str) -> bool {
+        match self.names.get(..self.len) {
+            Some(names) => names.iter().any(|n| escaped_eq(n, escaped)),
+            None => self.event.fields().any(|f| escaped_eq(f.name(), escaped)),
+        }
+    }
+}
+
+struct EventVisitor<'a, W> {
+    format: &'a EcsFormat,
+    writer: &'a mut W,
+    names: &'a EventNames<'a>,
+    pass: Pass,
+    skip_log_fields: bool,
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> EventVisitor<'_, W> {
+    /// Writes the key of `field` if this pass writes it; `false` to skip the field.
+    fn key(&mut self, field: &Field) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        let name = field.name();
+        let is_message = name == "message";
+        if (self.pass == Pass::Message) != is_message {
+            return false;
+        }
+        // The first field of a name wins.
+        if self.names.repeats(field) || (self.skip_log_fields && name.starts_with("log.")) {
+            return false;
+        }
+        self.result = if is_message {
+            self.writer.write_str(",\"message\":")
+        } else {
+            self.format.write_key(self.writer, name)
+        };
+        self.result.is_ok()
+    }
+
+    fn value(&mut self, write: impl FnOnce(&mut W) -> fmt::Result) {
+        self.result = write(self.writer);
+    }
+}
+
+impl<W: fmt::Write> Visit for EventVisitor<'_, W> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            self.value(|w| write_debug_str(w, value));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            self.value(|w| write_json_str(w, value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field) {
+            self.value(|w| write!(w, "{value}"));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field) {
+            self.value(|w| write!(w, "{value}"));
+        }
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        if self.key(field) {
+            self.value(|w| write!(w, "{value}"));
+        }
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        if self.key(field) {
+            self.value(|w| write!(w, "{value}"));
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field) {
+            self.value(|w| write_f64(w, value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field) {
+            self.value(|w| w.write_str(if value { "true" } else { "false" }));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.key(field) {
+            self.value(|w| write_error(w, value));
+        }
+    }
+}
+
+/// The field formatter for spans: stores each span's fields as escaped key and JSON value
+/// pairs, ready to copy into every event inside the span. Use it with [`EcsFormat`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonFields {
+    _private: (),
+}
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = SpanVisitor::new();
+        fields.record(&mut visitor);
+        visitor.result?;
+        writer.write_str(&StoredFields::build(&visitor.entries))
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        // `span.record`: the new values replace the old ones of the same name.
+        let mut visitor = SpanVisitor::new();
+        fields.record(&mut visitor);
+        visitor.result?;
+        let old = StoredFields::parse(&current.fields);
+        let mut entries: Vec<(String, String)> = old
+            .entries()
+            .filter(|(key, _)| visitor.entries.iter().all(|(k, _)| k != key))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        entries.append(&mut visitor.entries);
+        current.fields = StoredFields::build(&entries);
+        Ok(())
+    }
+}
+
+/// A span's stored fields, read back (see [`FRAGMENT_END`] for the layout).
+struct StoredFields<'a> {
+    fragment: &'a str,
+    maybe_reserved: bool,
+    mask: u64,
+    entries: &'a str,
+}
+
+impl<'a> StoredFields<'a> {
+    fn parse(stored: &'a str) -> Self {
+        let (fragment, rest) = stored.split_once(FRAGMENT_END).unwrap_or(("", ""));
+        StoredFields {
+            fragment,
+            maybe_reserved: rest.starts_with('R'),
+            // Unreadable bits would only cost the fast path: read them as "all".
+            mask: rest
+                .get(1..17)
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .unwrap_or(u64::MAX),
+            entries: rest.get(17..).unwrap_or(""),
+        }
+    }
+
+    /// `(escaped key, JSON value)` pairs.
+    fn entries(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.entries
+            .split(FIELD_END)
+            .filter_map(|field| field.split_once(KEY_END))
+    }
+
+    /// The stored form of `(escaped key, JSON value)` pairs.
+    fn build(entries: &[(String, String)]) -> String {
+        let mut stored = String::new();
+        for (key, value) in entries {
+            stored.push_str(",\"");
+            stored.push_str(key);
+            stored.push_str("\":");
+            stored.push_str(value);
+        }
+        stored.push(FRAGMENT_END);
+        let reserved = entries
+            .iter()
+            .any(|(key, _)| key.starts_with(RENAMED) || crate::fields::may_be_reserved(key));
+        stored.push(if reserved { 'R' } else { '-' });
+        let mask = entries
+            .iter()
+            .fold(0, |mask, (key, _)| mask | name_bit(key));
+        let _ = write!(stored, "{mask:016x}");
+        for (key, value) in entries {
+            stored.push_str(key);
+            stored.push(KEY_END);
+            stored.push_str(value);
+            stored.push(FIELD_END);
+        }
+        stored
+    }
+}
+
+/// Records span fields as `(escaped key, JSON value)`; spans are created far less often
+/// than events, so this may allocate. The first field of a name wins.
+struct SpanVisitor {
+    entries: Vec<(String, String)>,
+    result: fmt::Result,
+}
+
+impl SpanVisitor {
+    fn new() -> Self {
+        SpanVisitor {
+            entries: Vec::new(),
+            result: Ok(()),
+        }
+    }
+
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut key = String::new();
+        let mut value = String::new();
+        self.result = write_escaped(&mut key, field.name()).and_then(|()| write(&mut value));
+        if self.result.is_ok() && self.entries.iter().all(|(k, _)| *k != key) {
+            self.entries.push((key, value));
+        }
+    }
+}
+
+impl Visit for SpanVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |w| write_debug_str(w, value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |w| write_json_str(w, value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |w| write_f64(w, value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, |w| write_error(w, value));
+    }
+}
+
+fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    if value.is_finite() {
+        write!(w, "{value}")
+    } else {
+        // JSON has no NaN or infinity.
+        write!(w, "\"{value}\"")
+    }
+}
+
+fn write_debug_str(w: &mut impl fmt::Write, value: &dyn fmt::Debug) -> fmt::Result {
+    w.write_char('"')?;
+    write!(Escaper(w), "{value:?}")?;
+    w.write_char('"')
+}
+
+/// The error's message, then each `source()`'s, separated by `": "`.
+fn write_error(w: &mut impl fmt::Write, error: &(dyn std::error::Error + 'static)) -> fmt::Result {
+    w.write_char('"')?;
+    write!(Escaper(w), "{error}")?;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        w.write_str(": ")?;
+        write!(Escaper(w), "{cause}")?;
+        source = cause.source();
+    }
+    w.write_char('"')
+}
+
+/// A quoted, escaped JSON string.
+pub(crate) fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    write_escaped(w, s)?;
+    w.write_char('"')
+}
+
+/// Escapes as it writes: for `Debug` and `Display` output, without a buffer.
+struct Escaper<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_escaped(self.0, s)
+    }
+}
+
+/// Which bytes need escaping: `"`, `\`, control characters, and 0xE2, which starts U+2028
+/// and U+2029 (looked at more closely when met).
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table[0xe2] = true;
+    table
+};
+
+/// The JSON escaping of `s`, without quotes.
+pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !NEEDS_ESCAPE[b as usize] {
+            i += 1;
+            continue;
+        }
+        let (escape, len): (&str, usize) = match b {
+            b'"' => ("\\\"", 1),
+            b'\\' => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            0x08 => ("\\b", 1),
+            0x0c => ("\\f", 1),
+            0xe2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xa8) => {
+                ("\\u2028", 3)
+            }
+            0xe2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xa9) => {
+                ("\\u2029", 3)
+            }
+            0xe2 => {
+                i += 1;
+                continue;
+            }
+            control => {
+                w.write_str(&s[start..i])?;
+                write!(w, "\\u{:04x}", control)?;
+                i += 1;
+                start = i;
+                continue;
+            }
+        };
+        w.write_str(&s[start..i])?;
+        w.write_str(escape)?;
+        i += len;
+        start = i;
+    }
+    w.write_str(&s[start..])
+}
+
+/// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits
+/// differ cannot be equal.
+fn name_bit(escaped: &str) -> u64 {
+    let bytes = escaped.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let hash =
+        bytes.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last);
+    1 << (hash % 64)
+}
+
+/// Whether `raw`, escaped, equals `escaped`: span keys are stored escaped, event field
+/// names are raw. Field names rarely need escaping, so the fast path is a plain compare.
+fn escaped_eq(raw: &str, escaped: &str) -> bool {
+    if !raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
+        return raw == escaped;
+    }
+    struct Compare<'a> {
+        rest: &'a str,
+        equal: bool,
+    }
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            match self.rest.strip_prefix(s) {
+                Some(rest) if self.equal => self.rest = rest,
+                _ => self.equal = false,
+            }
+            Ok(())
+        }
+    }
+    let mut compare = Compare {
+        rest: escaped,
+        equal: true,
+    };
+    let _ = write_escaped(&mut compare, raw);
+    compare.equal && compare.rest.is_empty()
+}
+
+/// `2026-11-29T03:49:31.123456Z`. The date and time to the second are worked out once per
+/// second per thread; each event writes only the microseconds.
+fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let mut buf = *b"0000-00-00T00:00:00.000000Z";
+    let put = |buf: &mut [u8], at: usize, digits: usize, mut value: u64| {
+        for i in (at..at + digits).rev() {
+            buf[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    let (cached_secs, prefix) = SECOND.with(Cell::get);
+    if cached_secs == secs {
+        buf[..19].copy_from_slice(&prefix);
+    } else {
+        let c = Civil::from_system_time(now);
+        put(&mut buf, 0, 4, c.year.clamp(0, 9999) as u64);
+        put(&mut buf, 5, 2, c.month.into());
+        put(&mut buf, 8, 2, c.day.into());
+        put(&mut buf, 11, 2, c.hour.into());
+        put(&mut buf, 14, 2, c.minute.into());
+        put(&mut buf, 17, 2, c.second.into());
+        let mut prefix = [0; 19];
+        prefix.copy_from_slice(&buf[..19]);
+        SECOND.with(|cell| cell.set((secs, prefix)));
+    }
+    put(&mut buf, 20, 6, since_epoch.subsec_micros().into());
+    // Only ASCII digits and separators were written.
+    w.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn escaped(s: &str) -> String {
+        let mut out = String::new();
+        write_escaped(&mut out, s).unwrap();
+        out
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escaped("plain"), "plain");
+        assert_eq!(escaped("a\"b\\c"), "a\\\"b\\\\c");
+        assert_eq!(escaped("l1\nl2\r\t\u{8}\u{c}"), "l1\\nl2\\r\\t\\b\\f");
+        assert_eq!(
+            escaped("\u{1b}[31mred\u{0}\u{7f}"),
+            "\\u001b[31mred\\u0000\\u007f"
+        );
+        assert_eq!(escaped("a\u{2028}b\u{2029}c"), "a\\u2028b\\u2029c");
+        // Other characters starting with 0xE2 pass through.
+        assert_eq!(escaped("€ → ✓"), "€ → ✓");
+        for s in ["x\u{2028}", "\"\n€\u{2029}\u{1}"] {
+            let parsed: String = serde_json::from_str(&format!("\"{}\"", escaped(s))).unwrap();
+            assert_eq!(parsed, s);
+        }
+    }
+
+    #[test]
+    fn escaped_comparison() {
+        assert!(escaped_eq("plain", "plain"));
+        assert!(!escaped_eq("plain", "plainer"));
+        assert!(escaped_eq("a\nb", "a\\nb"));
+        assert!(!escaped_eq("a\nb", "a\\nc"));
+        assert!(!escaped_eq("a\nb", "a\\nbc"));
+    }
+
+    #[test]
+    fn timestamps() {
+        let at = |secs, nanos| {
+            let mut out = String::new();
+            write_timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, nanos)).unwrap();
+            out
+        };
+        assert_eq!(
+            at(1_601_599_873, 410_254_284),
+            "2020-10-02T00:51:13.410254Z"
+        );
+        // The same second again (cached), then the next one.
+        assert_eq!(
+            at(1_601_599_873, 999_999_999),
+            "2020-10-02T00:51:13.999999Z"
+        );
+        assert_eq!(at(1_601_599_874, 5_000), "2020-10-02T00:51:14.000005Z");
+        assert_eq!(at(1_709_164_799, 0), "2024-02-28T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn stored_fields_round_trip() {
+        let entries = [
+            ("a".to_owned(), "1".to_owned()),
+            ("b\\n".to_owned(), "\"x\"".to_owned()),
+        ];
+        let stored = StoredFields::build(&entries);
+        let parsed = StoredFields::parse(&stored);
+        assert_eq!(parsed.fragment, r#","a":1,"b\n":"x""#);
+        assert_eq!(parsed.mask, name_bit("a") | name_bit("b\\n"));
+        assert!(!parsed.maybe_reserved);
+        assert_eq!(
+            parsed.entries().collect::<Vec<_>>(),
+            [("a", "1"), ("b\\n", "\"x\"")]
+        );
+        let reserved = StoredFields::build(&[("container.id".to_owned(), "1".to_owned())]);
+        assert!(StoredFields::parse(&reserved).maybe_reserved);
+    }
+}

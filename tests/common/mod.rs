@@ -1,0 +1,134 @@
+//! Helpers shared by the formatter tests: a writer that captures lines, and metadata.
+#![allow(dead_code)]
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tracing_aws_ecs::EcsMetadata;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Collects everything written, for reading back as lines.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("output is UTF-8")
+    }
+
+    /// Every line, parsed; panics on a line that is not one JSON object.
+    pub fn lines(&self) -> Vec<Value> {
+        let text = self.text();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "output ends with a newline"
+        );
+        text.lines()
+            .map(|line| {
+                let value: Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(value.is_object(), "{line}");
+                assert_no_duplicate_keys(line);
+                value
+            })
+            .collect()
+    }
+
+    pub fn only_line(&self) -> Value {
+        let mut lines = self.lines();
+        assert_eq!(lines.len(), 1, "{}", self.text());
+        lines.remove(0)
+    }
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Fails if a JSON object on the line repeats a key at any depth (serde_json keeps the last).
+pub fn assert_no_duplicate_keys(line: &str) {
+    struct Check;
+    impl<'de> serde::de::Visitor<'de> for Check {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                }
+                map.next_value::<Nested>()?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<Nested>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    struct Nested;
+    impl<'de> serde::Deserialize<'de> for Nested {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Check).map(|()| Nested)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(line);
+    serde::Deserializer::deserialize_any(&mut de, Check).unwrap_or_else(|e| panic!("{e}: {line}"));
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The Fargate documentation task, seen from its `fargate-app` container.
+pub fn fargate_metadata() -> EcsMetadata {
+    let task = fixture("fargate-v4-task.json");
+    let value: Value = serde_json::from_str(&task).unwrap();
+    EcsMetadata::from_values(value["Containers"][1].clone(), Some(value)).unwrap()
+}
+
+/// The EC2 documentation container and task (short cluster name).
+pub fn ec2_metadata() -> EcsMetadata {
+    EcsMetadata::from_json(
+        &fixture("ec2-v4-container.json"),
+        Some(&fixture("ec2-v4-task.json")),
+    )
+    .unwrap()
+}

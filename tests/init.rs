@@ -1,0 +1,203 @@
+//! `init` and `try_init` install a global subscriber, so each case runs in a child process:
+//! this file re-runs its own `child` test with a case name and an endpoint, and reads the
+//! JSON lines the child wrote on stdout.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+
+const CASE: &str = "TRACING_AWS_ECS_INIT_CASE";
+
+/// Runs the child with `case`, the endpoint variable (if any) and extra variables; returns its
+/// JSON lines (libtest's own lines are skipped).
+fn run_child(case: &str, endpoint: Option<(&str, String)>, env: &[(&str, &str)]) -> Vec<Value> {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE, case)
+        .env_remove("RUST_LOG")
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .env_remove("ECS_CONTAINER_METADATA_URI");
+    if let Some((var, url)) = endpoint {
+        command.env(var, url);
+    }
+    command.envs(env.iter().copied());
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libtest writes "test child ... " just before the first line: cut it off.
+    stdout
+        .lines()
+        .filter_map(|l| l.find(r#"{"timestamp""#).map(|at| &l[at..]))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn by_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["message"] == message)
+        .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))
+}
+
+/// The child half: what a service's `main` does.
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE) else {
+        return; // Only meaningful when started by the tests below.
+    };
+    match case.as_str() {
+        "tokio" => tokio::runtime::Runtime::new().unwrap().block_on(async {
+            tracing_aws_ecs::init();
+            tokio::spawn(async { tracing::info!(task = 1, "from a task") })
+                .await
+                .unwrap();
+            tracing::info!("from main");
+        }),
+        "twice" => {
+            tracing_aws_ecs::try_init().unwrap();
+            let second = tracing_aws_ecs::try_init().unwrap_err();
+            tracing::info!(error = %second, "second try_init");
+            let panicked = std::panic::catch_unwind(tracing_aws_ecs::init).is_err();
+            tracing::info!(panicked, "second init");
+        }
+        _ => {
+            tracing_aws_ecs::init();
+            let span = tracing::info_span!("request", request_id = "r-9");
+            let _entered = span.enter();
+            tracing::info!(order_id = 42, "in a span");
+            std::thread::spawn(|| tracing::info!("from a thread"))
+                .join()
+                .unwrap();
+            log::info!(target: "legacy", "from the log crate");
+            tracing::debug!("at debug");
+        }
+    }
+}
+
+#[test]
+fn on_ecs_every_line_is_enriched() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let lines = run_child("service", Some(emulator.env_var()), &[]);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["ecs"]["cluster"], "prod-web", "{line}");
+        assert_eq!(line["ecs"]["container_name"], "app");
+    }
+    assert_eq!(by_message(&lines, "in a span")["request_id"], "r-9");
+    // A spawned thread does not inherit the span, but keeps the identity.
+    assert!(
+        by_message(&lines, "from a thread")
+            .get("request_id")
+            .is_none()
+    );
+    assert_eq!(by_message(&lines, "from the log crate")["target"], "legacy");
+    assert_eq!(emulator.requests(Route::Container), 1);
+    assert_eq!(emulator.requests(Route::Task), 1);
+}
+
+#[test]
+fn rust_log_is_honoured() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let lines = run_child(
+        "service",
+        Some(emulator.env_var()),
+        &[("RUST_LOG", "debug")],
+    );
+    assert_eq!(by_message(&lines, "at debug")["level"], "DEBUG");
+}
+
+#[test]
+fn off_ecs_lines_are_plain_and_the_reason_is_at_debug() {
+    let lines = run_child("service", None, &[]);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l.get("ecs").is_none()));
+
+    let lines = run_child("service", None, &[("RUST_LOG", "debug")]);
+    let notes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "tracing_aws_ecs")
+        .collect();
+    assert_eq!(notes.len(), 1, "{lines:#?}");
+    assert_eq!(notes[0]["level"], "DEBUG");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not running on ECS")
+    );
+}
+
+#[test]
+fn failed_fetch_warns_once_and_logging_goes_on() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    emulator.inject(Route::Container, Fault::Status(500), ALWAYS);
+    let lines = run_child("service", Some(emulator.env_var()), &[]);
+    let warning = &lines[0];
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["target"], "tracing_aws_ecs");
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.contains("500") && message.contains("emulated fault"),
+        "{message}"
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|l| l.get("ecs").is_none()));
+}
+
+#[test]
+fn stalled_endpoint_is_bounded_by_the_deadline() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    emulator.inject(
+        Route::Any,
+        Fault::StallBeforeHeaders(std::time::Duration::from_secs(60)),
+        ALWAYS,
+    );
+    let lines = run_child("service", Some(emulator.env_var()), &[]);
+    assert!(
+        lines[0]["message"].as_str().unwrap().contains("timed out"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 4);
+}
+
+#[test]
+fn failed_task_warns_and_lines_carry_the_container_identity() {
+    let emulator = Emulator::start(Scenario::Ec2).unwrap();
+    emulator.inject(Route::Task, Fault::Status(404), ALWAYS);
+    let lines = run_child("service", Some(emulator.env_var()), &[]);
+    assert_eq!(lines[0]["level"], "WARN");
+    assert!(lines[0]["message"].as_str().unwrap().contains("/task"));
+    let line = by_message(&lines, "in a span");
+    assert_eq!(line["ecs"]["cluster"], "default");
+    assert_eq!(line["ecs"]["container_name"], "worker");
+}
+
+#[test]
+fn second_init_is_an_error_and_init_panics() {
+    let lines = run_child("twice", None, &[]);
+    assert!(
+        by_message(&lines, "second try_init")["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot install")
+    );
+    assert_eq!(by_message(&lines, "second init")["panicked"], true);
+}
+
+#[test]
+fn works_inside_a_tokio_runtime() {
+    let emulator = Emulator::start(Scenario::ManagedInstances).unwrap();
+    let lines = run_child("tokio", Some(emulator.env_var()), &[]);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        by_message(&lines, "from a task")["ecs"]["cluster"],
+        "ml-serving"
+    );
+}
