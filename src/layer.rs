@@ -12,7 +12,7 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::TryInitError;
 
-use crate::client::{DEFAULT_DEADLINE, DEFAULT_REQUEST_TIMEOUT, MetadataClient};
+use crate::client::{DEFAULT_DEADLINE, DEFAULT_REQUEST_TIMEOUT, Endpoint, MetadataClient};
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, JsonFields};
 use crate::metadata::EcsMetadata;
@@ -179,13 +179,27 @@ fn fetch_cached(timeout: Duration) -> Result<&'static EcsMetadata, &'static crat
 }
 
 /// Logs, once per process, why lines carry no (or partial) ECS fields: at DEBUG off ECS, at
-/// WARN when the endpoint failed or `/task` did. Silent when all is well.
+/// WARN when the endpoint failed or `/task` did, or when a malformed v4 variable was passed
+/// over for the v3 one. Silent when all is well.
 ///
 /// [`init`](crate::init) calls it; call it yourself after installing a stack built with
 /// [`layer`](crate::layer).
 pub fn log_metadata_status() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| match crate::metadata_result() {
+    ONCE.call_once(|| {
+        if let Some(why) = Endpoint::from_env()
+            .ok()
+            .as_ref()
+            .and_then(Endpoint::ignored)
+        {
+            tracing::warn!(target: "tracing_aws_ecs", "{why}");
+        }
+        log_fetch_outcome();
+    });
+}
+
+fn log_fetch_outcome() {
+    match crate::metadata_result() {
         Err(e) if e.is_not_on_ecs() => {
             tracing::debug!(target: "tracing_aws_ecs", "{e}: logging without ECS fields");
         }
@@ -200,7 +214,7 @@ pub fn log_metadata_status() {
                 );
             }
         }
-    });
+    }
 }
 
 /// A global subscriber was already installed.

@@ -201,3 +201,25 @@ fn works_inside_a_tokio_runtime() {
         "ml-serving"
     );
 }
+
+#[test]
+fn malformed_v4_next_to_v3_warns_and_uses_v3() {
+    let emulator = Emulator::start(Scenario::Ec2).unwrap();
+    let v3 = emulator.url(tracing_aws_ecs::ApiVersion::V3);
+    let lines = run_child(
+        "service",
+        Some(("ECS_CONTAINER_METADATA_URI", v3)),
+        &[(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "169.254.170.2/v4/no-scheme",
+        )],
+    );
+    assert_eq!(lines[0]["level"], "WARN");
+    let message = lines[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ECS_CONTAINER_METADATA_URI_V4 is malformed")
+            && message.contains("using ECS_CONTAINER_METADATA_URI"),
+        "{message}"
+    );
+    assert_eq!(by_message(&lines, "in a span")["ecs"]["cluster"], "default");
+}
