@@ -229,31 +229,46 @@ enum Pass {
     Fields,
 }
 
-/// The event's field names, in order, to find repeats and the span fields they hide without
-/// walking the field set again. Events with more fields than fit fall back to the walk.
+/// What the formatter needs to know of an event's field names: their [`name_bit`]s (all bits
+/// when a name needs escaping), and whether two share a bit, so that one may repeat another.
+/// Both depend only on the callsite, so they are worked out once per callsite and thread and
+/// kept in a small direct-mapped cache; the rare events that need the names themselves (a
+/// possible repeat or clash) walk the field set.
 struct EventNames<'a> {
     event: &'a Event<'a>,
-    names: [&'static str; 32],
-    len: usize,
-    /// The [`name_bit`]s of the names; all bits when a name needs escaping or they overflow.
     mask: u64,
-    /// Whether two names share a bit, so that one may repeat another.
     may_repeat: bool,
 }
 
 impl<'a> EventNames<'a> {
     fn of(event: &'a Event<'a>) -> Self {
-        let mut names = [""; 32];
-        let mut len = 0;
+        const SLOTS: usize = 64;
+        thread_local! {
+            /// (callsite metadata address, mask, may repeat); address 0 is an empty slot.
+            static CACHE: [Cell<(usize, u64, bool)>; SLOTS] = const { [const { Cell::new((0, 0, false)) }; SLOTS] };
+        }
+        let key = std::ptr::from_ref(event.metadata()) as usize;
+        // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.
+        let slot = (key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
+        let (cached, mask, may_repeat) = CACHE.with(|cache| cache[slot].get());
+        let (mask, may_repeat) = if cached == key {
+            (mask, may_repeat)
+        } else {
+            let computed = Self::compute(event);
+            CACHE.with(|cache| cache[slot].set((key, computed.0, computed.1)));
+            computed
+        };
+        EventNames {
+            event,
+            mask,
+            may_repeat,
+        }
+    }
+
+    fn compute(event: &Event<'_>) -> (u64, bool) {
         let mut mask = 0;
         let mut may_repeat = false;
         for field in event.fields() {
-            if len == names.len() {
-                len = usize::MAX;
-                mask = u64::MAX;
-                may_repeat = true;
-                break;
-            }
             let name = field.name();
             let bit = name_bit(name);
             may_repeat |= mask & bit != 0;
@@ -262,40 +277,23 @@ impl<'a> EventNames<'a> {
             } else {
                 bit
             };
-            names[len] = name;
-            len += 1;
         }
-        EventNames {
-            event,
-            names,
-            len,
-            mask,
-            may_repeat,
-        }
+        (mask, may_repeat)
     }
 
     /// Whether a field before `field` has its name.
     fn repeats(&self, field: &Field) -> bool {
-        if !self.may_repeat {
-            return false;
-        }
-        let name = field.name();
-        match self.names.get(..self.len) {
-            Some(names) => names[..field.index().min(names.len())].contains(&name),
-            None => self
+        self.may_repeat
+            && self
                 .event
                 .fields()
                 .take_while(|f| f.index() < field.index())
-                .any(|f| f.name() == name),
-        }
+                .any(|f| f.name() == field.name())
     }
 
     /// Whether the event has a field whose escaped name is `escaped`.
     fn contains(&self, escaped: &str) -> bool {
-        match self.names.get(..self.len) {
-            Some(names) => names.iter().any(|n| escaped_eq(n, escaped)),
-            None => self.event.fields().any(|f| escaped_eq(f.name(), escaped)),
-        }
+        self.event.fields().any(|f| escaped_eq(f.name(), escaped))
     }
 }
 

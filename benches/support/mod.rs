@@ -1,0 +1,249 @@
+//! What the benchmarks share: the configurations compared, the event shapes, the writers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tracing::{Dispatch, info, info_span};
+use tracing_aws_ecs::{EcsMetadata, ExtraFields, FieldScheme};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+/// The documentation Fargate task, seen from its `fargate-app` container.
+pub fn metadata() -> EcsMetadata {
+    let task: Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/fargate-v4-task.json")).unwrap();
+    EcsMetadata::from_values(task["Containers"][1].clone(), Some(task)).unwrap()
+}
+
+/// The values our `Nested` scheme writes, for the peers to write the same.
+pub fn ecs_object(meta: &EcsMetadata) -> Value {
+    json!({
+        "cluster": meta.cluster_name(),
+        "task_arn": meta.task_arn(),
+        "container_name": meta.container_name(),
+        "image": meta.image(),
+    })
+}
+
+/// Every configuration compared; `Floor` is no formatter at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    Baseline,
+    Ours(Option<FieldScheme>),
+    JsonSubscriber,
+    Bunyan,
+    NaiveRootSpan,
+    Floor,
+}
+
+pub const CONFIGS: [Config; 9] = [
+    Config::Baseline,
+    Config::Ours(None),
+    Config::Ours(Some(FieldScheme::Nested)),
+    Config::Ours(Some(FieldScheme::FireLens)),
+    Config::Ours(Some(FieldScheme::OpenTelemetry)),
+    Config::JsonSubscriber,
+    Config::Bunyan,
+    Config::NaiveRootSpan,
+    Config::Floor,
+];
+
+impl Config {
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Baseline => "fmt().json() (baseline)",
+            Config::Ours(None) => "ours, not enriched",
+            Config::Ours(Some(FieldScheme::Nested)) => "ours, Nested",
+            Config::Ours(Some(FieldScheme::FireLens)) => "ours, FireLens",
+            Config::Ours(Some(_)) => "ours, OpenTelemetry",
+            Config::JsonSubscriber => "json-subscriber + static fields",
+            Config::Bunyan => "tracing-bunyan-formatter + default fields",
+            Config::NaiveRootSpan => "fmt().json() + root span with ECS fields",
+            Config::Floor => "floor: write a preformatted line",
+        }
+    }
+
+    /// The subscriber, writing to `writer`; `None` for the floor.
+    pub fn dispatch<W>(self, writer: W) -> Option<Dispatch>
+    where
+        W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+    {
+        let meta = metadata();
+        Some(match self {
+            Config::Baseline | Config::NaiveRootSpan => Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(tracing_subscriber::fmt::layer().json().with_writer(writer)),
+            ),
+            Config::Ours(scheme) => {
+                let builder = tracing_aws_ecs::builder()
+                    .with_scheme(scheme.unwrap_or_default())
+                    .with_fields(ExtraFields::NONE)
+                    .with_writer(writer);
+                // Without metadata the builder would look for an endpoint: there is none here.
+                let builder = match scheme {
+                    Some(_) => builder.with_metadata(meta),
+                    None => builder,
+                };
+                Dispatch::new(tracing_subscriber::registry().with(builder.layer()))
+            }
+            Config::JsonSubscriber => {
+                let mut layer = json_subscriber::fmt::layer().with_writer(writer);
+                layer
+                    .inner_layer_mut()
+                    .add_static_field("ecs", ecs_object(&meta));
+                Dispatch::new(tracing_subscriber::registry().with(layer))
+            }
+            Config::Bunyan => {
+                let fields = HashMap::from([("ecs".to_owned(), ecs_object(&meta))]);
+                let layer = tracing_bunyan_formatter::BunyanFormattingLayer::with_default_fields(
+                    "bench".into(),
+                    writer,
+                    fields,
+                );
+                Dispatch::new(
+                    tracing_subscriber::registry()
+                        .with(tracing_bunyan_formatter::JsonStorageLayer)
+                        .with(layer),
+                )
+            }
+            Config::Floor => return None,
+        })
+    }
+}
+
+/// The event every configuration formats: a message and three fields of mixed types.
+#[inline(never)]
+pub fn event() {
+    info!(
+        order_id = 42u64,
+        user = "ada",
+        cached = true,
+        "order placed"
+    );
+}
+
+/// The spans around the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    OneSpan,
+    ThreeSpans,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::OneSpan => "one span",
+            Shape::ThreeSpans => "three nested spans",
+        }
+    }
+
+    /// Runs `f` inside the shape's spans (and, for the naive row, inside a root span
+    /// carrying the ECS fields), under the current subscriber.
+    pub fn within<R>(self, config: Config, f: impl FnOnce() -> R) -> R {
+        let meta = metadata();
+        let root = (config == Config::NaiveRootSpan).then(|| {
+            info_span!(
+                "ecs",
+                cluster = meta.cluster_name(),
+                task_arn = meta.task_arn(),
+                container_name = meta.container_name(),
+                image = meta.image()
+            )
+        });
+        let _root = root.as_ref().map(|s| s.enter());
+        let request = info_span!("request", method = "GET", path = "/orders");
+        let _request = request.enter();
+        if self == Shape::OneSpan {
+            return f();
+        }
+        let handler = info_span!("handler", route = "orders::list", attempt = 1);
+        let _handler = handler.enter();
+        let db = info_span!("db", table = "orders", rows = 3);
+        let _db = db.enter();
+        f()
+    }
+}
+
+/// A writer into a real pipe, drained by `cat` (as a container's stdout is drained by the
+/// runtime).
+pub struct Pipe {
+    child: Child,
+    stdin: Arc<Mutex<ChildStdin>>,
+}
+
+impl Pipe {
+    pub fn new() -> Self {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cat drains the pipe");
+        let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
+        Pipe { child, stdin }
+    }
+
+    pub fn writer(&self) -> PipeWriter {
+        PipeWriter(Arc::clone(&self.stdin))
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One locked write per line, as `io::stdout()` does.
+#[derive(Clone)]
+pub struct PipeWriter(Arc<Mutex<ChildStdin>>);
+
+pub struct PipeGuard<'a>(MutexGuard<'a, ChildStdin>);
+
+impl Write for PipeGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for PipeWriter {
+    type Writer = PipeGuard<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        PipeGuard(self.0.lock().unwrap())
+    }
+}
+
+/// Our enriched line for a shape, to give the floor the same length.
+pub fn our_line(shape: Shape) -> Vec<u8> {
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+    let capture = Capture::default();
+    let config = Config::Ours(Some(FieldScheme::Nested));
+    let dispatch = config.dispatch(capture.clone()).unwrap();
+    tracing::dispatcher::with_default(&dispatch, || shape.within(config, event));
+    capture.0.lock().unwrap().clone()
+}
