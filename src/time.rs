@@ -52,9 +52,125 @@ pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 timestamp (`2020-10-02T00:51:13.410254284Z`,
+/// any fraction length, `Z` or a `±HH:MM` offset); negative before 1970 (the Go zero time
+/// `0001-01-01T00:00:00Z` included). `None` when it is not one.
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i128> {
+    let b = s.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)? as u32, digits(8..10)? as u32);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut nanos: i128 = 0;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            if at - start < 9 {
+                nanos = nanos * 10 + i128::from(b[at] - b'0');
+            }
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        for _ in (at - start)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset_secs: i64 = match b.get(at..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hm = [h1, h2, m1, m2];
+            if !hm.iter().all(|d| d.is_ascii_digit()) {
+                return None;
+            }
+            let v = |d: &u8| i64::from(d - b'0');
+            let secs = (v(h1) * 10 + v(h2)) * 3600 + (v(m1) * 10 + v(m2)) * 60;
+            if *sign == b'+' { secs } else { -secs }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_secs;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2020-10-02T00:51:13.410254284Z"),
+            Some(1_601_599_873_410_254_284)
+        );
+        assert_eq!(
+            parse_rfc3339("2020-10-02T00:51:13.4Z"),
+            Some(1_601_599_873_400_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2020-10-02T02:51:13+02:00"),
+            Some(1_601_599_873_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00.0000000001Z"),
+            Some(1_709_164_800_000_000_000)
+        );
+        assert!(parse_rfc3339("0001-01-01T00:00:00Z").unwrap() < 0);
+        for bad in [
+            "",
+            "2020-10-02",
+            "2020-13-02T00:00:00Z",
+            "2020-10-02T00:00:00",
+            "2020-10-02T00:00:00.Z",
+            "x020-10-02T00:00:00Z",
+            "2020-10-02T00:00:00+0200",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        // Round trip with the formatter.
+        let t = UNIX_EPOCH + Duration::new(1_767_225_599, 123_456_789);
+        assert_eq!(
+            parse_rfc3339(&rfc3339_nanos(t)),
+            Some(1_767_225_599_123_456_789)
+        );
+    }
 
     #[test]
     fn known_instants() {

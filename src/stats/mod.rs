@@ -2,6 +2,12 @@
 //!
 //! Counters are `u64` (limits reach `u64::MAX` on cgroup v2 and 9223372036854771712 on
 //! cgroup v1); members absent on one platform or cgroup version are `None` or empty.
+//! [`TaskFigures`] and [`ContainerFigures`] turn samples into CPU %, memory, network, block
+//! I/O and pids.
+
+mod figures;
+
+pub use figures::{ContainerFigures, Skipped, TaskFigures, TaskTotals};
 
 use std::collections::BTreeMap;
 
