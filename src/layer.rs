@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
 use tracing::Level;
@@ -16,12 +16,51 @@ use crate::client::{DEFAULT_DEADLINE, DEFAULT_REQUEST_TIMEOUT, Endpoint, Metadat
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, JsonFields};
 use crate::metadata::EcsMetadata;
+use crate::reporter::MetricsReporter;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
 /// `fmt` layer with the [`EcsFormat`] event formatter and [`JsonFields`] span fields, so
 /// writers, filters and the per-thread line buffer work as they do for `fmt`.
 pub type EcsLayer<S, W = fn() -> io::Stdout> =
-    tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, W>;
+    tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>;
+
+/// The writer given to the builder, shared by the layer and the metrics reporter so that
+/// log lines and metric lines go to the same place, each in one write.
+#[derive(Debug)]
+pub struct SharedWriter<W>(Arc<W>);
+
+impl<W> Clone for SharedWriter<W> {
+    fn clone(&self) -> Self {
+        SharedWriter(Arc::clone(&self.0))
+    }
+}
+
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for SharedWriter<W> {
+    type Writer = W::Writer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.make_writer()
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        self.0.make_writer_for(meta)
+    }
+}
+
+/// The reporter started by a builder, if any: one per process.
+static REPORTER: Mutex<Option<MetricsReporter>> = Mutex::new(None);
+
+/// Stops the metrics reporter a builder started with
+/// [`with_metrics_every`](Builder::with_metrics_every), waiting for it; a no-op when none runs.
+pub fn stop_metrics() {
+    let reporter = REPORTER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(reporter) = reporter {
+        reporter.stop();
+    }
+}
 
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
@@ -48,6 +87,8 @@ pub struct Builder<W = fn() -> io::Stdout> {
     writer: W,
     timeout: Duration,
     default_level: Level,
+    metrics_every: Option<Duration>,
+    metrics_namespace: String,
 }
 
 impl Default for Builder {
@@ -59,6 +100,8 @@ impl Default for Builder {
             writer: io::stdout,
             timeout: DEFAULT_DEADLINE,
             default_level: Level::INFO,
+            metrics_every: None,
+            metrics_namespace: crate::emf::DEFAULT_NAMESPACE.to_owned(),
         }
     }
 }
@@ -91,6 +134,8 @@ impl<W> Builder<W> {
             writer,
             timeout: self.timeout,
             default_level: self.default_level,
+            metrics_every: self.metrics_every,
+            metrics_namespace: self.metrics_namespace,
         }
     }
 
@@ -107,13 +152,18 @@ impl<W> Builder<W> {
         self
     }
 
-    /// The formatter for the given or process-wide metadata (fetched now if not yet).
-    fn format(&self) -> EcsFormat {
-        let metadata = match &self.metadata {
-            Some(given) => Some(given),
-            None => fetch_cached(self.timeout).ok(),
-        };
-        EcsFormat::new(metadata, self.scheme, self.extra)
+    /// Also report the task's stats as CloudWatch [EMF](crate::emf) lines on the same writer,
+    /// every `interval`, from a background thread ([`MetricsReporter`]). Only on ECS (the
+    /// endpoint comes from the environment); [`stop_metrics`](crate::stop_metrics) stops it.
+    pub fn with_metrics_every(mut self, interval: Duration) -> Self {
+        self.metrics_every = Some(interval);
+        self
+    }
+
+    /// The CloudWatch namespace of the metrics (default `ECS/TaskMetrics`).
+    pub fn with_metrics_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.metrics_namespace = namespace.into();
+        self
     }
 
     /// The layer, for a `tracing_subscriber::registry()` stack of your own. Call
@@ -122,14 +172,37 @@ impl<W> Builder<W> {
     pub fn layer<S>(self) -> EcsLayer<S, W>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-        W: for<'w> MakeWriter<'w> + 'static,
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        let format = self.format();
+        let metadata = match self.metadata {
+            Some(given) => Some(given),
+            None => fetch_cached(self.timeout).ok().cloned(),
+        };
+        let writer = SharedWriter(Arc::new(self.writer));
+        if let Some(every) = self.metrics_every {
+            // Off ECS there is nothing to report.
+            if let Ok(client) = MetadataClient::from_env() {
+                let started = MetricsReporter::start(
+                    client,
+                    metadata.clone(),
+                    writer.clone(),
+                    every,
+                    self.metrics_namespace,
+                );
+                if let Ok(reporter) = started {
+                    let previous = REPORTER
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .replace(reporter);
+                    drop(previous);
+                }
+            }
+        }
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .fmt_fields(JsonFields::default())
-            .event_format(format)
-            .with_writer(self.writer)
+            .event_format(EcsFormat::new(metadata.as_ref(), self.scheme, self.extra))
+            .with_writer(writer)
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level

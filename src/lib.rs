@@ -25,11 +25,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+pub mod emf;
 mod error;
 mod fields;
 pub mod format;
 mod layer;
 pub mod metadata;
+mod reporter;
 pub mod stats;
 mod time;
 
@@ -41,8 +43,9 @@ pub use client::{ApiVersion, Endpoint, MetadataClient};
 pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
 pub use format::{EcsFormat, JsonFields};
-pub use layer::{Builder, EcsLayer, InitError, log_metadata_status};
+pub use layer::{Builder, EcsLayer, InitError, SharedWriter, log_metadata_status, stop_metrics};
 pub use metadata::EcsMetadata;
+pub use reporter::MetricsReporter;
 
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`].
 ///

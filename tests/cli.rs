@@ -175,3 +175,55 @@ fn serve_prints_a_working_export_line() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout_json(&out)["launch_type"], "MANAGED_INSTANCES");
 }
+
+#[test]
+fn metrics_prints_figures_keyed_by_container_name() {
+    let emulator = Emulator::start(Scenario::Ec2).unwrap();
+    let (var, url) = emulator.env_var();
+    let out = run(&["metrics"], &[(var, &url)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures = stdout_json(&out);
+    assert!(
+        (figures["containers"]["worker"]["cpu_percent"]
+            .as_f64()
+            .unwrap()
+            - 16.0)
+            .abs()
+            < 1e-6
+    );
+    assert_eq!(
+        figures["containers"]["worker"]["memory_limit_bytes"],
+        1024 * 1024 * 1024
+    );
+    assert_eq!(figures["skipped"]["migrate"], "empty");
+    assert!(figures["task"]["memory_used_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn metrics_emf_prints_valid_lines() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let (var, url) = emulator.env_var();
+    let out = run(&["metrics", "--emf"], &[(var, &url)]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "app, envoy, task");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ECS/TaskMetrics")
+    );
+    assert_eq!(
+        run(&["metrics", "--bogus"], &[(var, &url)]).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["metrics"], &[]).status.code(), Some(2));
+}

@@ -33,7 +33,7 @@ fn run_child(case: &str, endpoint: Option<(&str, String)>, env: &[(&str, &str)])
     // libtest writes "test child ... " just before the first line: cut it off.
     stdout
         .lines()
-        .filter_map(|l| l.find(r#"{"timestamp""#).map(|at| &l[at..]))
+        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
@@ -59,6 +59,18 @@ fn child() {
                 .unwrap();
             tracing::info!("from main");
         }),
+        "metrics" => {
+            tracing_aws_ecs::builder()
+                .with_metrics_every(std::time::Duration::from_millis(20))
+                .with_metrics_namespace("Init/Test")
+                .init();
+            for i in 0..200 {
+                tracing::info!(i, "working");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            tracing_aws_ecs::stop_metrics();
+            tracing::info!("stopped");
+        }
         "twice" => {
             tracing_aws_ecs::try_init().unwrap();
             let second = tracing_aws_ecs::try_init().unwrap_err();
@@ -222,4 +234,30 @@ fn malformed_v4_next_to_v3_warns_and_uses_v3() {
         "{message}"
     );
     assert_eq!(by_message(&lines, "in a span")["ecs"]["cluster"], "default");
+}
+
+#[test]
+fn builder_reports_metrics_on_the_same_writer() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let lines = run_child("metrics", Some(emulator.env_var()), &[]);
+    let logs = lines.iter().filter(|l| l["message"] == "working").count();
+    assert_eq!(logs, 200);
+    let metrics: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert!(
+        !metrics.is_empty(),
+        "some EMF lines in {} lines",
+        lines.len()
+    );
+    assert!(
+        metrics
+            .iter()
+            .all(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Init/Test")
+    );
+    assert!(metrics.iter().any(|l| l["ContainerName"] == "app"));
+    // Nothing after the stop.
+    let stopped = lines
+        .iter()
+        .position(|l| l["message"] == "stopped")
+        .unwrap();
+    assert!(lines[stopped..].iter().all(|l| l.get("_aws").is_none()));
 }

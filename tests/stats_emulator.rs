@@ -35,8 +35,13 @@ fn fargate() {
     // 0.23 + 0.16 vCPU of a 0.5 vCPU reservation.
     assert!(close(f.task.cpu_reservation_percent.unwrap(), 78.0));
     assert_eq!(f.task.memory_limit_bytes, Some(1024 * MIB));
-    // awsvpc: the busiest container's view of the shared interface.
-    assert_eq!(f.task.network_rx_bytes_per_second, Some(4000.0));
+    // awsvpc: both containers see the one interface; the task counts it once.
+    assert_eq!(
+        f.containers["envoy"].network_rx_bytes_per_second,
+        Some(2000.0)
+    );
+    assert_eq!(f.task.network_rx_bytes_per_second, Some(2000.0));
+    assert_eq!(f.task.network_rx_bytes, app.network_rx_bytes);
 }
 
 #[test]
@@ -46,6 +51,7 @@ fn ec2_skips_the_stopped_container() {
     assert!(close(f.containers["worker"].cpu_percent, 16.0));
     assert_eq!(f.containers["worker"].memory_limit_bytes, Some(1024 * MIB));
     assert_eq!(f.containers.len(), 2, "the pause container is sampled too");
+    assert!(close(f.containers["~internal~ecs~pause"].cpu_percent, 0.1));
 }
 
 #[test]

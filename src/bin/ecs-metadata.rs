@@ -2,13 +2,15 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
-use tracing_aws_ecs::{EcsMetadata, Error, MetadataClient};
+use tracing_aws_ecs::stats::TaskFigures;
+use tracing_aws_ecs::{EcsMetadata, Error, MetadataClient, emf};
 
-const USAGE: &str = "\
-usage: ecs-metadata [summary|container|task|task-with-tags|stats|task-stats] [--raw]
+const USAGE: &str = r#"usage: ecs-metadata [summary|container|task|task-with-tags|stats|task-stats] [--raw]
+       ecs-metadata metrics [--emf]
        ecs-metadata serve [--scenario fargate|ec2|managed-instances] [--port N]
 
 Reads the ECS task metadata endpoint named by ECS_CONTAINER_METADATA_URI_V4
@@ -21,9 +23,12 @@ Reads the ECS task metadata endpoint named by ECS_CONTAINER_METADATA_URI_V4
   stats            this container's stats
   task-stats       every container's stats
   --raw            the payload on one line (for jq); otherwise indented
+  metrics          CPU %, memory, network, block I/O and pids of the task and each
+                   container, as {"task":{...},"containers":{"<name>":{...}},"skipped":{...}}
+  --emf            the same as CloudWatch Embedded Metric Format lines
   serve            run a local endpoint emulator and print the variable to export
 
-Exit status: 0 on success, 1 on endpoint or payload errors, 2 off ECS or on a usage error.";
+Exit status: 0 on success, 1 on endpoint or payload errors, 2 off ECS or on a usage error."#;
 
 /// What `summary` prints: exactly these keys, `null` where unknown.
 #[derive(Serialize)]
@@ -71,6 +76,7 @@ enum Failure {
     Usage(String),
     NotOnEcs(Error),
     Endpoint(Error),
+    Metrics(emf::EmfError),
 }
 
 impl From<Error> for Failure {
@@ -99,6 +105,10 @@ fn main() -> ExitCode {
             eprintln!("ecs-metadata: {e}");
             ExitCode::from(1)
         }
+        Err(Failure::Metrics(e)) => {
+            eprintln!("ecs-metadata: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -110,6 +120,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let command = args.first().map(String::as_str).unwrap_or("summary");
     if command == "serve" {
         return serve(&args[1..]);
+    }
+    if command == "metrics" {
+        return metrics(&args[1..]);
     }
     let mut raw = false;
     for flag in args.iter().skip(1) {
@@ -142,6 +155,36 @@ fn summary() -> Result<(), Failure> {
         eprintln!("ecs-metadata: warning: task metadata unavailable, summary is partial: {reason}");
     }
     print_json(&Summary::of(&metadata), false);
+    Ok(())
+}
+
+fn metrics(args: &[String]) -> Result<(), Failure> {
+    let emf = match args {
+        [] => false,
+        [flag] if flag == "--emf" => true,
+        [other, ..] => return Err(Failure::Usage(format!("unexpected argument {other:?}"))),
+    };
+    let client = MetadataClient::from_env()?;
+    let metadata = client.fetch_metadata()?;
+    if let Some(reason) = metadata.task_error() {
+        eprintln!(
+            "ecs-metadata: warning: task metadata unavailable, containers are named by id: {reason}"
+        );
+    }
+    let stats = client.task_stats()?;
+    let figures = TaskFigures::new(&stats, metadata.task(), None);
+    if emf {
+        let lines = emf::task_records(
+            &figures,
+            Some(&metadata),
+            emf::DEFAULT_NAMESPACE,
+            SystemTime::now(),
+        )
+        .map_err(Failure::Metrics)?;
+        let _ = std::io::stdout().lock().write_all(lines.as_bytes());
+    } else {
+        print_json(&figures, false);
+    }
     Ok(())
 }
 

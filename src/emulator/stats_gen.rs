@@ -77,8 +77,12 @@ fn sample(
 ) -> Value {
     let p = profile(scenario);
     let interval_ns = p.interval.as_nanos() as u64;
-    // Container k uses (23 - 7k mod 20)% of one CPU: 23 %, 16 %, 9 %, …
-    let cpu_delta = interval_ns * (23 - (index * 7) % 20) / 100;
+    // Container k uses (23 - 7k mod 20)% of one CPU: 23 %, 16 %, 9 %, …; a pause container 0.1 %.
+    let cpu_delta = if c["Type"] == "CNI_PAUSE" {
+        interval_ns / 1000
+    } else {
+        interval_ns * (23 - (index * 7) % 20) / 100
+    };
     let system_delta = interval_ns * ONLINE_CPUS;
     let cpu = |m: u64| 4_000_000_000 + index * 1_000_000_000 + m * cpu_delta;
     let system = |m: u64| 9_000_000_000_000 + m * system_delta;
@@ -187,9 +191,15 @@ fn sample(
         "id": c["DockerId"],
     });
     if let Some(interface) = p.interface {
-        // Container k receives 2000·(k+1) B/s and sends 500·(k+1) B/s.
-        let rx_rate = 2000 * (index + 1);
-        let tx_rate = 500 * (index + 1);
+        // Container k receives 2000·(k+1) B/s and sends 500·(k+1) B/s; containers sharing the
+        // task's namespace (awsvpc, host) all see the one interface, as container 0 does.
+        let shared = matches!(
+            c["Networks"][0]["NetworkMode"].as_str(),
+            Some("awsvpc" | "host")
+        );
+        let k = if shared { 0 } else { index };
+        let rx_rate = 2000 * (k + 1);
+        let tx_rate = 500 * (k + 1);
         let secs = p.interval.as_secs();
         stats["networks"] = json!({ interface: {
             "rx_bytes": 50_000_000 + n * rx_rate * secs, "rx_packets": 40_000 + n * 20,

@@ -132,3 +132,78 @@ pub fn ec2_metadata() -> EcsMetadata {
     )
     .unwrap()
 }
+
+/// Checks one line against the EMF specification's structure: `_aws.Timestamp` (ms) and
+/// `_aws.CloudWatchMetrics`, each directive with a namespace, at most 30 dimensions per set
+/// and 100 metrics, every referenced member present at the top level with the right type.
+/// Returns the metric names.
+pub fn assert_emf(line: &Value) -> Vec<String> {
+    const UNITS: [&str; 27] = [
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    let root = line.as_object().expect("an object");
+    let aws = root["_aws"].as_object().expect("_aws is an object");
+    let millis = aws["Timestamp"].as_u64().expect("Timestamp in ms");
+    assert!(
+        millis > 1_600_000_000_000,
+        "Timestamp is in milliseconds: {millis}"
+    );
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics is an array");
+    assert!(!directives.is_empty());
+    let mut names = Vec::new();
+    for directive in directives {
+        let namespace = directive["Namespace"].as_str().expect("Namespace");
+        assert!(!namespace.trim().is_empty() && namespace.chars().count() <= 1024);
+        for set in directive["Dimensions"].as_array().expect("Dimensions") {
+            let set = set.as_array().expect("a dimension set is an array");
+            assert!(set.len() <= 30);
+            for key in set {
+                let key = key.as_str().expect("dimension keys are strings");
+                let value = root[key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("dimension {key} is a string member"));
+                assert!(!value.is_empty() && value.chars().count() <= 1024);
+            }
+        }
+        let metrics = directive["Metrics"].as_array().expect("Metrics");
+        assert!(!metrics.is_empty() && metrics.len() <= 100);
+        for metric in metrics {
+            let name = metric["Name"].as_str().expect("Name");
+            assert!(!name.is_empty() && name.chars().count() <= 1024);
+            if let Some(unit) = metric.get("Unit") {
+                assert!(UNITS.contains(&unit.as_str().unwrap()), "unit {unit}");
+            }
+            assert!(root[name].is_number(), "metric {name} is a number member");
+            names.push(name.to_owned());
+        }
+    }
+    names
+}

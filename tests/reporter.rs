@@ -1,0 +1,183 @@
+//! The metrics reporter against the emulator: EMF lines at the interval, line-atomic with the
+//! logs on one writer, one WARN per outage, recovery, and a clean stop.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Capture, assert_emf};
+use serde_json::Value;
+use tracing_aws_ecs::MetricsReporter;
+use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_subscriber::prelude::*;
+
+/// The reporter logs from its own thread, through the global subscriber: capture it.
+fn logs() -> &'static Capture {
+    static LOGS: OnceLock<Capture> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let capture = Capture::default();
+        let layer = tracing_aws_ecs::builder()
+            .with_writer(capture.clone())
+            .layer();
+        tracing_subscriber::registry().with(layer).init();
+        capture
+    })
+}
+
+fn emf_lines(out: &Capture) -> Vec<Value> {
+    out.lines()
+        .into_iter()
+        .filter(|l| l.get("_aws").is_some())
+        .collect()
+}
+
+/// Waits until `done` holds, up to 10 s (a bound on a hang, not a timing assertion).
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < until, "condition not reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn reports_at_the_interval_and_stops() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    let out = Capture::default();
+    let reporter = MetricsReporter::start(
+        emulator.client(),
+        Some(meta),
+        out.clone(),
+        Duration::from_millis(20),
+        "Test/NS",
+    )
+    .unwrap();
+    // Fargate: app + envoy + the task's record per sample.
+    wait_for(|| emf_lines(&out).len() >= 9);
+    reporter.stop();
+    let after_stop = emulator.requests(Route::TaskStats);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        emulator.requests(Route::TaskStats),
+        after_stop,
+        "no request after stop"
+    );
+
+    let lines = emf_lines(&out);
+    assert_eq!(lines.len() % 3, 0, "whole samples only");
+    for line in &lines {
+        assert_emf(line);
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Test/NS");
+        assert_eq!(line["ClusterName"], "prod-web");
+        assert_eq!(line["ServiceName"], "orders-api");
+    }
+    let app: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["ContainerName"] == "app")
+        .collect();
+    assert!((app[0]["CpuUtilization"].as_f64().unwrap() - 23.0).abs() < 1e-6);
+}
+
+#[test]
+fn one_warning_per_outage_then_recovery() {
+    let logs = logs();
+    let emulator = Emulator::start(Scenario::Ec2).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    let client = emulator.client().with_max_attempts(1);
+    let out = Capture::default();
+    let reporter = MetricsReporter::start(
+        client,
+        Some(meta),
+        out.clone(),
+        Duration::from_millis(10),
+        "Test/NS",
+    )
+    .unwrap();
+    wait_for(|| !emf_lines(&out).is_empty());
+
+    emulator.inject(Route::TaskStats, Fault::Status(500), ALWAYS);
+    let failed_from = emulator.requests(Route::TaskStats);
+    wait_for(|| emulator.requests(Route::TaskStats) >= failed_from + 4);
+    let during = emf_lines(&out).len();
+    emulator.clear_faults();
+    wait_for(|| emf_lines(&out).len() > during);
+    reporter.stop();
+
+    let notes: Vec<Value> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["target"] == "tracing_aws_ecs")
+        .collect();
+    let warnings: Vec<&Value> = notes.iter().filter(|l| l["level"] == "WARN").collect();
+    assert_eq!(warnings.len(), 1, "{notes:#?}");
+    assert!(warnings[0]["message"].as_str().unwrap().contains("500"));
+    assert!(
+        notes
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["message"].as_str().unwrap().contains("again"))
+    );
+    // EC2: the stopped `migrate` and the pause container have no record.
+    let lines = emf_lines(&out);
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["ContainerName"].as_str())
+        .collect();
+    assert!(names.iter().all(|n| *n == "worker"), "{names:?}");
+}
+
+#[test]
+fn lines_never_interleave_with_logs() {
+    let emulator = Emulator::start(Scenario::ManagedInstances).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(meta.clone())
+        .with_writer(out.clone())
+        .layer();
+    let reporter = MetricsReporter::start(
+        emulator.client(),
+        Some(meta),
+        out.clone(),
+        Duration::from_millis(1),
+        "Test/NS",
+    )
+    .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..2000 {
+            tracing::info!(i, "busy");
+        }
+    });
+    wait_for(|| emf_lines(&out).len() >= 4);
+    reporter.stop();
+    // Every line parses: none was cut by another.
+    let lines = out.lines();
+    assert_eq!(
+        lines.iter().filter(|l| l["message"] == "busy").count(),
+        2000
+    );
+    for line in lines.iter().filter(|l| l.get("_aws").is_some()) {
+        assert_emf(line);
+    }
+}
+
+#[test]
+fn dropping_stops_it() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let out = Capture::default();
+    {
+        let _reporter = MetricsReporter::start(
+            emulator.client(),
+            None,
+            out.clone(),
+            Duration::from_millis(5),
+            "Test/NS",
+        )
+        .unwrap();
+        wait_for(|| emulator.requests(Route::TaskStats) >= 2);
+    }
+    let after = emulator.requests(Route::TaskStats);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(emulator.requests(Route::TaskStats), after);
+}
