@@ -29,7 +29,7 @@
 //! The identity is rendered once, when the formatter is built; span fields once, when the
 //! span is created or recorded. Formatting an event copies those bytes and allocates nothing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,7 +47,13 @@ use crate::metadata::EcsMetadata;
 use crate::time::Civil;
 
 /// Keys the formatter writes itself.
-pub(crate) const BASE_KEYS: [&str; 4] = ["timestamp", "level", "target", "message"];
+pub(crate) const BASE_KEYS: [&str; 5] = ["timestamp", "level", "target", "message", "truncated"];
+
+/// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
+/// limit less the 26 bytes it counts for each event.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024 - 26;
+/// Marks a line whose string values were cut to fit.
+const TRUNCATED: &str = ",\"truncated\":true";
 /// The prefix of renamed keys.
 const RENAMED: &str = "fields.";
 
@@ -84,6 +90,8 @@ pub struct EcsFormat {
     reserved: Box<[&'static str]>,
     /// Their [`name_bit`]s, to clear most names without a comparison.
     reserved_mask: u64,
+    /// The longest line, newline excluded.
+    max_line: usize,
 }
 
 impl EcsFormat {
@@ -99,7 +107,18 @@ impl EcsFormat {
             identity: identity.into_boxed_str(),
             reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
             reserved: reserved.into_boxed_slice(),
+            max_line: DEFAULT_MAX_LINE_BYTES,
         }
+    }
+
+    /// The longest line to write, newline excluded (default [`DEFAULT_MAX_LINE_BYTES`]). A
+    /// longer line has its longest string values cut, at a character boundary, until it fits,
+    /// and carries `"truncated":true`. Keys, numbers and the ECS fields are never cut.
+    /// Docker splits lines longer than 16 KiB into several records: set 16,384 where the log
+    /// driver does not join them again.
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line = bytes;
+        self
     }
 
     /// Whether lines carry ECS fields.
@@ -133,15 +152,51 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        LINE.with(|buffer| {
+            let mut fresh = String::new();
+            let mut borrowed = buffer.try_borrow_mut();
+            // Formatting that logs (a `Debug` impl) re-enters: it gets a buffer of its own.
+            let out = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+            out.clear();
+            let now = SystemTime::now();
+            self.render(ctx, event, now, &mut Line::new(out, Strings::Whole))?;
+            if out.len() > self.max_line + 1 {
+                self.render_truncated(ctx, event, now, out)?;
+            }
+            writer.write_str(out)?;
+            // One huge event must not pin its size in memory for the thread's life.
+            if out.capacity() > 2 * (self.max_line + 1) {
+                out.clear();
+                out.shrink_to(self.max_line + 1);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl EcsFormat {
+    /// Writes the line for `event` into `line`.
+    fn render<S>(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        event: &Event<'_>,
+        now: SystemTime,
+        line: &mut Line<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let w = &mut writer;
-        write_prelude(w, *meta.level(), meta.target())?;
+        write_prelude(line.out, now, *meta.level(), meta.target())?;
 
         let names = EventNames::of(event);
         let mut visitor = EventVisitor {
             format: self,
-            writer: w,
+            line: &mut *line,
             names: &names,
             pass: Pass::Message,
             skip_log_fields: normalized.is_some(),
@@ -163,29 +218,204 @@ where
                 let stored = StoredFields::parse(&stored.fields);
                 let nearer = names.mask | inner_mask;
                 inner_mask |= stored.mask;
-                if !stored.maybe_reserved && stored.mask & nearer == 0 {
-                    w.write_str(stored.fragment)?;
+                let whole = matches!(line.strings, Strings::Whole);
+                if whole && !stored.maybe_reserved && stored.mask & nearer == 0 {
+                    line.out.push_str(stored.fragment);
                     continue;
                 }
-                // Maybe a clash: compare the names for real.
+                // Maybe a clash, or values to measure or cut: field by field.
                 let hidden = |key: &str| names.contains(key) || inner_span_has(ctx, depth, key);
                 for (key, value) in stored.entries() {
                     if hidden(key) {
                         continue;
                     }
-                    w.write_str(",\"")?;
+                    line.out.push_str(",\"");
                     if self.is_reserved(key) {
-                        w.write_str(RENAMED)?;
+                        line.out.push_str(RENAMED);
                     }
-                    w.write_str(key)?;
-                    w.write_str("\":")?;
-                    w.write_str(value)?;
+                    line.out.push_str(key);
+                    line.out.push_str("\":");
+                    line.stored_value(value);
                 }
             }
         }
 
-        w.write_str(&self.identity)?;
-        w.write_str("}\n")
+        if line.cut {
+            line.out.push_str(TRUNCATED);
+        }
+        line.out.push_str(&self.identity);
+        line.out.push_str("}\n");
+        Ok(())
+    }
+
+    /// Renders again with every string value cut to the length that makes the line fit:
+    /// first measuring the values, then sharing the room left among them, longest cut first.
+    fn render_truncated<S>(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        event: &Event<'_>,
+        now: SystemTime,
+        out: &mut String,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut lengths = Vec::new();
+        out.clear();
+        self.render(
+            ctx,
+            event,
+            now,
+            &mut Line::new(out, Strings::Measure(&mut lengths)),
+        )?;
+        let values: usize = lengths.iter().sum();
+        let fixed = out.len() - values + TRUNCATED.len();
+        let cap = share(&mut lengths, (self.max_line + 1).saturating_sub(fixed));
+        out.clear();
+        self.render(ctx, event, now, &mut Line::new(out, Strings::Capped(cap)))
+    }
+}
+
+/// The largest cap such that the values, each cut to it, fit in `room` bytes together.
+fn share(lengths: &mut [usize], mut room: usize) -> usize {
+    lengths.sort_unstable();
+    let count = lengths.len();
+    for (i, &length) in lengths.iter().enumerate() {
+        let left = count - i;
+        if length.saturating_mul(left) <= room {
+            room -= length;
+        } else {
+            return room / left;
+        }
+    }
+    usize::MAX
+}
+
+/// How string values are written in one rendering of a line.
+enum Strings<'a> {
+    /// As they are.
+    Whole,
+    /// As they are, noting each one's escaped length.
+    Measure(&'a mut Vec<usize>),
+    /// Cut to this many escaped bytes.
+    Capped(usize),
+}
+
+/// A line being rendered.
+struct Line<'a> {
+    out: &'a mut String,
+    strings: Strings<'a>,
+    /// Whether a value was cut.
+    cut: bool,
+}
+
+impl<'a> Line<'a> {
+    fn new(out: &'a mut String, strings: Strings<'a>) -> Self {
+        Line {
+            out,
+            strings,
+            cut: false,
+        }
+    }
+
+    /// A JSON string of what `content` writes, escaped, and cut if this rendering cuts.
+    fn string(&mut self, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) -> fmt::Result {
+        let remaining = match self.strings {
+            Strings::Capped(cap) => cap,
+            _ => usize::MAX,
+        };
+        self.out.push('"');
+        let mut value = StringValue {
+            out: self.out,
+            remaining,
+            written: 0,
+            cut: false,
+        };
+        content(&mut value)?;
+        let (written, cut) = (value.written, value.cut);
+        self.out.push('"');
+        if let Strings::Measure(lengths) = &mut self.strings {
+            lengths.push(written);
+        }
+        self.cut |= cut;
+        Ok(())
+    }
+
+    /// A span's stored JSON value, measured or cut as a string value would be.
+    fn stored_value(&mut self, value: &str) {
+        let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+        match (&mut self.strings, inner) {
+            (Strings::Capped(cap), Some(inner)) => {
+                let kept = cut_escaped(inner, *cap);
+                self.cut |= kept.len() < inner.len();
+                self.out.push('"');
+                self.out.push_str(kept);
+                self.out.push('"');
+            }
+            (Strings::Measure(lengths), Some(inner)) => {
+                lengths.push(inner.len());
+                self.out.push_str(value);
+            }
+            _ => self.out.push_str(value),
+        }
+    }
+}
+
+/// The longest prefix of escaped JSON text within `cap` bytes that splits neither an escape
+/// sequence nor a character.
+fn cut_escaped(escaped: &str, cap: usize) -> &str {
+    let bytes = escaped.as_bytes();
+    let mut end = 0;
+    while end < bytes.len() {
+        let step = match bytes[end] {
+            b'\\' if bytes.get(end + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            b if b < 0x80 => 1,
+            b if b < 0xe0 => 2,
+            b if b < 0xf0 => 3,
+            _ => 4,
+        };
+        if end + step > cap || end + step > bytes.len() {
+            break;
+        }
+        end += step;
+    }
+    &escaped[..end]
+}
+
+/// Escapes what is written into it onto the line, up to `remaining` escaped bytes; a cut
+/// falls between characters and never inside an escape sequence.
+struct StringValue<'a> {
+    out: &'a mut String,
+    remaining: usize,
+    written: usize,
+    cut: bool,
+}
+
+impl fmt::Write for StringValue<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        escape_pieces(s, |piece, raw| {
+            if piece.len() <= self.remaining {
+                self.out.push_str(piece);
+                self.remaining -= piece.len();
+                self.written += piece.len();
+            } else {
+                if raw {
+                    let mut end = self.remaining;
+                    while !piece.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    self.out.push_str(&piece[..end]);
+                    self.written += end;
+                }
+                self.remaining = 0;
+                self.cut = true;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -212,9 +442,14 @@ where
 }
 
 /// `{"timestamp":"…","level":"…","target":"…"`.
-fn write_prelude(w: &mut impl fmt::Write, level: Level, target: &str) -> fmt::Result {
+fn write_prelude(
+    w: &mut impl fmt::Write,
+    now: SystemTime,
+    level: Level,
+    target: &str,
+) -> fmt::Result {
     w.write_str("{\"timestamp\":\"")?;
-    write_timestamp(w, SystemTime::now())?;
+    write_timestamp(w, now)?;
     w.write_str("\",\"level\":\"")?;
     w.write_str(level.as_str())?;
     w.write_str("\",\"target\":")?;
@@ -297,16 +532,16 @@ impl<'a> EventNames<'a> {
     }
 }
 
-struct EventVisitor<'a, W> {
+struct EventVisitor<'a, 'l> {
     format: &'a EcsFormat,
-    writer: &'a mut W,
+    line: &'a mut Line<'l>,
     names: &'a EventNames<'a>,
     pass: Pass,
     skip_log_fields: bool,
     result: fmt::Result,
 }
 
-impl<W: fmt::Write> EventVisitor<'_, W> {
+impl EventVisitor<'_, '_> {
     /// Writes the key of `field` if this pass writes it; `false` to skip the field.
     fn key(&mut self, field: &Field) -> bool {
         if self.result.is_err() {
@@ -322,71 +557,61 @@ impl<W: fmt::Write> EventVisitor<'_, W> {
             return false;
         }
         self.result = if is_message {
-            self.writer.write_str(",\"message\":")
+            self.line.out.write_str(",\"message\":")
         } else {
-            self.format.write_key(self.writer, name)
+            self.format.write_key(self.line.out, name)
         };
         self.result.is_ok()
     }
 
-    fn value(&mut self, write: impl FnOnce(&mut W) -> fmt::Result) {
-        self.result = write(self.writer);
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+        if self.key(field) {
+            self.result = write(self.line.out);
+        }
+    }
+
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
+        if self.key(field) {
+            self.result = self.line.string(content);
+        }
     }
 }
 
-impl<W: fmt::Write> Visit for EventVisitor<'_, W> {
+impl Visit for EventVisitor<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.key(field) {
-            self.value(|w| write_debug_str(w, value));
-        }
+        self.string(field, |w| write!(w, "{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.key(field) {
-            self.value(|w| write_json_str(w, value));
-        }
+        self.string(field, |w| w.write_str(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.key(field) {
-            self.value(|w| write!(w, "{value}"));
-        }
+        self.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.key(field) {
-            self.value(|w| write!(w, "{value}"));
-        }
+        self.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        if self.key(field) {
-            self.value(|w| write!(w, "{value}"));
-        }
+        self.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        if self.key(field) {
-            self.value(|w| write!(w, "{value}"));
-        }
+        self.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.key(field) {
-            self.value(|w| write_f64(w, value));
-        }
+        self.plain(field, |w| write_f64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.key(field) {
-            self.value(|w| w.write_str(if value { "true" } else { "false" }));
-        }
+        self.plain(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.key(field) {
-            self.value(|w| write_error(w, value));
-        }
+        self.string(field, |w| write_error_chain(w, value));
     }
 }
 
@@ -518,7 +743,9 @@ impl SpanVisitor {
 
 impl Visit for SpanVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| write_debug_str(w, value));
+        self.field(field, |w| {
+            Line::new(w, Strings::Whole).string(|v| write!(v, "{value:?}"))
+        });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -550,7 +777,9 @@ impl Visit for SpanVisitor {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| write_error(w, value));
+        self.field(field, |w| {
+            Line::new(w, Strings::Whole).string(|v| write_error_chain(v, value))
+        });
     }
 }
 
@@ -563,23 +792,18 @@ fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
     }
 }
 
-fn write_debug_str(w: &mut impl fmt::Write, value: &dyn fmt::Debug) -> fmt::Result {
-    w.write_char('"')?;
-    write!(Escaper(w), "{value:?}")?;
-    w.write_char('"')
-}
-
 /// The error's message, then each `source()`'s, separated by `": "`.
-fn write_error(w: &mut impl fmt::Write, error: &(dyn std::error::Error + 'static)) -> fmt::Result {
-    w.write_char('"')?;
-    write!(Escaper(w), "{error}")?;
+fn write_error_chain(
+    w: &mut impl fmt::Write,
+    error: &(dyn std::error::Error + 'static),
+) -> fmt::Result {
+    write!(w, "{error}")?;
     let mut source = error.source();
     while let Some(cause) = source {
-        w.write_str(": ")?;
-        write!(Escaper(w), "{cause}")?;
+        write!(w, ": {cause}")?;
         source = cause.source();
     }
-    w.write_char('"')
+    Ok(())
 }
 
 /// A quoted, escaped JSON string.
@@ -587,15 +811,6 @@ pub(crate) fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
     w.write_char('"')?;
     write_escaped(w, s)?;
     w.write_char('"')
-}
-
-/// Escapes as it writes: for `Debug` and `Display` output, without a buffer.
-struct Escaper<'a, W>(&'a mut W);
-
-impl<W: fmt::Write> fmt::Write for Escaper<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        write_escaped(self.0, s)
-    }
 }
 
 /// Which bytes need escaping: `"`, `\`, control characters, and 0xE2, which starts U+2028
@@ -616,6 +831,13 @@ const NEEDS_ESCAPE: [bool; 256] = {
 
 /// The JSON escaping of `s`, without quotes.
 pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
+    escape_pieces(s, |piece, _| w.write_str(piece))
+}
+
+/// Hands `s` to `emit` as escaped pieces: runs of characters that need no escaping
+/// (`raw` true) and single escape sequences (`raw` false).
+fn escape_pieces(s: &str, mut emit: impl FnMut(&str, bool) -> fmt::Result) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -625,6 +847,7 @@ pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt:
             i += 1;
             continue;
         }
+        let control;
         let (escape, len): (&str, usize) = match b {
             b'"' => ("\\\"", 1),
             b'\\' => ("\\\\", 1),
@@ -643,20 +866,30 @@ pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt:
                 i += 1;
                 continue;
             }
-            control => {
-                w.write_str(&s[start..i])?;
-                write!(w, "\\u{:04x}", control)?;
-                i += 1;
-                start = i;
-                continue;
+            other => {
+                control = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(other >> 4)],
+                    HEX[usize::from(other & 0xf)],
+                ];
+                // Only ASCII was put in it.
+                (std::str::from_utf8(&control).map_err(|_| fmt::Error)?, 1)
             }
         };
-        w.write_str(&s[start..i])?;
-        w.write_str(escape)?;
+        if start < i {
+            emit(&s[start..i], true)?;
+        }
+        emit(escape, false)?;
         i += len;
         start = i;
     }
-    w.write_str(&s[start..])
+    if start < bytes.len() {
+        emit(&s[start..], true)?;
+    }
+    Ok(())
 }
 
 /// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits

@@ -89,6 +89,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     default_level: Level,
     metrics_every: Option<Duration>,
     metrics_namespace: String,
+    max_line_bytes: usize,
 }
 
 impl Default for Builder {
@@ -102,6 +103,7 @@ impl Default for Builder {
             default_level: Level::INFO,
             metrics_every: None,
             metrics_namespace: crate::emf::DEFAULT_NAMESPACE.to_owned(),
+            max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
         }
     }
 }
@@ -136,6 +138,7 @@ impl<W> Builder<W> {
             default_level: self.default_level,
             metrics_every: self.metrics_every,
             metrics_namespace: self.metrics_namespace,
+            max_line_bytes: self.max_line_bytes,
         }
     }
 
@@ -157,6 +160,14 @@ impl<W> Builder<W> {
     /// endpoint comes from the environment); [`stop_metrics`](crate::stop_metrics) stops it.
     pub fn with_metrics_every(mut self, interval: Duration) -> Self {
         self.metrics_every = Some(interval);
+        self
+    }
+
+    /// The longest line, newline excluded (default 262,118: CloudWatch's 256 KiB event limit
+    /// less its 26-byte overhead). Longer lines have their longest string values cut to fit
+    /// and carry `"truncated":true`; see [`EcsFormat::with_max_line_bytes`].
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes;
         self
     }
 
@@ -198,10 +209,15 @@ impl<W> Builder<W> {
                 }
             }
         }
+        let format = EcsFormat::new(metadata.as_ref(), self.scheme, self.extra)
+            .with_max_line_bytes(self.max_line_bytes);
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            // A failing writer (stdout closed) loses its lines; a note on stderr for each
+            // one would only add to the trouble.
+            .log_internal_errors(false)
             .fmt_fields(JsonFields::default())
-            .event_format(EcsFormat::new(metadata.as_ref(), self.scheme, self.extra))
+            .event_format(format)
             .with_writer(writer)
     }
 
