@@ -261,3 +261,228 @@ fn builder_reports_metrics_on_the_same_writer() {
         .unwrap();
     assert!(lines[stopped..].iter().all(|l| l.get("_aws").is_none()));
 }
+
+/// How a row's lines must look.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lines {
+    /// Every line has the ECS fields, from container and task.
+    Enriched,
+    /// Every line has the ECS fields the container payload gives (no task).
+    Partial,
+    /// No line has ECS fields.
+    Plain,
+}
+
+/// The fault matrix of TESTING.md: every endpoint fault × what `init` does. Each row runs
+/// the service child against the emulator with the fault, with the default 2 s deadline, and
+/// checks the lines, the one note, and that `init` returned within the deadline plus a wide
+/// margin (process start-up included).
+/// One row of the matrix: a fault on a route for some requests (or an environment of its
+/// own), and what must follow.
+struct Row {
+    name: &'static str,
+    fault: Option<(Route, Fault, usize)>,
+    env: fn(&Emulator) -> Vec<(&'static str, String)>,
+    lines: Lines,
+    note: Option<&'static str>,
+}
+
+fn v4(e: &Emulator) -> Vec<(&'static str, String)> {
+    vec![("ECS_CONTAINER_METADATA_URI_V4", e.base_url())]
+}
+
+fn row(
+    name: &'static str,
+    fault: Option<(Route, Fault, usize)>,
+    lines: Lines,
+    note: Option<&'static str>,
+) -> Row {
+    Row {
+        name,
+        fault,
+        env: v4,
+        lines,
+        note,
+    }
+}
+
+/// The fault matrix of TESTING.md: every endpoint fault × what `init` does. Each row runs
+/// the service child against the emulator with the fault, with the default 2 s deadline, and
+/// checks the lines, the one note, and that `init` returned within the deadline plus a wide
+/// margin (process start-up included).
+#[test]
+fn fault_matrix() {
+    let stall = std::time::Duration::from_secs(60);
+    let rows = [
+        Row {
+            name: "refused",
+            fault: None,
+            env: |_| {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                vec![(
+                    "ECS_CONTAINER_METADATA_URI_V4",
+                    format!("http://127.0.0.1:{port}/v4/x"),
+                )]
+            },
+            lines: Lines::Plain,
+            note: Some("Connection refused"),
+        },
+        row(
+            "stall before headers",
+            Some((Route::Any, Fault::StallBeforeHeaders(stall), ALWAYS)),
+            Lines::Plain,
+            Some("timed out"),
+        ),
+        row(
+            "stall mid-body",
+            Some((Route::Any, Fault::StallMidBody(stall), ALWAYS)),
+            Lines::Plain,
+            Some("timed out"),
+        ),
+        row(
+            "truncated body",
+            Some((Route::Any, Fault::TruncatedBody, ALWAYS)),
+            Lines::Plain,
+            Some("GET http://"),
+        ),
+        row(
+            "non-JSON body",
+            Some((Route::Container, Fault::NotJson, ALWAYS)),
+            Lines::Plain,
+            Some("not JSON"),
+        ),
+        row(
+            "wrong types",
+            Some((
+                Route::Container,
+                Fault::Body(r#"{"Name": 7, "Image": ["x"], "Labels": "y"}"#.into()),
+                ALWAYS,
+            )),
+            Lines::Enriched,
+            None,
+        ),
+        row(
+            "32 MiB body",
+            Some((Route::Container, Fault::Oversized(32 << 20), ALWAYS)),
+            Lines::Plain,
+            Some("1048576-byte limit"),
+        ),
+        row(
+            "404",
+            Some((Route::Container, Fault::Status(404), ALWAYS)),
+            Lines::Plain,
+            Some("404"),
+        ),
+        row(
+            "500 then success",
+            Some((Route::Any, Fault::Status(500), 2)),
+            Lines::Enriched,
+            None,
+        ),
+        row(
+            "429 then success",
+            Some((Route::Any, Fault::Status(429), 1)),
+            Lines::Enriched,
+            None,
+        ),
+        row(
+            "/task failing, container answering",
+            Some((Route::Task, Fault::Status(500), ALWAYS)),
+            Lines::Partial,
+            Some("task metadata unavailable"),
+        ),
+        Row {
+            name: "v4 malformed, v3 valid",
+            fault: None,
+            env: |e| {
+                vec![
+                    ("ECS_CONTAINER_METADATA_URI_V4", "169.254.170.2/v4/x".into()),
+                    (
+                        "ECS_CONTAINER_METADATA_URI",
+                        e.url(tracing_aws_ecs::ApiVersion::V3),
+                    ),
+                ]
+            },
+            lines: Lines::Enriched,
+            note: Some("is malformed"),
+        },
+        Row {
+            name: "HTTP_PROXY at a dead port",
+            fault: None,
+            env: |e| {
+                let dead = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap();
+                vec![
+                    ("ECS_CONTAINER_METADATA_URI_V4", e.base_url()),
+                    ("HTTP_PROXY", format!("http://{dead}")),
+                    ("http_proxy", format!("http://{dead}")),
+                ]
+            },
+            lines: Lines::Enriched,
+            note: None,
+        },
+    ];
+
+    println!("| fault | lines | note | child run |");
+    for row in rows {
+        let name = row.name;
+        let emulator = Emulator::start(Scenario::Fargate).unwrap();
+        if let Some((route, fault, times)) = row.fault {
+            emulator.inject(route, fault, times);
+        }
+        let env = (row.env)(&emulator);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let started = std::time::Instant::now();
+        let lines = run_child("service", None, &env);
+        let took = started.elapsed();
+        // The deadline is 2 s; a child process starting and a loaded machine get 8 s more.
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{name}: {took:?}"
+        );
+
+        let service: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["target"] != "tracing_aws_ecs")
+            .collect();
+        assert_eq!(service.len(), 3, "{name}: {lines:#?}");
+        for line in &service {
+            match row.lines {
+                Lines::Plain => assert!(line.get("ecs").is_none(), "{name}: {line}"),
+                Lines::Enriched | Lines::Partial => {
+                    assert!(line["ecs"]["cluster"].is_string(), "{name}: {line}")
+                }
+            }
+        }
+        let notes: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["target"] == "tracing_aws_ecs")
+            .collect();
+        match row.note {
+            Some(text) => {
+                assert_eq!(notes.len(), 1, "{name}: one note, not {notes:#?}");
+                assert_eq!(notes[0]["level"], "WARN", "{name}");
+                assert!(
+                    notes[0]["message"].as_str().unwrap().contains(text),
+                    "{name}: {}",
+                    notes[0]["message"]
+                );
+            }
+            None => assert!(notes.is_empty(), "{name}: {notes:#?}"),
+        }
+        let note = notes.first().map_or("none".into(), |n| {
+            format!("WARN: {}", n["message"].as_str().unwrap())
+        });
+        println!(
+            "| {name} | {:?} | {note} | {} ms |",
+            row.lines,
+            took.as_millis()
+        );
+    }
+}
