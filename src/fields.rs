@@ -262,19 +262,41 @@ impl FieldScheme {
         }
     }
 
+    /// The known values this scheme writes with `extra`, by key.
+    pub(crate) fn values(
+        self,
+        meta: &EcsMetadata,
+        extra: ExtraFields,
+    ) -> Vec<(&'static str, DatumValue<'_>)> {
+        self.entries(extra)
+            .into_iter()
+            .filter_map(|(key, datum)| Some((key, datum_value(meta, datum)?)))
+            .collect()
+    }
+
     /// The identity as a JSON fragment to append to each line: `,"ecs":{…}` or `,"k":v,…`,
     /// or nothing when no value is known. Unknown values are omitted, never written empty.
     pub(crate) fn render(self, meta: &EcsMetadata, extra: ExtraFields) -> String {
         let mut body = String::new();
-        for (key, datum) in self.entries(extra) {
-            let start = body.len();
+        for (key, value) in self.values(meta, extra) {
             body.push(',');
             // Writing to a String cannot fail.
             let _ = write_json_str(&mut body, key);
             body.push(':');
-            if write_datum(&mut body, meta, datum).is_err() {
-                body.truncate(start);
-            }
+            let _ = match value {
+                DatumValue::Text(text) => write_json_str(&mut body, &text),
+                DatumValue::List(items) => {
+                    body.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            body.push(',');
+                        }
+                        let _ = write_json_str(&mut body, item);
+                    }
+                    body.push(']');
+                    Ok(())
+                }
+            };
         }
         match self {
             _ if body.is_empty() => body,
@@ -284,42 +306,48 @@ impl FieldScheme {
     }
 }
 
-/// Writes a datum's JSON value; `Err` when it is unknown (the caller drops the key).
-fn write_datum(out: &mut String, meta: &EcsMetadata, datum: Datum) -> fmt::Result {
-    fn text(s: Option<&str>) -> Result<&str, fmt::Error> {
-        s.filter(|s| !s.is_empty()).ok_or(fmt::Error)
+/// A datum's value: text, or a list of texts (`container.image.tags`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DatumValue<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    List(Vec<&'a str>),
+}
+
+/// A datum's value; `None` when it is unknown.
+fn datum_value(meta: &EcsMetadata, datum: Datum) -> Option<DatumValue<'_>> {
+    fn known(s: Option<&str>) -> Option<&str> {
+        s.filter(|s| !s.is_empty())
     }
-    let value: String = match datum {
-        Datum::ClusterName => text(meta.cluster_name())?.into(),
-        Datum::ClusterArn => text(meta.cluster_arn())?.into(),
-        Datum::TaskArn => text(meta.task_arn())?.into(),
-        Datum::TaskId => text(meta.task_id())?.into(),
-        Datum::Family => text(meta.family())?.into(),
-        Datum::Revision => text(meta.revision())?.into(),
-        Datum::TaskDefinition => format!("{}:{}", text(meta.family())?, text(meta.revision())?),
-        Datum::ContainerName => text(meta.container_name())?.into(),
-        Datum::ContainerId => text(meta.container_id())?.into(),
-        Datum::Image => text(meta.image())?.into(),
-        Datum::ImageName => text(split_image(text(meta.image())?).0)?.into(),
-        Datum::ImageTags => {
-            let tag = text(split_image(text(meta.image())?).1)?;
-            out.push('[');
-            write_json_str(out, tag)?;
-            out.push(']');
-            return Ok(());
-        }
-        Datum::Region => text(meta.region())?.into(),
-        Datum::AccountId => text(meta.account_id())?.into(),
-        Datum::AvailabilityZone => text(meta.availability_zone())?.into(),
-        Datum::LaunchType => text(meta.launch_type().map(|l| l.as_str()))?.into(),
-        Datum::LaunchTypeLowercase => {
-            text(meta.launch_type().map(|l| l.as_str()))?.to_ascii_lowercase()
-        }
-        Datum::ServiceName => text(meta.service_name())?.into(),
-        Datum::CloudProvider => "aws".into(),
-        Datum::CloudPlatform => "aws_ecs".into(),
-    };
-    write_json_str(out, &value)
+    fn text(s: Option<&str>) -> Option<DatumValue<'_>> {
+        known(s).map(|s| DatumValue::Text(s.into()))
+    }
+    match datum {
+        Datum::ClusterName => text(meta.cluster_name()),
+        Datum::ClusterArn => text(meta.cluster_arn()),
+        Datum::TaskArn => text(meta.task_arn()),
+        Datum::TaskId => text(meta.task_id()),
+        Datum::Family => text(meta.family()),
+        Datum::Revision => text(meta.revision()),
+        Datum::TaskDefinition => Some(DatumValue::Text(
+            format!("{}:{}", known(meta.family())?, known(meta.revision())?).into(),
+        )),
+        Datum::ContainerName => text(meta.container_name()),
+        Datum::ContainerId => text(meta.container_id()),
+        Datum::Image => text(meta.image()),
+        Datum::ImageName => text(split_image(known(meta.image())?).0),
+        Datum::ImageTags => Some(DatumValue::List(vec![known(
+            split_image(known(meta.image())?).1,
+        )?])),
+        Datum::Region => text(meta.region()),
+        Datum::AccountId => text(meta.account_id()),
+        Datum::AvailabilityZone => text(meta.availability_zone()),
+        Datum::LaunchType => text(meta.launch_type().map(|l| l.as_str())),
+        Datum::LaunchTypeLowercase => known(meta.launch_type().map(|l| l.as_str()))
+            .map(|l| DatumValue::Text(l.to_ascii_lowercase().into())),
+        Datum::ServiceName => text(meta.service_name()),
+        Datum::CloudProvider => Some(DatumValue::Text("aws".into())),
+        Datum::CloudPlatform => Some(DatumValue::Text("aws_ecs".into())),
+    }
 }
 
 /// `registry:5000/team/app:1.2@sha256:…` → (`registry:5000/team/app`, `Some("1.2")`).

@@ -31,7 +31,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::dispatcher::WeakDispatch;
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
@@ -47,7 +50,20 @@ use crate::metadata::EcsMetadata;
 use crate::time::Civil;
 
 /// Keys the formatter writes itself.
-pub(crate) const BASE_KEYS: [&str; 5] = ["timestamp", "level", "target", "message", "truncated"];
+#[cfg(not(feature = "opentelemetry"))]
+pub(crate) const BASE_KEYS: &[&str] = &["timestamp", "level", "target", "message", "truncated"];
+/// With trace correlation on, the trace keys are the formatter's too.
+#[cfg(feature = "opentelemetry")]
+pub(crate) const BASE_KEYS: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "message",
+    "truncated",
+    "trace_id",
+    "span_id",
+    "xray_trace_id",
+];
 
 /// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
 /// limit less the 26 bytes it counts for each event.
@@ -92,6 +108,9 @@ pub struct EcsFormat {
     reserved_mask: u64,
     /// The longest line, newline excluded.
     max_line: usize,
+    /// The subscriber the layer joined, for the trace context of spans.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    dispatch: Option<Arc<OnceLock<WeakDispatch>>>,
 }
 
 impl EcsFormat {
@@ -108,7 +127,14 @@ impl EcsFormat {
             reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
             reserved: reserved.into_boxed_slice(),
             max_line: DEFAULT_MAX_LINE_BYTES,
+            dispatch: None,
         }
+    }
+
+    /// Where the layer puts the subscriber it joins (see [`crate::EcsLayer`]).
+    pub(crate) fn with_dispatch(mut self, dispatch: Arc<OnceLock<WeakDispatch>>) -> Self {
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// The longest line to write, newline excluded (default [`DEFAULT_MAX_LINE_BYTES`]). A
@@ -203,6 +229,8 @@ impl EcsFormat {
             result: Ok(()),
         };
         event.record(&mut visitor);
+        #[cfg(feature = "opentelemetry")]
+        self.write_trace_ids(ctx, visitor.line.out);
         visitor.pass = Pass::Fields;
         event.record(&mut visitor);
         visitor.result?;
@@ -273,6 +301,28 @@ impl EcsFormat {
         let cap = share(&mut lengths, (self.max_line + 1).saturating_sub(fixed));
         out.clear();
         self.render(ctx, event, now, &mut Line::new(out, Strings::Capped(cap)))
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+impl EcsFormat {
+    /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it.
+    fn write_trace_ids<S>(&self, ctx: &FmtContext<'_, S, JsonFields>, out: &mut String)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(dispatch) = self.dispatch.as_ref().and_then(|d| d.get()) else {
+            return;
+        };
+        // The span's id, its registry guard dropped: the lookup locks the span's extensions.
+        let Some(id) = ctx
+            .event_scope()
+            .and_then(|mut scope| scope.next())
+            .map(|span| span.id())
+        else {
+            return;
+        };
+        crate::otel::write_trace_ids(out, &id, dispatch);
     }
 }
 

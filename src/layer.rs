@@ -5,9 +5,14 @@ use std::io;
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
-use tracing::Level;
+use std::sync::OnceLock;
+
+use tracing::dispatcher::WeakDispatch;
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::TryInitError;
@@ -20,9 +25,78 @@ use crate::reporter::MetricsReporter;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
 /// `fmt` layer with the [`EcsFormat`] event formatter and [`JsonFields`] span fields, so
-/// writers, filters and the per-thread line buffer work as they do for `fmt`.
-pub type EcsLayer<S, W = fn() -> io::Stdout> =
-    tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>;
+/// writers, filters and the per-thread line buffer work as they do for `fmt`. It also keeps
+/// a handle on the subscriber it joins, through which the `opentelemetry` feature reads the
+/// trace context of spans.
+pub struct EcsLayer<S, W = fn() -> io::Stdout> {
+    inner: tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>,
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl<S, W> fmt::Debug for EcsLayer<S, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcsLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S, W> Layer<S> for EcsLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+        self.inner.on_register_dispatch(dispatch);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.inner.on_layer(subscriber);
+    }
+
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        self.inner.register_callsite(metadata)
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.inner.enabled(metadata, ctx)
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.inner.on_record(id, values, ctx);
+    }
+
+    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_follows_from(id, follows, ctx);
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, ctx)
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.inner.on_event(event, ctx);
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.inner.on_close(id, ctx);
+    }
+
+    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
+        self.inner.on_id_change(old, new, ctx);
+    }
+}
 
 /// The writer given to the builder, shared by the layer and the metrics reporter so that
 /// log lines and metric lines go to the same place, each in one write.
@@ -209,16 +283,19 @@ impl<W> Builder<W> {
                 }
             }
         }
+        let dispatch = Arc::new(OnceLock::new());
         let format = EcsFormat::new(metadata.as_ref(), self.scheme, self.extra)
-            .with_max_line_bytes(self.max_line_bytes);
-        tracing_subscriber::fmt::layer()
+            .with_max_line_bytes(self.max_line_bytes)
+            .with_dispatch(Arc::clone(&dispatch));
+        let inner = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             // A failing writer (stdout closed) loses its lines; a note on stderr for each
             // one would only add to the trouble.
             .log_internal_errors(false)
             .fmt_fields(JsonFields::default())
             .event_format(format)
-            .with_writer(writer)
+            .with_writer(writer);
+        EcsLayer { inner, dispatch }
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level

@@ -31,6 +31,9 @@ mod fields;
 pub mod format;
 mod layer;
 pub mod metadata;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+mod otel;
 mod reporter;
 pub mod stats;
 mod time;

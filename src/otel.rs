@@ -1,0 +1,156 @@
+//! OpenTelemetry (feature `opentelemetry`): the task as a resource, and trace ids on lines.
+
+use std::fmt::{self, Write as _};
+
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_sdk::Resource;
+use tracing::dispatcher::WeakDispatch;
+
+use crate::fields::{DatumValue, ExtraFields, FieldScheme};
+use crate::metadata::{Arn, EcsMetadata};
+
+impl EcsMetadata {
+    /// The resource of this task, with the semantic-convention attributes the
+    /// [`FieldScheme::OpenTelemetry`] scheme writes (`cloud.*`, `aws.ecs.*`, `container.*`),
+    /// `aws.ecs.container.arn`, and, when the container logs through the awslogs driver,
+    /// `aws.log.group.names`, `aws.log.group.arns` and `aws.log.stream.names`. Built from this
+    /// metadata: no request.
+    ///
+    /// ```
+    /// # use tracing_aws_ecs::EcsMetadata;
+    /// use opentelemetry::Key;
+    ///
+    /// let meta = EcsMetadata::from_json(r#"{"Name": "app", "Labels": {
+    ///     "com.amazonaws.ecs.task-arn": "arn:aws:ecs:us-east-1:123456789012:task/prod/abc"}}"#, None)?;
+    /// let resource = meta.to_resource();
+    /// assert_eq!(resource.get(&Key::new("cloud.region")).unwrap().as_str(), "us-east-1");
+    /// assert_eq!(resource.get(&Key::new("container.name")).unwrap().as_str(), "app");
+    /// # Ok::<(), tracing_aws_ecs::Error>(())
+    /// ```
+    pub fn to_resource(&self) -> Resource {
+        Resource::builder_empty()
+            .with_attributes(self.resource_attributes())
+            .build()
+    }
+
+    /// The attributes of [`to_resource`](Self::to_resource), for a resource of your own.
+    pub fn resource_attributes(&self) -> Vec<KeyValue> {
+        let mut attributes: Vec<KeyValue> = FieldScheme::OpenTelemetry
+            .values(self, ExtraFields::ALL)
+            .into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    DatumValue::Text(text) => Value::from(text.into_owned()),
+                    DatumValue::List(items) => Value::Array(Array::String(
+                        items
+                            .into_iter()
+                            .map(|i| StringValue::from(i.to_owned()))
+                            .collect(),
+                    )),
+                };
+                KeyValue::new(key, value)
+            })
+            .collect();
+        let container = self.container();
+        if let Some(arn) = container.container_arn.as_deref().filter(|a| !a.is_empty()) {
+            attributes.push(KeyValue::new("aws.ecs.container.arn", arn.to_owned()));
+        }
+        let awslogs = container
+            .log_driver
+            .as_deref()
+            .is_none_or(|d| d == "awslogs");
+        let list =
+            |item: &str| Value::Array(Array::String(vec![StringValue::from(item.to_owned())]));
+        if let (true, Some(group)) = (awslogs, self.log_group()) {
+            attributes.push(KeyValue::new("aws.log.group.names", list(group)));
+            // The group's own region may differ from the task's.
+            let region = container
+                .log_options
+                .get("awslogs-region")
+                .map(String::as_str)
+                .or(self.region());
+            let task_arn = self.task_arn().and_then(|a| Arn::parse(a).ok());
+            if let (Some(region), Some(arn)) = (region, task_arn) {
+                let group_arn = format!(
+                    "arn:{}:logs:{region}:{}:log-group:{group}:*",
+                    arn.partition, arn.account_id
+                );
+                attributes.push(KeyValue::new("aws.log.group.arns", list(&group_arn)));
+            }
+        }
+        if let (true, Some(stream)) = (awslogs, self.log_stream()) {
+            attributes.push(KeyValue::new("aws.log.stream.names", list(stream)));
+        }
+        attributes
+    }
+}
+
+/// `,"trace_id":"…","span_id":"…","xray_trace_id":"1-…-…"` for the span `id`, when a
+/// `tracing-opentelemetry` layer traces it; nothing otherwise.
+pub(crate) fn write_trace_ids(out: &mut String, id: &tracing::span::Id, dispatch: &WeakDispatch) {
+    let Some(dispatch) = dispatch.upgrade() else {
+        return;
+    };
+    let Some(cx) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
+        return;
+    };
+    let span = cx.span();
+    let context: &SpanContext = span.span_context();
+    if !context.is_valid() {
+        return;
+    }
+    let mut trace = Hex::<32>::default();
+    let mut span_id = Hex::<16>::default();
+    // Both write exactly as many hex digits as they hold.
+    let _ = write!(trace, "{}", context.trace_id());
+    let _ = write!(span_id, "{}", context.span_id());
+    let (Some(trace), Some(span_id)) = (trace.as_str(), span_id.as_str()) else {
+        return;
+    };
+    out.push_str(",\"trace_id\":\"");
+    out.push_str(trace);
+    out.push_str("\",\"span_id\":\"");
+    out.push_str(span_id);
+    // X-Ray's form of a W3C trace id: version 1, the first 8 digits, the other 24.
+    out.push_str("\",\"xray_trace_id\":\"1-");
+    out.push_str(&trace[..8]);
+    out.push('-');
+    out.push_str(&trace[8..]);
+    out.push('"');
+}
+
+/// A fixed-size buffer for hex digits, filled through `fmt::Write` without allocating.
+struct Hex<const N: usize> {
+    digits: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Hex<N> {
+    fn default() -> Self {
+        Hex {
+            digits: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> Hex<N> {
+    fn as_str(&self) -> Option<&str> {
+        (self.len == N)
+            .then(|| std::str::from_utf8(&self.digits).ok())
+            .flatten()
+    }
+}
+
+impl<const N: usize> fmt::Write for Hex<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fmt::Error);
+        }
+        self.digits[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Feature `opentelemetry`: the resource's attributes for the documentation payloads, and
+//! trace correlation: ids on lines equal the exported spans' ids, and are absent outside a
+//! trace.
+
+mod common;
+
+use common::{Capture, ec2_metadata, fargate_metadata, fixture};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Key, Value};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use serde_json::Value as Json;
+use tracing::{info, info_span};
+use tracing_aws_ecs::EcsMetadata;
+use tracing_subscriber::prelude::*;
+
+fn attribute(meta: &EcsMetadata, key: &str) -> Option<Value> {
+    meta.to_resource().get(&Key::new(key.to_owned()))
+}
+
+fn text(meta: &EcsMetadata, key: &str) -> Option<String> {
+    attribute(meta, key).map(|v| v.as_str().into_owned())
+}
+
+#[test]
+fn fargate_task_resource() {
+    let meta = fargate_metadata();
+    let expect = [
+        ("cloud.provider", "aws"),
+        ("cloud.platform", "aws_ecs"),
+        ("cloud.region", "us-east-1"),
+        ("cloud.account.id", "123456789012"),
+        ("cloud.availability_zone", "us-east-1d"),
+        (
+            "aws.ecs.cluster.arn",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/MyEmptyCluster",
+        ),
+        (
+            "aws.ecs.task.arn",
+            "arn:aws:ecs:us-east-1:123456789012:task/MyEmptyCluster/bfa2636268144d039771334145e490c5",
+        ),
+        ("aws.ecs.task.family", "sample-fargate"),
+        ("aws.ecs.task.revision", "5"),
+        ("aws.ecs.task.id", "bfa2636268144d039771334145e490c5"),
+        ("aws.ecs.launchtype", "fargate"),
+        ("container.name", "fargate-app"),
+        (
+            "container.id",
+            "bfa2636268144d039771334145e490c5-3681984407",
+        ),
+        (
+            "container.image.name",
+            "public.ecr.aws/docker/library/httpd",
+        ),
+        (
+            "aws.ecs.container.arn",
+            "arn:aws:ecs:us-east-1:123456789012:container/MyEmptyCluster/bfa2636268144d039771334145e490c5/f65b461d-aa09-4acb-a579-9785c0530cbc",
+        ),
+    ];
+    for (key, value) in expect {
+        assert_eq!(text(&meta, key).as_deref(), Some(value), "{key}");
+    }
+    assert_eq!(
+        attribute(&meta, "container.image.tags")
+            .unwrap()
+            .to_string(),
+        "[\"latest\"]"
+    );
+    // The task's containers log nowhere in this example: no log attributes.
+    assert!(attribute(&meta, "aws.log.group.names").is_none());
+    assert!(attribute(&meta, "aws.ecs.service.name").is_none());
+}
+
+#[test]
+fn fargate_container_with_awslogs() {
+    let meta = EcsMetadata::from_json(&fixture("fargate-v4-container.json"), None).unwrap();
+    assert_eq!(
+        attribute(&meta, "aws.log.group.names").unwrap().to_string(),
+        "[\"/ecs/containerlogs\"]"
+    );
+    assert_eq!(
+        attribute(&meta, "aws.log.stream.names")
+            .unwrap()
+            .to_string(),
+        "[\"ecs/curl/cd189a933e5849daa93386466019ab50\"]"
+    );
+    assert_eq!(
+        attribute(&meta, "aws.log.group.arns").unwrap().to_string(),
+        "[\"arn:aws:logs:us-west-2:111122223333:log-group:/ecs/containerlogs:*\"]"
+    );
+    assert!(
+        attribute(&meta, "aws.ecs.launchtype").is_none(),
+        "the container payload has no launch type"
+    );
+}
+
+#[test]
+fn ec2_and_v3_resources() {
+    let ec2 = ec2_metadata();
+    assert_eq!(
+        text(&ec2, "aws.ecs.cluster.arn").as_deref(),
+        Some("arn:aws:ecs:us-west-2:111122223333:cluster/default")
+    );
+    assert_eq!(text(&ec2, "aws.ecs.launchtype").as_deref(), Some("ec2"));
+    assert_eq!(
+        text(&ec2, "aws.ecs.service.name").as_deref(),
+        Some("MyService")
+    );
+    assert_eq!(
+        text(&ec2, "container.image.name").as_deref(),
+        Some("111122223333.dkr.ecr.us-west-2.amazonaws.com/curltest")
+    );
+
+    let v3 = EcsMetadata::from_json(
+        &fixture("v3-container.json"),
+        Some(&fixture("v3-task.json")),
+    )
+    .unwrap();
+    assert_eq!(
+        text(&v3, "aws.ecs.task.id").as_deref(),
+        Some("9781c248-0edd-4cdb-9a93-f63cb662a5d3")
+    );
+    assert_eq!(text(&v3, "cloud.region").as_deref(), Some("us-east-2"));
+    assert!(attribute(&v3, "aws.ecs.launchtype").is_none());
+    assert!(
+        v3.resource_attributes()
+            .iter()
+            .all(|kv| !kv.value.as_str().is_empty())
+    );
+}
+
+#[test]
+fn log_lines_carry_the_ids_of_their_spans() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .with_resource(fargate_metadata().to_resource())
+        .build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel).with(ours), || {
+        info!("before");
+        {
+            let request = info_span!("request");
+            let _r = request.enter();
+            info!("in request");
+            let db = info_span!("db");
+            let _d = db.enter();
+            info!("in db");
+        }
+        info!("after");
+    });
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let span = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("span {name}"))
+    };
+    let (request, db) = (span("request"), span("db"));
+    let lines = out.lines();
+    let line = |message: &str| lines.iter().find(|l| l["message"] == message).unwrap();
+
+    for outside in ["before", "after"] {
+        for key in ["trace_id", "span_id", "xray_trace_id"] {
+            assert!(line(outside).get(key).is_none(), "{outside}: {key}");
+        }
+    }
+    let trace = request.span_context.trace_id().to_string();
+    assert_eq!(db.span_context.trace_id().to_string(), trace);
+    assert_eq!(line("in request")["trace_id"], Json::String(trace.clone()));
+    assert_eq!(
+        line("in request")["span_id"],
+        Json::String(request.span_context.span_id().to_string())
+    );
+    assert_eq!(line("in db")["trace_id"], Json::String(trace.clone()));
+    assert_eq!(
+        line("in db")["span_id"],
+        Json::String(db.span_context.span_id().to_string())
+    );
+    let xray = line("in db")["xray_trace_id"].as_str().unwrap().to_owned();
+    assert_eq!(xray, format!("1-{}-{}", &trace[..8], &trace[8..]));
+    assert!(xray.len() == 35 && trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn without_an_opentelemetry_layer_there_are_no_ids() {
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(ours), || {
+        let span = info_span!("request");
+        let _e = span.enter();
+        info!(trace_id = "mine", "m");
+    });
+    let line = out.only_line();
+    assert!(line.get("span_id").is_none());
+    // Reserved under the feature: a field of that name is kept, renamed.
+    assert_eq!(line["fields.trace_id"], "mine");
+}
