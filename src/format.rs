@@ -314,15 +314,22 @@ impl EcsFormat {
         let Some(dispatch) = self.dispatch.as_ref().and_then(|d| d.get()) else {
             return;
         };
-        // The span's id, its registry guard dropped: the lookup locks the span's extensions.
-        let Some(id) = ctx
-            .event_scope()
-            .and_then(|mut scope| scope.next())
-            .map(|span| span.id())
-        else {
+        let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) else {
             return;
         };
-        crate::otel::write_trace_ids(out, &id, dispatch);
+        if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {
+            return ids.write(out);
+        }
+        // Not looked up yet: the lookup locks the span's extensions, so release ours first.
+        let id = span.id();
+        drop(span);
+        let ids = crate::otel::TraceIds::of(&id, dispatch);
+        ids.write(out);
+        // The lookup started the span, so its ids are settled: keep them for its next events.
+        if let Some(span) = ctx.span(&id) {
+            // `replace`: another thread may have cached them meanwhile (`insert` would panic).
+            span.extensions_mut().replace(ids);
+        }
     }
 }
 

@@ -86,38 +86,46 @@ impl EcsMetadata {
     }
 }
 
-/// `,"trace_id":"…","span_id":"…","xray_trace_id":"1-…-…"` for the span `id`, when a
-/// `tracing-opentelemetry` layer traces it; nothing otherwise.
-pub(crate) fn write_trace_ids(out: &mut String, id: &tracing::span::Id, dispatch: &WeakDispatch) {
-    let Some(dispatch) = dispatch.upgrade() else {
-        return;
-    };
-    let Some(cx) = tracing_opentelemetry::get_otel_context(id, &dispatch) else {
-        return;
-    };
+/// A span's trace context as it goes on a line: `,"trace_id":"…","span_id":"…",
+/// "xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry` layer traces it.
+/// Worked out on a span's first event and kept in its extensions.
+pub(crate) struct TraceIds(Option<Box<str>>);
+
+impl TraceIds {
+    pub(crate) fn of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Self {
+        TraceIds(render(id, dispatch))
+    }
+
+    pub(crate) fn write(&self, out: &mut String) {
+        if let Some(ids) = &self.0 {
+            out.push_str(ids);
+        }
+    }
+}
+
+fn render(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Box<str>> {
+    let dispatch = dispatch.upgrade()?;
+    let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
     let span = cx.span();
     let context: &SpanContext = span.span_context();
     if !context.is_valid() {
-        return;
+        return None;
     }
     let mut trace = Hex::<32>::default();
     let mut span_id = Hex::<16>::default();
     // Both write exactly as many hex digits as they hold.
-    let _ = write!(trace, "{}", context.trace_id());
-    let _ = write!(span_id, "{}", context.span_id());
-    let (Some(trace), Some(span_id)) = (trace.as_str(), span_id.as_str()) else {
-        return;
-    };
-    out.push_str(",\"trace_id\":\"");
-    out.push_str(trace);
-    out.push_str("\",\"span_id\":\"");
-    out.push_str(span_id);
+    write!(trace, "{}", context.trace_id()).ok()?;
+    write!(span_id, "{}", context.span_id()).ok()?;
+    let (trace, span_id) = (trace.as_str()?, span_id.as_str()?);
     // X-Ray's form of a W3C trace id: version 1, the first 8 digits, the other 24.
-    out.push_str("\",\"xray_trace_id\":\"1-");
-    out.push_str(&trace[..8]);
-    out.push('-');
-    out.push_str(&trace[8..]);
-    out.push('"');
+    Some(
+        format!(
+            r#","trace_id":"{trace}","span_id":"{span_id}","xray_trace_id":"1-{}-{}""#,
+            &trace[..8],
+            &trace[8..]
+        )
+        .into_boxed_str(),
+    )
 }
 
 /// A fixed-size buffer for hex digits, filled through `fmt::Write` without allocating.

@@ -204,3 +204,37 @@ fn without_an_opentelemetry_layer_there_are_no_ids() {
     // Reserved under the feature: a field of that name is kept, renamed.
     assert_eq!(line["fields.trace_id"], "mine");
 }
+
+#[test]
+fn threads_sharing_a_traced_span_agree_on_its_ids() {
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(otel).with(ours));
+    let span = tracing::dispatcher::with_default(&dispatch, || info_span!("shared"));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (dispatch, span) = (dispatch.clone(), span.clone());
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for _ in 0..50 {
+                        info!(parent: &span, "from a thread");
+                    }
+                })
+            });
+        }
+    });
+    let lines = out.lines();
+    assert_eq!(lines.len(), 200);
+    let first = &lines[0]["trace_id"];
+    assert!(first.is_string());
+    assert!(
+        lines
+            .iter()
+            .all(|l| &l["trace_id"] == first && l["span_id"] == lines[0]["span_id"])
+    );
+}
