@@ -190,9 +190,8 @@ fn stats_counters_advance_between_calls() {
     let client = emulator.client();
     let first = client.stats().unwrap();
     let second = client.stats().unwrap();
-    let total = |s: &tracing_aws_ecs::stats::ContainerStats| {
-        s.cpu_stats
-            .as_ref()
+    let usage = |cpu: &Option<tracing_aws_ecs::stats::CpuStats>| {
+        cpu.as_ref()
             .unwrap()
             .cpu_usage
             .as_ref()
@@ -200,16 +199,8 @@ fn stats_counters_advance_between_calls() {
             .total_usage
             .unwrap()
     };
-    let pre_total = |s: &tracing_aws_ecs::stats::ContainerStats| {
-        s.precpu_stats
-            .as_ref()
-            .unwrap()
-            .cpu_usage
-            .as_ref()
-            .unwrap()
-            .total_usage
-            .unwrap()
-    };
+    let total = |s: &tracing_aws_ecs::stats::ContainerStats| usage(&s.cpu_stats);
+    let pre_total = |s: &tracing_aws_ecs::stats::ContainerStats| usage(&s.precpu_stats);
     assert!(total(&second) > total(&first));
     // Each sample's previous sample is the one before it.
     assert_eq!(pre_total(&second), total(&first));

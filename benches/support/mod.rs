@@ -7,6 +7,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
 use tracing::{Dispatch, info, info_span};
 use tracing_aws_ecs::{EcsMetadata, ExtraFields, FieldScheme};
 use tracing_subscriber::fmt::MakeWriter;
@@ -224,26 +227,9 @@ impl<'a> MakeWriter<'a> for PipeWriter {
 
 /// Our enriched line for a shape, to give the floor the same length.
 pub fn our_line(shape: Shape) -> Vec<u8> {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     let config = Config::Ours(Some(FieldScheme::Nested));
     let dispatch = config.dispatch(capture.clone()).unwrap();
     tracing::dispatcher::with_default(&dispatch, || shape.within(config, event));
-    capture.0.lock().unwrap().clone()
+    capture.text().into_bytes()
 }
