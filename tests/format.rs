@@ -350,3 +350,26 @@ fn many_fields_and_deep_spans() {
         (json!(2), json!(3))
     );
 }
+
+#[test]
+fn composes_with_a_per_layer_filter() {
+    use tracing_subscriber::Layer as _;
+    let out = Capture::default();
+    let other = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer()
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let plain_out = other.clone();
+    let plain = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(move || plain_out.clone());
+    let subscriber = tracing_subscriber::registry().with(ours).with(plain);
+    tracing::subscriber::with_default(subscriber, || {
+        info!("info");
+        warn!("warn");
+    });
+    assert_eq!(out.only_line()["message"], "warn");
+    assert_eq!(other.lines().len(), 2, "the other layer is unfiltered");
+}

@@ -281,3 +281,17 @@ fn bridge_mode_sums_network_across_containers() {
     let shared = TaskFigures::new(&stats, None, None);
     assert_eq!(shared.task.network_rx_bytes, Some(200));
 }
+
+#[test]
+fn windows_formula() {
+    // 2·10^7 units of 100 ns (2 s of CPU) over 10 s of wall time on 4 processors:
+    // 0.2 vCPU, 5 % of the machine.
+    let s = stats(json!({
+        "read": "2026-11-29T10:00:10Z", "preread": "2026-11-29T10:00:00Z", "num_procs": 4,
+        "cpu_stats": {"cpu_usage": {"total_usage": 30_000_000u64}},
+        "precpu_stats": {"cpu_usage": {"total_usage": 10_000_000u64}},
+    }));
+    let c = ContainerFigures::new(&s, None, None, None);
+    assert_close!(c.cpu_vcpus_used.unwrap(), 0.2);
+    assert_close!(c.cpu_percent, 5.0);
+}

@@ -23,7 +23,8 @@ pub struct ContainerFigures {
     pub docker_id: String,
     /// CPU use, 100 = one CPU fully used (Docker's scale). Docker's formula when the sample has
     /// `system_cpu_usage` and a CPU count, else CPU time over wall time between samples; 0 on
-    /// a first sample, whose previous counters are zero.
+    /// a first sample, whose previous counters are zero. On Windows (`num_procs` > 0), Docker's
+    /// Windows formula: 100 = every processor fully used.
     pub cpu_percent: f64,
     /// CPUs in use: CPU time over wall time between `preread` and `read`.
     pub cpu_vcpus_used: Option<f64>,
@@ -244,6 +245,13 @@ fn cpu(stats: &ContainerStats, interval_ns: Option<f64>) -> (f64, Option<f64>) {
         return (0.0, None);
     }
     let cpu_delta = now.saturating_sub(then) as f64;
+    // Windows counts CPU time in 100 ns units and reports its processors in `num_procs`
+    // (docker's `calculateCPUPercentWindows`).
+    if let Some(procs) = stats.num_procs.filter(|n| *n > 0) {
+        let vcpus = interval_ns.map(|ns| cpu_delta * 100.0 / ns);
+        let percent = vcpus.map_or(0.0, |v| v / procs as f64 * 100.0);
+        return (percent, vcpus);
+    }
     let vcpus = interval_ns.map(|ns| cpu_delta / ns);
     let system = current
         .and_then(|c| c.system_cpu_usage)
