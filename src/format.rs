@@ -220,20 +220,20 @@ impl EcsFormat {
         write_prelude(line.out, now, *meta.level(), meta.target())?;
 
         let names = EventNames::of(event);
-        let mut visitor = EventVisitor {
+        let mut visitor = Values(EventVisitor {
             format: self,
             line: &mut *line,
             names: &names,
             pass: Pass::Message,
             skip_log_fields: normalized.is_some(),
             result: Ok(()),
-        };
+        });
         event.record(&mut visitor);
         #[cfg(feature = "opentelemetry")]
-        self.write_trace_ids(ctx, visitor.line.out);
-        visitor.pass = Pass::Fields;
+        self.write_trace_ids(ctx, visitor.0.line.out);
+        visitor.0.pass = Pass::Fields;
         event.record(&mut visitor);
-        visitor.result?;
+        visitor.0.result?;
 
         if let Some(scope) = ctx.event_scope() {
             // The name bits of the spans nearer the event than the one at hand.
@@ -620,7 +620,9 @@ impl EventVisitor<'_, '_> {
         };
         self.result.is_ok()
     }
+}
 
+impl ValueSink for EventVisitor<'_, '_> {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
         if self.key(field) {
             self.result = write(self.line.out);
@@ -634,41 +636,52 @@ impl EventVisitor<'_, '_> {
     }
 }
 
-impl Visit for EventVisitor<'_, '_> {
+/// Where a visitor sends each field's value: a JSON number or literal, written as is, or a
+/// JSON string whose content the closure writes (the sink escapes, and may cut, it).
+trait ValueSink {
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result);
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result);
+}
+
+/// How each type of value goes on a line, for events and spans alike.
+struct Values<T>(T);
+
+impl<T: ValueSink> Visit for Values<T> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.string(field, |w| write!(w, "{value:?}"));
+        self.0.string(field, |w| write!(w, "{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.string(field, |w| w.write_str(value));
+        self.0.string(field, |w| w.write_str(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write!(w, "{value}"));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.plain(field, |w| write_f64(w, value));
+        self.0.plain(field, |w| write_f64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.plain(field, |w| w.write_str(if value { "true" } else { "false" }));
+        self.0
+            .plain(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.string(field, |w| write_error_chain(w, value));
+        self.0.string(field, |w| write_error_chain(w, value));
     }
 }
 
@@ -685,10 +698,10 @@ impl<'writer> FormatFields<'writer> for JsonFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut visitor = SpanVisitor::new();
+        let mut visitor = Values(SpanVisitor::new());
         fields.record(&mut visitor);
-        visitor.result?;
-        writer.write_str(&StoredFields::build(&visitor.entries))
+        visitor.0.result?;
+        writer.write_str(&StoredFields::build(&visitor.0.entries))
     }
 
     fn add_fields(
@@ -697,16 +710,17 @@ impl<'writer> FormatFields<'writer> for JsonFields {
         fields: &Record<'_>,
     ) -> fmt::Result {
         // `span.record`: the new values replace the old ones of the same name.
-        let mut visitor = SpanVisitor::new();
+        let mut visitor = Values(SpanVisitor::new());
         fields.record(&mut visitor);
-        visitor.result?;
+        visitor.0.result?;
+        let added = visitor.0.entries;
         let old = StoredFields::parse(&current.fields);
         let mut entries: Vec<(String, String)> = old
             .entries()
-            .filter(|(key, _)| visitor.entries.iter().all(|(k, _)| k != key))
+            .filter(|(key, _)| added.iter().all(|(k, _)| k != key))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        entries.append(&mut visitor.entries);
+        entries.extend(added);
         current.fields = StoredFields::build(&entries);
         Ok(())
     }
@@ -798,45 +812,13 @@ impl SpanVisitor {
     }
 }
 
-impl Visit for SpanVisitor {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |w| {
-            Line::new(w, Strings::Whole).string(|v| write!(v, "{value:?}"))
-        });
+impl ValueSink for SpanVisitor {
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+        self.field(field, write);
     }
 
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |w| write_json_str(w, value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        self.field(field, |w| write!(w, "{value}"));
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, |w| write_f64(w, value));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.field(field, |w| {
-            Line::new(w, Strings::Whole).string(|v| write_error_chain(v, value))
-        });
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
+        self.field(field, |w| Line::new(w, Strings::Whole).string(content));
     }
 }
 
