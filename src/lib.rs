@@ -18,8 +18,13 @@
 //!
 //! To compose with other layers, use [`layer`] (or [`builder`]) in your own
 //! `tracing_subscriber::registry()` stack. [`metadata()`] gives the cached [`EcsMetadata`];
-//! a [`MetadataClient`] reads stats or metadata with other settings. The `emulator` feature
-//! adds [`emulator`], a local endpoint for tests and development.
+//! a [`MetadataClient`] reads stats or metadata with other settings.
+//!
+//! [`stats`] turns task stats into CPU %, memory, network and I/O figures, and
+//! [`Builder::with_metrics_every`] writes them as CloudWatch Embedded Metric Format lines
+//! ([`emf`]) next to the logs. The `opentelemetry` feature adds `EcsMetadata::to_resource` and
+//! trace ids on every line inside a traced span. The `emulator` feature adds the `emulator`
+//! module, a local endpoint for tests and development, and the `ecs-metadata serve` command.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -32,7 +37,6 @@ pub mod format;
 mod layer;
 pub mod metadata;
 #[cfg(feature = "opentelemetry")]
-#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 mod otel;
 mod reporter;
 pub mod stats;

@@ -28,6 +28,7 @@ impl EcsMetadata {
     /// assert_eq!(resource.get(&Key::new("container.name")).unwrap().as_str(), "app");
     /// # Ok::<(), tracing_aws_ecs::Error>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn to_resource(&self) -> Resource {
         Resource::builder_empty()
             .with_attributes(self.resource_attributes())
@@ -35,6 +36,7 @@ impl EcsMetadata {
     }
 
     /// The attributes of [`to_resource`](Self::to_resource), for a resource of your own.
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn resource_attributes(&self) -> Vec<KeyValue> {
         let mut attributes: Vec<KeyValue> = FieldScheme::OpenTelemetry
             .values(self, ExtraFields::ALL)
