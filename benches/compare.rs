@@ -21,7 +21,7 @@ fn per_event(c: &mut Criterion) {
         let line = our_line(shape);
         for writer in ["sink", "pipe"] {
             let mut group = c.benchmark_group(format!("{} | {writer}", shape.name()));
-            let pipe = (writer == "pipe").then(Pipe::new);
+            let pipe = (writer == "pipe").then(Pipe::drained);
             for config in CONFIGS {
                 let dispatch = match &pipe {
                     Some(pipe) => config.dispatch(pipe.writer()),
@@ -55,7 +55,7 @@ fn two_threads(c: &mut Criterion) {
     for writer in ["sink", "pipe"] {
         let mut group = c.benchmark_group(format!("two threads | one span | {writer}"));
         for config in [Config::Baseline, Config::Ours(Some(FieldScheme::Nested))] {
-            let pipe = Pipe::new();
+            let pipe = Pipe::drained();
             let dispatch = match writer {
                 "pipe" => config.dispatch(pipe.writer()),
                 _ => config.dispatch(std::io::sink),

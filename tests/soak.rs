@@ -3,40 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::{BufRead, BufReader};
 
-use common::fargate_metadata;
-use tracing_subscriber::fmt::MakeWriter;
+use common::{Pipe, fargate_metadata};
 use tracing_subscriber::prelude::*;
 
 const THREADS: usize = 8;
 const EVENTS: usize = 100_000;
-
-/// One locked write per line, as stdout does.
-#[derive(Clone)]
-struct PipeWriter(Arc<Mutex<ChildStdin>>);
-
-struct Guard<'a>(MutexGuard<'a, ChildStdin>);
-
-impl Write for Guard<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<'a> MakeWriter<'a> for PipeWriter {
-    type Writer = Guard<'a>;
-
-    fn make_writer(&'a self) -> Guard<'a> {
-        Guard(self.0.lock().unwrap())
-    }
-}
 
 /// Resident memory in bytes, from /proc.
 fn resident() -> usize {
@@ -54,13 +27,8 @@ struct Tally {
 
 #[test]
 fn eight_threads_through_a_pipe() {
-    let mut cat = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cat");
-    let writer = PipeWriter(Arc::new(Mutex::new(cat.stdin.take().unwrap())));
-    let output = cat.stdout.take().unwrap();
+    let (pipe, output) = Pipe::echoed();
+    let writer = pipe.writer();
 
     let reader = std::thread::spawn(move || {
         let mut tally = Tally::default();
@@ -137,9 +105,9 @@ fn eight_threads_through_a_pipe() {
         }
     });
     memory.push(resident());
-    drop(dispatch); // closes cat's stdin once the last writer is gone
+    drop(dispatch); // the writers go with the layer
+    pipe.close();
     let tally = reader.join().unwrap();
-    cat.wait().unwrap();
 
     assert_eq!(tally.lines, THREADS * EVENTS);
     assert!(

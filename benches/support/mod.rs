@@ -2,9 +2,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{self, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
 
@@ -171,59 +168,8 @@ impl Shape {
     }
 }
 
-/// A writer into a real pipe, drained by `cat` (as a container's stdout is drained by the
-/// runtime).
-pub struct Pipe {
-    child: Child,
-    stdin: Arc<Mutex<ChildStdin>>,
-}
-
-impl Pipe {
-    pub fn new() -> Self {
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cat drains the pipe");
-        let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
-        Pipe { child, stdin }
-    }
-
-    pub fn writer(&self) -> PipeWriter {
-        PipeWriter(Arc::clone(&self.stdin))
-    }
-}
-
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One locked write per line, as `io::stdout()` does.
-#[derive(Clone)]
-pub struct PipeWriter(Arc<Mutex<ChildStdin>>);
-
-pub struct PipeGuard<'a>(MutexGuard<'a, ChildStdin>);
-
-impl Write for PipeGuard<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<'a> MakeWriter<'a> for PipeWriter {
-    type Writer = PipeGuard<'a>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        PipeGuard(self.0.lock().unwrap())
-    }
-}
+#[allow(unused_imports)] // Not every bench writes to a pipe.
+pub use common::Pipe;
 
 /// Our enriched line for a shape, to give the floor the same length.
 pub fn our_line(shape: Shape) -> Vec<u8> {

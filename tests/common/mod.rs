@@ -207,3 +207,79 @@ pub fn assert_emf(line: &Value) -> Vec<String> {
     }
     names
 }
+
+/// A real pipe into `cat` (as a container's stdout is a pipe the runtime drains), written
+/// one locked line at a time as `io::stdout()` is.
+pub struct Pipe {
+    child: std::process::Child,
+    stdin: Option<std::sync::Arc<Mutex<std::process::ChildStdin>>>,
+}
+
+impl Pipe {
+    /// A pipe `cat` drains into nowhere.
+    pub fn drained() -> Self {
+        Self::spawn(std::process::Stdio::null()).0
+    }
+
+    /// A pipe `cat` copies back to the caller, through the returned reader.
+    pub fn echoed() -> (Self, std::process::ChildStdout) {
+        let (pipe, output) = Self::spawn(std::process::Stdio::piped());
+        (pipe, output.expect("cat's stdout"))
+    }
+
+    fn spawn(output: std::process::Stdio) -> (Self, Option<std::process::ChildStdout>) {
+        let mut child = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .stdout(output)
+            .spawn()
+            .expect("cat drains the pipe");
+        let stdin = child
+            .stdin
+            .take()
+            .map(|s| std::sync::Arc::new(Mutex::new(s)));
+        let stdout = child.stdout.take();
+        (Pipe { child, stdin }, stdout)
+    }
+
+    pub fn writer(&self) -> PipeWriter {
+        PipeWriter(std::sync::Arc::clone(self.stdin.as_ref().expect("open")))
+    }
+
+    /// Closes this end (once every writer is gone too) and waits for `cat` to finish.
+    pub fn close(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PipeWriter(std::sync::Arc<Mutex<std::process::ChildStdin>>);
+
+pub struct PipeGuard<'a>(std::sync::MutexGuard<'a, std::process::ChildStdin>);
+
+impl io::Write for PipeGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for PipeWriter {
+    type Writer = PipeGuard<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        PipeGuard(self.0.lock().unwrap())
+    }
+}
