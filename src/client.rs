@@ -16,14 +16,10 @@ pub const V4_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI_V4";
 /// The variable ECS sets to the v3 endpoint (EC2 agent ≥ 1.21, older Fargate).
 pub const V3_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI";
 
-/// The default time one request may take.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// The default time one call may take, retries included.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 /// The default cap on a response body: ample for a task of ten containers' stats.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// The default number of requests one call may make.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 
 /// How much of an error response's body is read to report it.
 const ERROR_BODY_BYTES: u64 = 4096;
@@ -232,7 +228,9 @@ fn normalise(value: &str) -> Result<String, &'static str> {
 /// A client for the task metadata endpoint.
 ///
 /// Each call retries connection errors, timeouts, 5xx and 429 with capped, jittered
-/// exponential backoff, within one overall deadline; 404 and other 4xx are final. Proxy
+/// exponential backoff for as long as its deadline leaves time; 404 and other 4xx are final.
+/// A request may use all the time the deadline has left, so a slow endpoint that does answer
+/// within it succeeds. Proxy
 /// variables are ignored: the endpoint is link-local. Bodies over the cap are an error.
 ///
 /// ```no_run
@@ -248,7 +246,7 @@ fn normalise(value: &str) -> Result<String, &'static str> {
 pub struct MetadataClient {
     endpoint: Endpoint,
     agent: ureq::Agent,
-    request_timeout: Duration,
+    request_timeout: Option<Duration>,
     deadline: Duration,
     max_body_bytes: u64,
     max_attempts: u32,
@@ -278,16 +276,17 @@ impl MetadataClient {
         MetadataClient {
             endpoint,
             agent: ureq::Agent::new_with_config(config),
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            request_timeout: None,
             deadline: DEFAULT_DEADLINE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_attempts: u32::MAX,
         }
     }
 
-    /// The time one request may take, body included (default 1 s).
+    /// The longest one request may take, body included, so that a stalled request leaves
+    /// time for another (default: whatever the deadline has left).
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.request_timeout = Some(timeout);
         self
     }
 
@@ -303,7 +302,8 @@ impl MetadataClient {
         self
     }
 
-    /// How many requests one call may make (default 4; at least 1).
+    /// How many requests one call may make at most (default: as many as the deadline allows;
+    /// at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
@@ -372,17 +372,51 @@ impl MetadataClient {
         self.raw("/task/stats")
     }
 
-    /// The container metadata and the task metadata, within one deadline. A failed `/task`
-    /// leaves [`EcsMetadata::task`] empty and its reason in [`EcsMetadata::task_error`];
-    /// a failed container request is an error.
+    /// The container metadata and the task metadata, within one deadline, requested at the
+    /// same time so that the call costs one round trip. A failed `/task` leaves
+    /// [`EcsMetadata::task`] empty and its reason in [`EcsMetadata::task_error`]; a failed
+    /// container request is an error.
     pub fn fetch_metadata(&self) -> Result<EcsMetadata, Error> {
         let deadline = Instant::now() + self.deadline;
-        let container = self.get_json("", deadline)?;
-        let (task, task_error) = match self.get_json("/task", deadline).and_then(|value| {
-            parse_object::<Task>(value, "task metadata", Some(&self.endpoint.join("/task")))
-        }) {
+        let (container, task) = std::thread::scope(|scope| {
+            let task = std::thread::Builder::new()
+                .name("ecs-task-fetch".into())
+                .spawn_scoped(scope, || self.task_document(deadline));
+            let container = self.get_json("", deadline);
+            let task = match task {
+                // The request never panics; a panic would only lose the task metadata.
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::payload(None, "the /task request panicked"))),
+                // No thread to be had: one request after the other.
+                Err(_) => self.task_document(deadline),
+            };
+            (container, task)
+        });
+        self.assemble(container?, task)
+    }
+
+    /// The `/task` document, raw and typed.
+    pub(crate) fn task_document(&self, deadline: Instant) -> Result<(Task, Value), Error> {
+        let url = self.endpoint.join("/task");
+        self.get_json("/task", deadline)
+            .and_then(|value| parse_object::<Task>(value, "task metadata", Some(&url)))
+    }
+
+    /// The container document, raw.
+    pub(crate) fn container_document(&self, deadline: Instant) -> Result<Value, Error> {
+        self.get_json("", deadline)
+    }
+
+    /// Metadata from a container document and the outcome of the `/task` request.
+    pub(crate) fn assemble(
+        &self,
+        container: Value,
+        task: Result<(Task, Value), Error>,
+    ) -> Result<EcsMetadata, Error> {
+        let (task, task_error) = match task {
             Ok(task) => (Some(task), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e)),
         };
         EcsMetadata::assemble(
             Some(self.endpoint.version),
@@ -435,7 +469,8 @@ impl MetadataClient {
                 };
                 return Err(finish(timeout, attempt - 1));
             }
-            let error = match self.get_once(url, remaining.min(self.request_timeout)) {
+            let timeout = self.request_timeout.map_or(remaining, |t| t.min(remaining));
+            let error = match self.get_once(url, timeout) {
                 Ok(body) => return Ok(body),
                 Err(error) => error,
             };
@@ -516,9 +551,16 @@ fn describe_error_body(body: &[u8]) -> String {
 
 /// Exponential backoff from 25 ms capped at 400 ms, each pause drawn from its upper half.
 fn backoff(attempt: u32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
+    jitter(
+        BACKOFF_BASE
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(BACKOFF_CAP),
+    )
+}
+
+/// A pause drawn at random from the upper half of `full`, so that many tasks started
+/// together do not retry in step.
+pub(crate) fn jitter(full: Duration) -> Duration {
     // A per-process random key hashed with the clock: jitter without a dependency.
     let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
     let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;

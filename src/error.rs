@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// Every variant names what failed (the variable, the URL) and what the endpoint said, so
 /// that the one line a service logs about it is enough to act on.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
     /// Neither `ECS_CONTAINER_METADATA_URI_V4` nor `ECS_CONTAINER_METADATA_URI` is set: the
@@ -101,6 +101,14 @@ impl Error {
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
+    }
+
+    /// Whether a later call may succeed where this one failed, so that a background retry is
+    /// worth it: what [`is_transient`](Self::is_transient) covers, and a body that could not
+    /// be parsed (an agent busy at start-up). Off ECS, a malformed variable, 404 and other
+    /// 4xx but 429, and an oversized body are final.
+    pub fn is_recoverable(&self) -> bool {
+        self.is_transient() || matches!(self, Error::Payload { url: Some(_), .. })
     }
 
     pub(crate) fn payload(url: Option<&str>, detail: impl fmt::Display) -> Self {

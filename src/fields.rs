@@ -1,5 +1,6 @@
 //! Field schemes: which keys carry the ECS identity on every line.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
@@ -10,18 +11,24 @@ use crate::metadata::EcsMetadata;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FieldScheme {
-    /// `"ecs":{"cluster":…,"task_arn":…,"container_name":…,"image":…}`. One reserved key,
-    /// so nothing a service logs can collide with it; Logs Insights shows `ecs.cluster`.
+    /// `"ecs":{"cluster":…,"task_arn":…,"container_name":…,"image":…}`; Logs Insights shows
+    /// `ecs.cluster`. Reserved: `ecs` and every key starting with `ecs.` (which Logs Insights
+    /// would flatten onto the same name).
     #[default]
     Nested,
     /// The flat keys FireLens adds: `ecs_cluster`, `ecs_task_arn`, `ecs_task_definition`
-    /// (`family:revision`), `container_name`, `container_id`.
+    /// (`family:revision`), `container_name`, `container_id`, and `container_image` (the
+    /// image reference, which FireLens itself does not add). Reserved: these keys, the extra
+    /// fields' keys, and every key starting with `ecs_`.
     FireLens,
     /// OpenTelemetry semantic-convention keys: `aws.ecs.cluster.arn`, `aws.ecs.task.arn`,
     /// `aws.ecs.task.family`, `aws.ecs.task.revision`, `aws.ecs.task.id`,
     /// `aws.ecs.launchtype` (lowercase), `container.name`, `container.id`,
-    /// `container.image.name`, `container.image.tags` (an array), `cloud.provider`,
-    /// `cloud.platform`, `cloud.region`, `cloud.account.id`, `cloud.availability_zone`.
+    /// `container.image.name`, `container.image.tags` (an array),
+    /// `container.image.repo_digests` (an array, for an image pinned by digest),
+    /// `cloud.provider`, `cloud.platform`, `cloud.region`, `cloud.account.id`,
+    /// `cloud.availability_zone`. Reserved: every key starting with `aws.ecs.`, `container.`
+    /// or `cloud.`.
     OpenTelemetry,
 }
 
@@ -111,6 +118,7 @@ enum Datum {
     Image,
     ImageName,
     ImageTags,
+    ImageRepoDigests,
     Region,
     AccountId,
     AvailabilityZone,
@@ -179,20 +187,6 @@ const EXTRAS: [(ExtraFields, Datum, [&str; 3]); 10] = [
     ),
 ];
 
-/// Whether some scheme and some extra fields would reserve `key` (span fields are stored
-/// before the formatter that reads them is known).
-pub(crate) fn may_be_reserved(key: &str) -> bool {
-    const SCHEMES: [FieldScheme; 3] = [
-        FieldScheme::Nested,
-        FieldScheme::FireLens,
-        FieldScheme::OpenTelemetry,
-    ];
-    crate::format::BASE_KEYS.contains(&key)
-        || SCHEMES
-            .iter()
-            .any(|s| s.top_level_keys(ExtraFields::ALL).contains(&key))
-}
-
 impl FieldScheme {
     fn column(self) -> usize {
         match self {
@@ -200,6 +194,43 @@ impl FieldScheme {
             FieldScheme::FireLens => 1,
             FieldScheme::OpenTelemetry => 2,
         }
+    }
+
+    /// Every scheme.
+    pub(crate) const ALL: [FieldScheme; 3] = [
+        FieldScheme::Nested,
+        FieldScheme::FireLens,
+        FieldScheme::OpenTelemetry,
+    ];
+
+    /// The key families this scheme owns: a field whose name starts with one could pass for
+    /// part of the identity, on the line or once Logs Insights flattens nested objects with
+    /// dots.
+    pub(crate) fn reserved_prefixes(self) -> &'static [&'static str] {
+        match self {
+            FieldScheme::Nested => &["ecs."],
+            FieldScheme::FireLens => &["ecs_"],
+            FieldScheme::OpenTelemetry => &["aws.ecs.", "container.", "cloud."],
+        }
+    }
+
+    /// Whether a field named `key` must be renamed so as not to pass for the identity this
+    /// scheme writes with `extra`: one of its top-level keys, or in one of its families.
+    pub(crate) fn reserves(self, key: &str, extra: ExtraFields) -> bool {
+        let top_level = match self {
+            FieldScheme::Nested => key == "ecs",
+            _ => {
+                self.base().iter().any(|(k, _)| *k == key)
+                    || EXTRAS
+                        .iter()
+                        .any(|(flag, _, keys)| extra.contains(*flag) && keys[self.column()] == key)
+            }
+        };
+        top_level
+            || self
+                .reserved_prefixes()
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
     }
 
     fn base(self) -> &'static [(&'static str, Datum)] {
@@ -216,6 +247,7 @@ impl FieldScheme {
                 ("ecs_task_definition", Datum::TaskDefinition),
                 ("container_name", Datum::ContainerName),
                 ("container_id", Datum::ContainerId),
+                ("container_image", Datum::Image),
             ],
             FieldScheme::OpenTelemetry => &[
                 ("aws.ecs.cluster.arn", Datum::ClusterArn),
@@ -228,6 +260,7 @@ impl FieldScheme {
                 ("container.id", Datum::ContainerId),
                 ("container.image.name", Datum::ImageName),
                 ("container.image.tags", Datum::ImageTags),
+                ("container.image.repo_digests", Datum::ImageRepoDigests),
                 ("cloud.provider", Datum::CloudProvider),
                 ("cloud.platform", Datum::CloudPlatform),
                 ("cloud.region", Datum::Region),
@@ -309,8 +342,8 @@ impl FieldScheme {
 /// A datum's value: text, or a list of texts (`container.image.tags`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum DatumValue<'a> {
-    Text(std::borrow::Cow<'a, str>),
-    List(Vec<&'a str>),
+    Text(Cow<'a, str>),
+    List(Vec<Cow<'a, str>>),
 }
 
 /// A datum's value; `None` when it is unknown.
@@ -335,9 +368,17 @@ fn datum_value(meta: &EcsMetadata, datum: Datum) -> Option<DatumValue<'_>> {
         Datum::ContainerId => text(meta.container_id()),
         Datum::Image => text(meta.image()),
         Datum::ImageName => text(split_image(known(meta.image())?).0),
-        Datum::ImageTags => Some(DatumValue::List(vec![known(
-            split_image(known(meta.image())?).1,
-        )?])),
+        Datum::ImageTags => Some(DatumValue::List(vec![
+            known(split_image(known(meta.image())?).1)?.into(),
+        ])),
+        Datum::ImageRepoDigests => {
+            let image = known(meta.image())?;
+            let (_, digest) = image.split_once('@')?;
+            let repository = known(split_image(image).0)?;
+            Some(DatumValue::List(vec![
+                format!("{repository}@{digest}").into(),
+            ]))
+        }
         Datum::Region => text(meta.region()),
         Datum::AccountId => text(meta.account_id()),
         Datum::AvailabilityZone => text(meta.availability_zone()),
@@ -398,9 +439,9 @@ mod tests {
     #[test]
     fn extras_do_not_repeat_scheme_keys() {
         let keys = FieldScheme::OpenTelemetry.top_level_keys(ExtraFields::ALL);
-        assert_eq!(keys.len(), 16);
+        assert_eq!(keys.len(), 17);
         let keys = FieldScheme::FireLens.top_level_keys(ExtraFields::ALL);
-        assert_eq!(keys.len(), 14);
+        assert_eq!(keys.len(), 15);
         let mut sorted = keys.clone();
         sorted.sort_unstable();
         sorted.dedup();

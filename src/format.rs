@@ -18,20 +18,26 @@
 //!   a span's value.
 //! - The ECS identity, as the [`FieldScheme`] lays it out.
 //!
-//! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields) and the keys
-//! of the field scheme belong to the formatter. A field with one of these names is written as
-//! `fields.<name>`; so is a field whose name already starts with `fields.`, which keeps the
-//! renaming one-to-one: no key ever appears twice on a line and nothing is dropped.
+//! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields),
+//! `truncated`, and the keys and key families of the field scheme (see [`FieldScheme`]: for
+//! `Nested`, `ecs` and every key starting with `ecs.`, which CloudWatch Logs Insights would
+//! flatten onto the identity's own keys) belong to the formatter. A field with one of these
+//! names is written as `fields.<name>`; so is a field whose name already starts with
+//! `fields.`, which keeps the renaming one-to-one: no key ever appears twice on a line, none
+//! passes for the identity, and nothing is dropped.
 //!
 //! **One event, one line.** Every string is escaped: quotes, backslashes, every control
 //! character (newlines, ANSI escapes) and U+2028/U+2029 — a message cannot forge a second line.
 //!
-//! The identity is rendered once, when the formatter is built; span fields once, when the
-//! span is created or recorded. Formatting an event copies those bytes and allocates nothing.
+//! The identity is rendered once, when the formatter is built (and once more if the metadata
+//! is recovered in the background after a failed start-up); span fields once, when the span
+//! is created or recorded. Formatting an event copies those bytes and allocates nothing.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::dispatcher::WeakDispatch;
@@ -101,38 +107,54 @@ const FIELD_END: char = '\u{1e}';
 #[derive(Clone, Debug)]
 pub struct EcsFormat {
     /// `,"ecs":{…}` or the flat keys: empty when there is no metadata.
-    identity: Box<str>,
+    identity: Arc<LiveIdentity>,
     /// Keys event and span fields must not take.
     reserved: Box<[&'static str]>,
+    /// The key prefixes they must not take either (the scheme's families and `fields.`).
+    reserved_prefixes: Box<[&'static str]>,
+    /// The first bytes of those prefixes, less 64 (they are lowercase ASCII letters), to clear
+    /// most names with one test.
+    prefix_firsts: u64,
     /// Their [`name_bit`]s, to clear most names without a comparison.
     reserved_mask: u64,
     /// The longest line, newline excluded.
     max_line: usize,
     /// The subscriber the layer joined, for the trace context of spans.
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
-    dispatch: Option<Arc<OnceLock<WeakDispatch>>>,
+    dispatch: Option<Arc<OnceCell<WeakDispatch>>>,
 }
 
 impl EcsFormat {
     /// A formatter enriching every line with `metadata` (none when `None`), laid out by
     /// `scheme` with the `extra` fields.
     pub fn new(metadata: Option<&EcsMetadata>, scheme: FieldScheme, extra: ExtraFields) -> Self {
-        let identity = metadata
+        let initial = metadata
             .map(|m| scheme.render(m, extra))
             .unwrap_or_default();
         let mut reserved: Vec<&'static str> = BASE_KEYS.to_vec();
         reserved.extend(scheme.top_level_keys(extra));
+        let mut reserved_prefixes = vec![RENAMED];
+        reserved_prefixes.extend(scheme.reserved_prefixes());
         EcsFormat {
-            identity: identity.into_boxed_str(),
+            identity: Arc::new(LiveIdentity {
+                scheme,
+                extra,
+                initial: initial.into_boxed_str(),
+                recovered: OnceCell::new(),
+            }),
             reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
             reserved: reserved.into_boxed_slice(),
+            prefix_firsts: reserved_prefixes
+                .iter()
+                .fold(0, |mask, prefix| mask | first_byte_bit(prefix)),
+            reserved_prefixes: reserved_prefixes.into_boxed_slice(),
             max_line: DEFAULT_MAX_LINE_BYTES,
             dispatch: None,
         }
     }
 
     /// Where the layer puts the subscriber it joins (see [`crate::EcsLayer`]).
-    pub(crate) fn with_dispatch(mut self, dispatch: Arc<OnceLock<WeakDispatch>>) -> Self {
+    pub(crate) fn with_dispatch(mut self, dispatch: Arc<OnceCell<WeakDispatch>>) -> Self {
         self.dispatch = Some(dispatch);
         self
     }
@@ -149,11 +171,24 @@ impl EcsFormat {
 
     /// Whether lines carry ECS fields.
     pub fn is_enriched(&self) -> bool {
-        !self.identity.is_empty()
+        !self.identity.current().is_empty()
+    }
+
+    /// From now on, when the process-wide metadata is recovered in the background (see
+    /// [`crate::cache`]), write the recovered identity on every line.
+    pub(crate) fn follow_recovery(&self) {
+        let identity = Arc::downgrade(&self.identity);
+        crate::cache::on_recovery(move |metadata| {
+            if let Some(identity) = identity.upgrade() {
+                let rendered = identity.scheme.render(metadata, identity.extra);
+                let _ = identity.recovered.set(rendered.into_boxed_str());
+            }
+        });
     }
 
     fn is_reserved(&self, key: &str) -> bool {
-        key.starts_with(RENAMED)
+        (self.prefix_firsts & first_byte_bit(key) != 0
+            && self.reserved_prefixes.iter().any(|p| key.starts_with(p)))
             || (self.reserved_mask & name_bit(key) != 0 && self.reserved.contains(&key))
     }
 
@@ -188,9 +223,16 @@ where
             let out = borrowed.as_deref_mut().unwrap_or(&mut fresh);
             out.clear();
             let now = SystemTime::now();
-            self.render(ctx, event, now, &mut Line::new(out, Strings::Whole))?;
+            let identity = self.identity.current();
+            self.render(
+                ctx,
+                event,
+                now,
+                identity,
+                &mut Line::new(out, Strings::Whole),
+            )?;
             if out.len() > self.max_line + 1 {
-                self.render_truncated(ctx, event, now, out)?;
+                self.render_truncated(ctx, event, now, identity, out)?;
             }
             writer.write_str(out)?;
             // One huge event must not pin its size in memory for the thread's life.
@@ -204,12 +246,13 @@ where
 }
 
 impl EcsFormat {
-    /// Writes the line for `event` into `line`.
+    /// Writes the line for `event`, ending with `identity`, into `line`.
     fn render<S>(
         &self,
         ctx: &FmtContext<'_, S, JsonFields>,
         event: &Event<'_>,
         now: SystemTime,
+        identity: &str,
         line: &mut Line<'_>,
     ) -> fmt::Result
     where
@@ -271,7 +314,7 @@ impl EcsFormat {
         if line.cut {
             line.out.push_str(TRUNCATED);
         }
-        line.out.push_str(&self.identity);
+        line.out.push_str(identity);
         line.out.push_str("}\n");
         Ok(())
     }
@@ -283,6 +326,7 @@ impl EcsFormat {
         ctx: &FmtContext<'_, S, JsonFields>,
         event: &Event<'_>,
         now: SystemTime,
+        identity: &str,
         out: &mut String,
     ) -> fmt::Result
     where
@@ -294,13 +338,20 @@ impl EcsFormat {
             ctx,
             event,
             now,
+            identity,
             &mut Line::new(out, Strings::Measure(&mut lengths)),
         )?;
         let values: usize = lengths.iter().sum();
         let fixed = out.len() - values + TRUNCATED.len();
         let cap = share(&mut lengths, (self.max_line + 1).saturating_sub(fixed));
         out.clear();
-        self.render(ctx, event, now, &mut Line::new(out, Strings::Capped(cap)))
+        self.render(
+            ctx,
+            event,
+            now,
+            identity,
+            &mut Line::new(out, Strings::Capped(cap)),
+        )
     }
 }
 
@@ -330,6 +381,22 @@ impl EcsFormat {
             // `replace`: another thread may have cached them meanwhile (`insert` would panic).
             span.extensions_mut().replace(ids);
         }
+    }
+}
+
+/// The identity fragment lines end with: what was known when the formatter was built, until
+/// the background recovery of the metadata completes it. Reading it is one atomic load.
+#[derive(Debug)]
+struct LiveIdentity {
+    scheme: FieldScheme,
+    extra: ExtraFields,
+    initial: Box<str>,
+    recovered: OnceCell<Box<str>>,
+}
+
+impl LiveIdentity {
+    fn current(&self) -> &str {
+        self.recovered.get().unwrap_or(&self.initial)
     }
 }
 
@@ -766,9 +833,7 @@ impl<'a> StoredFields<'a> {
             stored.push_str(value);
         }
         stored.push(FRAGMENT_END);
-        let reserved = entries
-            .iter()
-            .any(|(key, _)| key.starts_with(RENAMED) || crate::fields::may_be_reserved(key));
+        let reserved = entries.iter().any(|(key, _)| may_be_reserved(key));
         stored.push(if reserved { 'R' } else { '-' });
         let mask = entries
             .iter()
@@ -929,6 +994,25 @@ fn escape_pieces(s: &str, mut emit: impl FnMut(&str, bool) -> fmt::Result) -> fm
         emit(&s[start..], true)?;
     }
     Ok(())
+}
+
+/// Whether some configuration reserves `key` (span fields are stored before the formatter
+/// that reads them is known): the formatter's own keys, `fields.`, or any scheme's.
+fn may_be_reserved(key: &str) -> bool {
+    key.starts_with(RENAMED)
+        || BASE_KEYS.contains(&key)
+        || FieldScheme::ALL
+            .iter()
+            .any(|scheme| scheme.reserves(key, ExtraFields::ALL))
+}
+
+/// A bit for the first byte of `key` when it is in 64..128 (where lowercase letters are),
+/// else none.
+fn first_byte_bit(key: &str) -> u64 {
+    match key.as_bytes().first() {
+        Some(&b) if (64..128).contains(&b) => 1 << (b - 64),
+        _ => 0,
+    }
 }
 
 /// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits

@@ -5,19 +5,20 @@ use std::io;
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
-use std::sync::OnceLock;
-
+use once_cell::sync::OnceCell;
 use tracing::dispatcher::WeakDispatch;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::TryInitError;
 
-use crate::client::{DEFAULT_DEADLINE, DEFAULT_REQUEST_TIMEOUT, Endpoint, MetadataClient};
+use crate::cache::{self, Startup};
+use crate::client::{DEFAULT_DEADLINE, Endpoint, MetadataClient};
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, JsonFields};
 use crate::metadata::EcsMetadata;
@@ -25,17 +26,40 @@ use crate::reporter::MetricsReporter;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
 /// `fmt` layer with the [`EcsFormat`] event formatter and [`JsonFields`] span fields, so
-/// writers, filters and the per-thread line buffer work as they do for `fmt`. It also keeps
-/// a handle on the subscriber it joins, through which the `opentelemetry` feature reads the
+/// writers, filters and the per-thread line buffer work as they do for `fmt` (or, off ECS
+/// with [`Builder::with_text_off_ecs`], the `fmt` layer's own text format). It also keeps a
+/// handle on the subscriber it joins, through which the `opentelemetry` feature reads the
 /// trace context of spans.
 pub struct EcsLayer<S, W = fn() -> io::Stdout> {
-    inner: tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>,
-    dispatch: Arc<OnceLock<WeakDispatch>>,
+    inner: Inner<S, W>,
+    dispatch: Arc<OnceCell<WeakDispatch>>,
+}
+
+/// The JSON lines, or human-readable text off ECS.
+enum Inner<S, W> {
+    Json(tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>),
+    Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, SharedWriter<W>>),
+}
+
+/// Calls the same method on whichever layer `inner` holds.
+macro_rules! delegate {
+    ($inner:expr, $layer:ident => $call:expr) => {
+        match $inner {
+            Inner::Json($layer) => $call,
+            Inner::Text($layer) => $call,
+        }
+    };
 }
 
 impl<S, W> fmt::Debug for EcsLayer<S, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EcsLayer").finish_non_exhaustive()
+        let format = match self.inner {
+            Inner::Json(_) => "json",
+            Inner::Text(_) => "text",
+        };
+        f.debug_struct("EcsLayer")
+            .field("format", &format)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,55 +70,55 @@ where
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
         let _ = self.dispatch.set(dispatch.downgrade());
-        self.inner.on_register_dispatch(dispatch);
+        delegate!(&self.inner, layer => layer.on_register_dispatch(dispatch));
     }
 
     fn on_layer(&mut self, subscriber: &mut S) {
-        self.inner.on_layer(subscriber);
+        delegate!(&mut self.inner, layer => layer.on_layer(subscriber));
     }
 
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        self.inner.register_callsite(metadata)
+        delegate!(&self.inner, layer => layer.register_callsite(metadata))
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        self.inner.enabled(metadata, ctx)
+        delegate!(&self.inner, layer => layer.enabled(metadata, ctx))
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_new_span(attrs, id, ctx);
+        delegate!(&self.inner, layer => layer.on_new_span(attrs, id, ctx));
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        self.inner.on_record(id, values, ctx);
+        delegate!(&self.inner, layer => layer.on_record(id, values, ctx));
     }
 
     fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_follows_from(id, follows, ctx);
+        delegate!(&self.inner, layer => layer.on_follows_from(id, follows, ctx));
     }
 
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
-        self.inner.event_enabled(event, ctx)
+        delegate!(&self.inner, layer => layer.event_enabled(event, ctx))
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.inner.on_event(event, ctx);
+        delegate!(&self.inner, layer => layer.on_event(event, ctx));
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
+        delegate!(&self.inner, layer => layer.on_enter(id, ctx));
     }
 
     fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_exit(id, ctx);
+        delegate!(&self.inner, layer => layer.on_exit(id, ctx));
     }
 
     fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        self.inner.on_close(id, ctx);
+        delegate!(&self.inner, layer => layer.on_close(id, ctx));
     }
 
     fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_id_change(old, new, ctx);
+        delegate!(&self.inner, layer => layer.on_id_change(old, new, ctx));
     }
 }
 
@@ -164,6 +188,8 @@ pub struct Builder<W = fn() -> io::Stdout> {
     metrics_every: Option<Duration>,
     metrics_namespace: String,
     max_line_bytes: usize,
+    recover: bool,
+    text_off_ecs: bool,
 }
 
 impl Default for Builder {
@@ -178,12 +204,16 @@ impl Default for Builder {
             metrics_every: None,
             metrics_namespace: crate::emf::DEFAULT_NAMESPACE.to_owned(),
             max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
+            recover: true,
+            text_off_ecs: false,
         }
     }
 }
 
 impl<W> Builder<W> {
     /// Enrich with this metadata instead of fetching (tests, or metadata read elsewhere).
+    /// When the process has no metadata cached yet, [`layer`](Self::layer) caches this, so
+    /// that [`metadata()`](crate::metadata()) returns it.
     pub fn with_metadata(mut self, metadata: EcsMetadata) -> Self {
         self.metadata = Some(metadata);
         self
@@ -213,13 +243,41 @@ impl<W> Builder<W> {
             metrics_every: self.metrics_every,
             metrics_namespace: self.metrics_namespace,
             max_line_bytes: self.max_line_bytes,
+            recover: self.recover,
+            text_off_ecs: self.text_off_ecs,
         }
     }
 
-    /// The longest the metadata fetch may take, retries included (default 2 s). Off ECS
-    /// there is no fetch and no wait.
+    /// The longest the start-up metadata fetch may take, retries included (default 2 s):
+    /// a slow endpoint that answers within it succeeds, however long one answer takes, and
+    /// failed requests are retried while time is left. Off ECS there is no fetch and no wait.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Whether to keep reading the metadata in the background when the start-up fetch failed
+    /// for a reason that can pass (timeout, connection error, 5xx, 429, a body cut short or
+    /// unparsable), or read the container but not the task (default `true`).
+    ///
+    /// One thread retries, one request at a time, with jittered backoff from 1 s doubling to
+    /// 30 s, until it succeeds; from then on every line carries the identity,
+    /// [`metadata()`](crate::metadata()) returns it, and one INFO line says it was recovered
+    /// and after how long. It never delays process exit. Nothing is retried off ECS, for a
+    /// malformed variable, or for a 4xx other than 429. Like the deadline, this is a setting
+    /// of the process's one start-up fetch: the first builder (or
+    /// [`metadata()`](crate::metadata()) call) to fetch decides.
+    pub fn with_recovery(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
+    }
+
+    /// Off ECS only ([`on_ecs`](crate::on_ecs) false), write `tracing-subscriber`'s
+    /// human-readable text instead of JSON lines (default `false`): pretty output on a
+    /// laptop, JSON on ECS from the same `main`. On ECS the lines stay JSON, even when the
+    /// endpoint fails.
+    pub fn with_text_off_ecs(mut self, text: bool) -> Self {
+        self.text_off_ecs = text;
         self
     }
 
@@ -259,9 +317,17 @@ impl<W> Builder<W> {
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
+        let startup = Startup {
+            deadline: self.timeout,
+            recover: self.recover,
+        };
+        let given = self.metadata.is_some();
         let metadata = match self.metadata {
-            Some(given) => Some(given),
-            None => fetch_cached(self.timeout).ok().cloned(),
+            Some(given) => {
+                cache::fill(given.clone());
+                Some(given)
+            }
+            None => cache::get_or_fetch(startup).ok().cloned(),
         };
         let writer = SharedWriter(Arc::new(self.writer));
         if let Some(every) = self.metrics_every {
@@ -283,10 +349,23 @@ impl<W> Builder<W> {
                 }
             }
         }
-        let dispatch = Arc::new(OnceLock::new());
+        let dispatch = Arc::new(OnceCell::new());
+        if self.text_off_ecs && !crate::on_ecs() {
+            let inner = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .log_internal_errors(false)
+                .with_writer(writer);
+            return EcsLayer {
+                inner: Inner::Text(inner),
+                dispatch,
+            };
+        }
         let format = EcsFormat::new(metadata.as_ref(), self.scheme, self.extra)
             .with_max_line_bytes(self.max_line_bytes)
             .with_dispatch(Arc::clone(&dispatch));
+        if !given {
+            format.follow_recovery();
+        }
         let inner = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             // A failing writer (stdout closed) loses its lines; a note on stderr for each
@@ -295,7 +374,10 @@ impl<W> Builder<W> {
             .fmt_fields(JsonFields::default())
             .event_format(format)
             .with_writer(writer);
-        EcsLayer { inner, dispatch }
+        EcsLayer {
+            inner: Inner::Json(inner),
+            dispatch,
+        }
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level
@@ -334,16 +416,6 @@ impl<W> Builder<W> {
     }
 }
 
-/// The process-wide metadata, fetched within `timeout` if not cached yet.
-fn fetch_cached(timeout: Duration) -> Result<&'static EcsMetadata, &'static crate::Error> {
-    crate::cached_or_fetch(|| {
-        MetadataClient::from_env()?
-            .with_deadline(timeout)
-            .with_request_timeout(timeout.min(DEFAULT_REQUEST_TIMEOUT))
-            .fetch_metadata()
-    })
-}
-
 /// Logs, once per process, why lines carry no (or partial) ECS fields: at DEBUG off ECS, at
 /// WARN when the endpoint failed or `/task` did, or when a malformed v4 variable was passed
 /// over for the v3 one. Silent when all is well.
@@ -365,18 +437,23 @@ pub fn log_metadata_status() {
 }
 
 fn log_fetch_outcome() {
+    let retrying = if cache::recovering() {
+        ", retrying in the background"
+    } else {
+        ""
+    };
     match crate::metadata_result() {
         Err(e) if e.is_not_on_ecs() => {
             tracing::debug!(target: "tracing_aws_ecs", "{e}: logging without ECS fields");
         }
         Err(e) => {
-            tracing::warn!(target: "tracing_aws_ecs", "ECS metadata unavailable, logging without ECS fields: {e}");
+            tracing::warn!(target: "tracing_aws_ecs", "ECS metadata unavailable, logging without ECS fields{retrying}: {e}");
         }
         Ok(meta) => {
             if let Some(reason) = meta.task_error() {
                 tracing::warn!(
                     target: "tracing_aws_ecs",
-                    "ECS task metadata unavailable, lines carry what the container metadata gives: {reason}"
+                    "ECS task metadata unavailable, lines carry what the container metadata gives{retrying}: {reason}"
                 );
             }
         }

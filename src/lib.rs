@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
 pub mod client;
 pub mod emf;
 mod error;
@@ -91,29 +92,45 @@ pub fn builder() -> Builder {
     Builder::default()
 }
 
-use once_cell::sync::OnceCell;
-
-static METADATA: OnceCell<Result<EcsMetadata, Error>> = OnceCell::new();
-
 /// The metadata of this container and its task, fetched on first use and cached for the life
-/// of the process; `None` off ECS or when the fetch failed.
+/// of the process; `None` off ECS or while the fetch has failed.
 ///
 /// Every caller on every thread gets the same value. Concurrent first calls wait for one
-/// fetch; a failed fetch is not repeated (no retry storms against a struggling endpoint).
+/// fetch. When it fails for a reason that can pass (timeout, 5xx, 429, …), one background
+/// thread keeps trying (see [`Builder::with_recovery`]); once it succeeds, this returns what
+/// it read. Whoever fetches first, [`init`], a [`builder`] or this function, sets the
+/// deadline (2 s by default) and whether to recover.
 pub fn metadata() -> Option<&'static EcsMetadata> {
     metadata_result().ok()
 }
 
 /// As [`metadata()`], with the reason when there is none ([`Error::NotOnEcs`] off ECS).
 pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
-    cached_or_fetch(|| MetadataClient::from_env()?.fetch_metadata())
+    cache::get_or_fetch(cache::Startup {
+        deadline: client::DEFAULT_DEADLINE,
+        recover: true,
+    })
 }
 
-/// The cached metadata, fetching it with `fetch` if nothing is cached yet.
-pub(crate) fn cached_or_fetch(
-    fetch: impl FnOnce() -> Result<EcsMetadata, Error>,
-) -> Result<&'static EcsMetadata, &'static Error> {
-    METADATA.get_or_init(fetch).as_ref()
+/// Whether this process runs in an ECS task: an endpoint variable
+/// (`ECS_CONTAINER_METADATA_URI_V4` or `ECS_CONTAINER_METADATA_URI`) is set and not blank.
+/// Reads the environment only: no request, no wait.
+///
+/// The check for "pretty output on my laptop, JSON on ECS" (or use
+/// [`Builder::with_text_off_ecs`]); unlike `metadata().is_some()`, it stays true on ECS
+/// when the endpoint fails.
+///
+/// ```
+/// if tracing_aws_ecs::on_ecs() {
+///     // JSON lines for CloudWatch
+/// } else {
+///     // a laptop, CI
+/// }
+/// ```
+pub fn on_ecs() -> bool {
+    [client::V4_VARIABLE, client::V3_VARIABLE]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.to_string_lossy().trim().is_empty()))
 }
 
 #[cfg(doctest)]

@@ -47,7 +47,7 @@ impl EcsMetadata {
                     DatumValue::List(items) => Value::Array(Array::String(
                         items
                             .into_iter()
-                            .map(|i| StringValue::from(i.to_owned()))
+                            .map(|i| StringValue::from(i.into_owned()))
                             .collect(),
                     )),
                 };

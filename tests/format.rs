@@ -5,23 +5,23 @@ mod common;
 use common::{Capture, fargate_metadata};
 use serde_json::{Value, json};
 use tracing::{Level, debug, error, info, info_span, warn};
-use tracing_aws_ecs::{EcsMetadata, FieldScheme};
+use tracing_aws_ecs::{EcsFormat, EcsMetadata, ExtraFields, FieldScheme, JsonFields};
 use tracing_subscriber::prelude::*;
 
 /// Runs `f` under a subscriber with the enriched layer writing into a capture.
 fn capture(metadata: Option<EcsMetadata>, scheme: FieldScheme, f: impl FnOnce()) -> Capture {
     let out = Capture::default();
-    let mut builder = tracing_aws_ecs::builder()
-        .with_scheme(scheme)
+    // The formatter itself: a builder without metadata would read the process's cache,
+    // which other tests here fill with `with_metadata`.
+    let format = EcsFormat::new(metadata.as_ref(), scheme, ExtraFields::NONE);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .fmt_fields(JsonFields::default())
+        .event_format(format)
         .with_writer(out.clone());
-    builder = match metadata {
-        Some(m) => builder.with_metadata(m),
-        // Not on ECS in the test process: no fetch happens.
-        None => builder,
-    };
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with(builder.layer());
+        .with(layer);
     tracing::subscriber::with_default(subscriber, f);
     out
 }

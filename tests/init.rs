@@ -2,47 +2,22 @@
 //! this file re-runs its own `child` test with a case name and an endpoint, and reads the
 //! JSON lines the child wrote on stdout.
 
-use std::process::Command;
+mod common;
 
+use common::by_message;
 use serde_json::Value;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
 
 const CASE: &str = "TRACING_AWS_ECS_INIT_CASE";
 
 /// Runs the child with `case`, the endpoint variable (if any) and extra variables; returns its
-/// JSON lines (libtest's own lines are skipped).
+/// JSON lines.
 fn run_child(case: &str, endpoint: Option<(&str, String)>, env: &[(&str, &str)]) -> Vec<Value> {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .env_remove("RUST_LOG")
-        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
-        .env_remove("ECS_CONTAINER_METADATA_URI");
-    if let Some((var, url)) = endpoint {
-        command.env(var, url);
+    let mut all: Vec<(&str, &str)> = env.to_vec();
+    if let Some((var, url)) = &endpoint {
+        all.push((var, url));
     }
-    command.envs(env.iter().copied());
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // libtest writes "test child ... " just before the first line: cut it off.
-    stdout
-        .lines()
-        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-fn by_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
-    lines
-        .iter()
-        .find(|l| l["message"] == message)
-        .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))
+    common::run_child(CASE, case, &all).0
 }
 
 /// The child half: what a service's `main` does.
@@ -380,6 +355,16 @@ fn fault_matrix() {
         row(
             "500 then success",
             Some((Route::Any, Fault::Status(500), 2)),
+            Lines::Enriched,
+            None,
+        ),
+        row(
+            "1.5 s per answer (under the 2 s deadline)",
+            Some((
+                Route::Any,
+                Fault::Delay(std::time::Duration::from_millis(1500)),
+                ALWAYS,
+            )),
             Lines::Enriched,
             None,
         ),

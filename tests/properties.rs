@@ -1,6 +1,7 @@
 //! Property tests: the formatter with arbitrary field names, values, messages and span
 //! fields (control characters, lossily converted bytes, 1 MiB strings) always writes one
-//! valid JSON line without duplicate keys; the ARN parser and every payload parser return
+//! valid JSON line without duplicate keys, and no field can pass for the ECS identity, even
+//! once CloudWatch Logs Insights flattens nested objects with dots; the ARN parser and every payload parser return
 //! `Ok` or `Err` on anything, never panic.
 
 mod common;
@@ -81,6 +82,73 @@ fn name() -> impl Strategy<Value = String> {
         4 => text(),
         1 => prop_oneof![Just("message"), Just("level"), Just("ecs"), Just("fields.level"), Just("timestamp"), Just("truncated"), Just("a")].prop_map(String::from),
     ]
+}
+
+/// Names that could pass for a scheme's identity keys, on the line or once flattened.
+fn spoofing_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => text(),
+        4 => prop_oneof![
+            Just("ecs"), Just("ecs."), Just("ecs.cluster"), Just("ecs.task_arn"), Just("ecs.image"),
+            Just("ecs.cluster.x"), Just("fields.ecs.cluster"), Just("ecs_cluster"), Just("ecs_task_arn"),
+            Just("ecs_anything"), Just("container_name"), Just("container_id"), Just("container_image"),
+            Just("container"), Just("container.name"), Just("container.image.name"), Just("container.image.tags"),
+            Just("cloud"), Just("cloud.region"), Just("cloud.provider"), Just("aws.ecs.task.arn"),
+            Just("aws.ecs.cluster.arn"), Just("aws.ecs"), Just("aws.ecs.anything"), Just("aws_region"),
+        ].prop_map(String::from),
+    ]
+}
+
+/// Keys joined with dots down nested objects, as Logs Insights flattens them, with each
+/// value; every repeat of a flattened key is kept.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&key, value, out);
+            }
+        }
+        leaf => out.push((prefix.to_owned(), leaf.clone())),
+    }
+}
+
+/// The identity keys and values one scheme writes for the EC2 fixture, flattened.
+fn identity_of(scheme: FieldScheme) -> Vec<(String, Value)> {
+    let text = emit(
+        ["a", "b", "c", "d"].map(String::from),
+        Default::default(),
+        ["s1", "s2", "s3", "s4"].map(String::from),
+        Default::default(),
+        scheme,
+        1 << 20,
+    );
+    let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+    let mut flat = Vec::new();
+    flatten("", &line, &mut flat);
+    flat.retain(|(key, _)| {
+        ![
+            "timestamp",
+            "level",
+            "target",
+            "message",
+            "a",
+            "b",
+            "c",
+            "d",
+            "s1",
+            "s2",
+            "s3",
+            "s4",
+        ]
+        .contains(&key.as_str())
+    });
+    assert!(flat.len() >= 4, "{flat:?}");
+    flat
 }
 
 /// Dispatches one event with `names`/`values` inside a span with `span_names`/`span_values`,
@@ -180,6 +248,30 @@ proptest! {
         let unique = |n: &str| names.iter().filter(|m| m.as_str() == n).count() == 1;
         if unique(&names[0]) && !["message", "level", "timestamp", "target", "ecs", "truncated"].contains(&names[0].as_str()) && !names[0].starts_with("fields.") {
             prop_assert_eq!(&line[names[0].as_str()], &Value::String(values[0].clone()));
+        }
+    }
+
+    #[test]
+    fn no_field_passes_for_the_identity_once_flattened(
+        names in [spoofing_name(), spoofing_name(), spoofing_name(), spoofing_name()],
+        values in [text(), text(), text(), text()],
+        span_names in [spoofing_name(), spoofing_name(), spoofing_name(), spoofing_name()],
+        span_values in [text(), text(), text(), text()],
+        scheme in prop_oneof![Just(FieldScheme::Nested), Just(FieldScheme::FireLens), Just(FieldScheme::OpenTelemetry)],
+    ) {
+        let text = emit(names, values, span_names, span_values, scheme, 1 << 20);
+        let line = check_line(&text, 1 << 20);
+        let mut flat = Vec::new();
+        flatten("", &line, &mut flat);
+        let mut keys: Vec<&str> = flat.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        prop_assert_eq!(keys.len(), before, "a flattened key repeats: {}", text);
+        // Every identity key holds the identity's value, not a field's.
+        for (key, value) in identity_of(scheme) {
+            let on_line = flat.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            prop_assert_eq!(on_line, Some(&value), "{}: {}", key, text);
         }
     }
 

@@ -78,6 +78,7 @@ fn firelens() {
             "ecs_task_definition": "curltest:26",
             "container_name": "curl",
             "container_id": "ea32192c8553fbff06c9340478a2ff089b2bb5646fb718b4ee206641c9086d66",
+            "container_image": "111122223333.dkr.ecr.us-west-2.amazonaws.com/curltest:latest",
         })
     );
     let with_extra = line(
@@ -87,7 +88,7 @@ fn firelens() {
     );
     assert_eq!(with_extra["aws_region"], "us-west-2");
     assert_eq!(with_extra["ecs_service_name"], "MyService");
-    assert_eq!(with_extra.as_object().unwrap().len(), 7);
+    assert_eq!(with_extra.as_object().unwrap().len(), 8);
 }
 
 #[test]
@@ -159,4 +160,36 @@ fn firelens_keys_in_events_are_renamed() {
     let line = out.only_line();
     assert_eq!(line["container_name"], "curl");
     assert_eq!(line["fields.container_name"], "mine");
+}
+
+/// "Which build is running" is on the line in every scheme: a digest-pinned image keeps its
+/// digest (FireLens and Nested as given; OpenTelemetry as `container.image.repo_digests`).
+#[test]
+fn a_digest_pinned_image_is_on_the_line_in_every_scheme() {
+    const DIGEST: &str = "sha256:4f0a1c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+    let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/orders:1.8.0@{DIGEST}");
+    let meta =
+        EcsMetadata::from_json(&json!({"Name": "app", "Image": image}).to_string(), None).unwrap();
+    let nested = line(meta.clone(), FieldScheme::Nested, ExtraFields::NONE);
+    assert_eq!(nested["ecs"]["image"], image.as_str());
+    let firelens = line(meta.clone(), FieldScheme::FireLens, ExtraFields::NONE);
+    assert_eq!(firelens["container_image"], image.as_str());
+    let otel = line(meta, FieldScheme::OpenTelemetry, ExtraFields::NONE);
+    assert_eq!(
+        otel["container.image.name"],
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/orders"
+    );
+    assert_eq!(otel["container.image.tags"], json!(["1.8.0"]));
+    assert_eq!(
+        otel["container.image.repo_digests"],
+        json!([format!(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/orders@{DIGEST}"
+        )])
+    );
+
+    // An image by tag alone has no repo digest to give.
+    let tagged = EcsMetadata::from_json(r#"{"Image": "nginx:1.25"}"#, None).unwrap();
+    let otel = line(tagged, FieldScheme::OpenTelemetry, ExtraFields::NONE);
+    assert!(otel.get("container.image.repo_digests").is_none());
+    assert_eq!(otel["container.image.name"], "nginx");
 }

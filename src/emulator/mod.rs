@@ -309,6 +309,13 @@ impl Emulator {
         self.server.shared.inject(route, fault, times);
     }
 
+    /// Makes every request to `route` (any route for [`Route::Any`]) that arrives within
+    /// `period` from now fail with `fault`: an outage that ends by itself, as an agent busy
+    /// at start-up.
+    pub fn inject_for(&self, route: Route, fault: Fault, period: Duration) {
+        self.server.shared.inject_for(route, fault, period);
+    }
+
     /// Drops every fault not yet used.
     pub fn clear_faults(&self) {
         self.server.shared.clear_faults();

@@ -21,6 +21,8 @@ struct Planned {
     route: Route,
     fault: Fault,
     remaining: usize,
+    /// When the fault stops applying, if it is planned for a time rather than a count.
+    until: Option<Instant>,
 }
 
 pub(super) struct Shared {
@@ -66,8 +68,18 @@ impl Shared {
                 route,
                 fault,
                 remaining: times,
+                until: None,
             });
         }
+    }
+
+    pub(super) fn inject_for(&self, route: Route, fault: Fault, period: Duration) {
+        self.lock_faults().push(Planned {
+            route,
+            fault,
+            remaining: super::ALWAYS,
+            until: Some(Instant::now() + period),
+        });
     }
 
     pub(super) fn clear_faults(&self) {
@@ -85,6 +97,8 @@ impl Shared {
 
     fn take_fault(&self, route: Route) -> Option<Fault> {
         let mut faults = self.lock_faults();
+        let now = Instant::now();
+        faults.retain(|p| p.until.is_none_or(|until| now < until));
         let index = faults
             .iter()
             .position(|p| p.route == route || p.route == Route::Any)?;

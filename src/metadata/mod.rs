@@ -61,7 +61,7 @@ pub struct EcsMetadata {
     container_raw: Value,
     task: Option<Task>,
     task_raw: Option<Value>,
-    task_error: Option<String>,
+    task_error: Option<Error>,
     identity: Identity,
 }
 
@@ -130,7 +130,7 @@ impl EcsMetadata {
         version: Option<ApiVersion>,
         container_raw: Value,
         task: Option<(Task, Value)>,
-        task_error: Option<String>,
+        task_error: Option<Error>,
         url: Option<&str>,
     ) -> Result<Self, Error> {
         let (container, container_raw): (Container, Value) =
@@ -174,8 +174,8 @@ impl EcsMetadata {
     }
 
     /// Why the task metadata is missing, when it was asked for and could not be read.
-    pub fn task_error(&self) -> Option<&str> {
-        self.task_error.as_deref()
+    pub fn task_error(&self) -> Option<&Error> {
+        self.task_error.as_ref()
     }
 
     /// The cluster's short name, from a cluster ARN or as given (EC2 gives the short name).

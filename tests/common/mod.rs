@@ -283,3 +283,40 @@ impl<'a> MakeWriter<'a> for PipeWriter {
         PipeGuard(self.0.lock().unwrap())
     }
 }
+
+/// Runs this test binary's `child` test again in a new process (for what is process-wide:
+/// the global subscriber, the metadata cache), with `case` in the variable `case_var`, no
+/// endpoint variable unless `env` sets one, and `RUST_LOG` unset. Returns the JSON lines the
+/// child wrote on stdout (libtest's own text is skipped) and its whole stdout.
+pub fn run_child(case_var: &str, case: &str, env: &[(&str, &str)]) -> (Vec<Value>, String) {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(case_var, case)
+        .env_remove("RUST_LOG")
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .env_remove("ECS_CONTAINER_METADATA_URI")
+        .envs(env.iter().copied());
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libtest writes "test child ... " just before the first line: cut it off.
+    let lines = stdout
+        .lines()
+        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (lines, stdout)
+}
+
+/// The line whose message is `message`.
+pub fn by_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["message"] == message)
+        .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))
+}
