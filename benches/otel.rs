@@ -8,7 +8,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use support::{event, metadata};
 use tracing::Dispatch;
-use tracing_aws_ecs::{EcsFormat, ExtraFields, FieldScheme, JsonFields};
+use tracing_aws_ecs::{EcsFormat, ExtraFields, FieldScheme, SpanFields};
 use tracing_subscriber::prelude::*;
 
 fn correlation(c: &mut Criterion) {
@@ -26,7 +26,7 @@ fn correlation(c: &mut Criterion) {
     let without_ids = Dispatch::new(
         tracing_subscriber::registry().with(otel()).with(
             tracing_subscriber::fmt::layer()
-                .fmt_fields(JsonFields::default())
+                .fmt_fields(SpanFields::default())
                 .event_format(EcsFormat::new(
                     Some(&metadata()),
                     FieldScheme::Nested,

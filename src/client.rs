@@ -1,4 +1,4 @@
-//! Endpoint discovery and the HTTP client: timeouts, an overall deadline, retries, a body cap.
+//! The HTTP client for the metadata endpoint: an overall deadline, retries, a body cap.
 
 use std::hash::BuildHasher;
 use std::io::Read;
@@ -7,19 +7,15 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::endpoint::{Endpoint, Path};
 use crate::error::Error;
 use crate::metadata::{Container, EcsMetadata, Task, parse_json, parse_object};
 use crate::stats::{ContainerStats, TaskStats};
 
-/// The variable ECS sets to the v4 endpoint (Fargate PV ≥ 1.4, EC2 agent ≥ 1.39, Managed Instances).
-pub const V4_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI_V4";
-/// The variable ECS sets to the v3 endpoint (EC2 agent ≥ 1.21, older Fargate).
-pub const V3_VARIABLE: &str = "ECS_CONTAINER_METADATA_URI";
-
 /// The default time one call may take, retries included.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 /// The default cap on a response body: ample for a task of ten containers' stats.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// How much of an error response's body is read to report it.
 const ERROR_BODY_BYTES: u64 = 4096;
@@ -27,203 +23,8 @@ const ERROR_BODY_BYTES: u64 = 4096;
 const ERROR_BODY_SHOWN: usize = 512;
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_CAP: Duration = Duration::from_millis(400);
-
-/// The version of the metadata endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ApiVersion {
-    /// v3 (`ECS_CONTAINER_METADATA_URI`): no `LaunchType`, `LogOptions` or `ContainerARN`.
-    V3,
-    /// v4 (`ECS_CONTAINER_METADATA_URI_V4`).
-    V4,
-}
-
-impl ApiVersion {
-    /// `"v3"` or `"v4"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V3 => "v3",
-            ApiVersion::V4 => "v4",
-        }
-    }
-
-    /// The environment variable that carries this version's endpoint.
-    pub fn variable(self) -> &'static str {
-        match self {
-            ApiVersion::V3 => V3_VARIABLE,
-            ApiVersion::V4 => V4_VARIABLE,
-        }
-    }
-}
-
-/// A validated endpoint base URL, without a trailing slash.
-///
-/// ```
-/// use tracing_aws_ecs::{ApiVersion, Endpoint};
-///
-/// let endpoint = Endpoint::from_lookup(|var| match var {
-///     "ECS_CONTAINER_METADATA_URI_V4" => Some(" http://169.254.170.2/v4/abc/ ".into()),
-///     _ => None,
-/// })?;
-/// assert_eq!(endpoint.url(), "http://169.254.170.2/v4/abc");
-/// assert_eq!(endpoint.version(), ApiVersion::V4);
-/// # Ok::<(), tracing_aws_ecs::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    url: String,
-    version: ApiVersion,
-    variable: Option<&'static str>,
-    ignored: Option<String>,
-}
-
-impl Endpoint {
-    /// Reads `ECS_CONTAINER_METADATA_URI_V4`, else `ECS_CONTAINER_METADATA_URI`.
-    ///
-    /// [`Error::NotOnEcs`] when neither is set (or both are empty); [`Error::InvalidEndpoint`]
-    /// naming the variable when the one to use is malformed. A malformed v4 value next to a
-    /// valid v3 one falls back to v3, and [`ignored`](Self::ignored) says why.
-    pub fn from_env() -> Result<Self, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let read = |version: ApiVersion| {
-            let value = lookup(version.variable())?;
-            let trimmed = value.trim();
-            if trimmed.is_empty() {
-                return None;
-            }
-            Some(match normalise(trimmed) {
-                Ok(url) => Ok(Endpoint {
-                    url,
-                    version,
-                    variable: Some(version.variable()),
-                    ignored: None,
-                }),
-                Err(reason) => Err(Error::InvalidEndpoint {
-                    variable: Some(version.variable()),
-                    value: value.clone(),
-                    reason,
-                }),
-            })
-        };
-        match (read(ApiVersion::V4), read(ApiVersion::V3)) {
-            (Some(Ok(v4)), _) => Ok(v4),
-            (Some(Err(v4_error)), Some(Ok(mut v3))) => {
-                v3.ignored = Some(format!("{v4_error}; using {V3_VARIABLE}"));
-                Ok(v3)
-            }
-            (Some(Err(v4_error)), _) => Err(v4_error),
-            (None, Some(v3)) => v3,
-            (None, None) => Err(Error::NotOnEcs),
-        }
-    }
-
-    /// Validates a base URL given directly; a `/v3/` path segment means v3, anything else v4.
-    pub fn parse(url: &str) -> Result<Self, Error> {
-        let url = normalise(url.trim()).map_err(|reason| Error::InvalidEndpoint {
-            variable: None,
-            value: url.to_owned(),
-            reason,
-        })?;
-        let path = url["http://".len()..]
-            .split_once('/')
-            .map_or("", |(_, p)| p);
-        let version = if path.split('/').any(|segment| segment == "v3") {
-            ApiVersion::V3
-        } else {
-            ApiVersion::V4
-        };
-        Ok(Endpoint {
-            url,
-            version,
-            variable: None,
-            ignored: None,
-        })
-    }
-
-    /// The base URL, without a trailing slash.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The endpoint version.
-    pub fn version(&self) -> ApiVersion {
-        self.version
-    }
-
-    /// The environment variable it came from, if any.
-    pub fn variable(&self) -> Option<&'static str> {
-        self.variable
-    }
-
-    /// Why the v4 variable was passed over for the v3 one, if it was.
-    pub fn ignored(&self) -> Option<&str> {
-        self.ignored.as_deref()
-    }
-
-    /// The URL of `path` (`""`, `"/task"`, …) under the base.
-    pub fn join(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-}
-
-/// Checks an `http://host[:port]/path` URL and drops trailing slashes (a double slash gets a
-/// redirect from the agent).
-fn normalise(value: &str) -> Result<String, &'static str> {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return Err("not a URL: expected http://host/path");
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err("the metadata endpoint is plain http://, not https://");
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err("not an http:// URL");
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace or control characters");
-    }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if path.contains(['?', '#']) {
-        return Err("has a query or fragment");
-    }
-    if authority.contains('@') {
-        return Err("has user info");
-    }
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']').ok_or("unclosed IPv6 bracket")?;
-            if host.is_empty()
-                || !host
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            {
-                return Err("bad IPv6 host");
-            }
-            (host, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() {
-        return Err("no host");
-    }
-    if !authority.starts_with('[')
-        && !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-    {
-        return Err("bad host");
-    }
-    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err("bad port");
-    }
-    Ok(format!("http://{authority}{}", path.trim_end_matches('/')))
-}
+/// The least time left worth starting another request in.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// A client for the task metadata endpoint.
 ///
@@ -321,55 +122,40 @@ impl MetadataClient {
 
     /// This container's metadata (the endpoint's base path).
     pub fn container(&self) -> Result<Container, Error> {
-        self.typed("", "container metadata").map(|(typed, _)| typed)
-    }
-
-    /// This container's metadata, as sent.
-    pub fn container_raw(&self) -> Result<Value, Error> {
-        self.raw("")
+        self.typed(Path::Container)
     }
 
     /// The task's metadata (`/task`).
     pub fn task(&self) -> Result<Task, Error> {
-        self.typed("/task", "task metadata").map(|(typed, _)| typed)
-    }
-
-    /// The task's metadata, as sent.
-    pub fn task_raw(&self) -> Result<Value, Error> {
-        self.raw("/task")
+        self.typed(Path::Task)
     }
 
     /// The task's metadata with its tags (`/taskWithTags`; EC2 only).
     pub fn task_with_tags(&self) -> Result<Task, Error> {
-        self.typed("/taskWithTags", "task metadata")
-            .map(|(typed, _)| typed)
-    }
-
-    /// The task's metadata with its tags, as sent.
-    pub fn task_with_tags_raw(&self) -> Result<Value, Error> {
-        self.raw("/taskWithTags")
+        self.typed(Path::TaskWithTags)
     }
 
     /// This container's stats (`/stats`). Not cached: each call asks the endpoint.
     pub fn stats(&self) -> Result<ContainerStats, Error> {
-        self.typed("/stats", "container stats")
-            .map(|(typed, _)| typed)
-    }
-
-    /// This container's stats, as sent.
-    pub fn stats_raw(&self) -> Result<Value, Error> {
-        self.raw("/stats")
+        self.typed(Path::Stats)
     }
 
     /// Every container's stats (`/task/stats`). Not cached.
     pub fn task_stats(&self) -> Result<TaskStats, Error> {
-        self.typed("/task/stats", "task stats")
-            .map(|(typed, _)| typed)
+        self.typed(Path::TaskStats)
     }
 
-    /// Every container's stats, as sent.
-    pub fn task_stats_raw(&self) -> Result<Value, Error> {
-        self.raw("/task/stats")
+    /// A document as the endpoint sent it: any JSON value.
+    ///
+    /// ```no_run
+    /// use tracing_aws_ecs::{MetadataClient, Path};
+    ///
+    /// let task = MetadataClient::from_env()?.raw(Path::Task)?;
+    /// println!("{}", task["TaskARN"]);
+    /// # Ok::<(), tracing_aws_ecs::Error>(())
+    /// ```
+    pub fn raw(&self, path: Path) -> Result<Value, Error> {
+        self.get_json(path, Instant::now() + self.deadline)
     }
 
     /// The container metadata and the task metadata, within one deadline, requested at the
@@ -382,7 +168,7 @@ impl MetadataClient {
             let task = std::thread::Builder::new()
                 .name("ecs-task-fetch".into())
                 .spawn_scoped(scope, || self.task_document(deadline));
-            let container = self.get_json("", deadline);
+            let container = self.container_document(deadline);
             let task = match task {
                 // The request never panics; a panic would only lose the task metadata.
                 Ok(handle) => handle
@@ -398,14 +184,14 @@ impl MetadataClient {
 
     /// The `/task` document, raw and typed.
     pub(crate) fn task_document(&self, deadline: Instant) -> Result<(Task, Value), Error> {
-        let url = self.endpoint.join("/task");
-        self.get_json("/task", deadline)
-            .and_then(|value| parse_object::<Task>(value, "task metadata", Some(&url)))
+        let url = self.endpoint.join(Path::Task.suffix());
+        self.get_json(Path::Task, deadline)
+            .and_then(|value| parse_object::<Task>(value, Path::Task.describe(), Some(&url)))
     }
 
     /// The container document, raw.
     pub(crate) fn container_document(&self, deadline: Instant) -> Result<Value, Error> {
-        self.get_json("", deadline)
+        self.get_json(Path::Container, deadline)
     }
 
     /// Metadata from a container document and the outcome of the `/task` request.
@@ -419,29 +205,26 @@ impl MetadataClient {
             Err(e) => (None, Some(e)),
         };
         EcsMetadata::assemble(
-            Some(self.endpoint.version),
+            Some(self.endpoint.version()),
             container,
             task,
             task_error,
-            Some(&self.endpoint.url),
+            Some(self.endpoint.url()),
         )
     }
 
-    fn raw(&self, path: &str) -> Result<Value, Error> {
-        self.get_json(path, Instant::now() + self.deadline)
-    }
-
-    fn typed<T: for<'de> Deserialize<'de>>(
-        &self,
-        path: &str,
-        what: &str,
-    ) -> Result<(T, Value), Error> {
+    fn typed<T: for<'de> Deserialize<'de>>(&self, path: Path) -> Result<T, Error> {
         let value = self.raw(path)?;
-        parse_object(value, what, Some(&self.endpoint.join(path)))
+        parse_object(
+            value,
+            path.describe(),
+            Some(&self.endpoint.join(path.suffix())),
+        )
+        .map(|(typed, _)| typed)
     }
 
-    fn get_json(&self, path: &str, deadline: Instant) -> Result<Value, Error> {
-        let url = self.endpoint.join(path);
+    fn get_json(&self, path: Path, deadline: Instant) -> Result<Value, Error> {
+        let url = self.endpoint.join(path.suffix());
         let body = self.get(&url, deadline)?;
         parse_json(&body, Some(&url))
     }
@@ -478,7 +261,9 @@ impl MetadataClient {
                 return Err(finish(error, attempt));
             }
             let pause = backoff(attempt);
-            if Instant::now() + pause >= deadline {
+            // A request started with almost no time left would only end in a timeout that
+            // hides why the earlier ones failed.
+            if Instant::now() + pause + MIN_ATTEMPT >= deadline {
                 return Err(finish(error, attempt));
             }
             std::thread::sleep(pause);
@@ -566,100 +351,9 @@ pub(crate) fn jitter(full: Duration) -> Duration {
     let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
     full.mul_f64(0.5 + fraction / 2.0)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn discovery_prefers_v4_then_v3() {
-        let both = [
-            (V4_VARIABLE, "http://169.254.170.2/v4/a"),
-            (V3_VARIABLE, "http://169.254.170.2/v3/a"),
-        ];
-        assert_eq!(
-            Endpoint::from_lookup(env(&both)).unwrap().version(),
-            ApiVersion::V4
-        );
-        let v3 = [(V3_VARIABLE, "http://169.254.170.2/v3/a/")];
-        let endpoint = Endpoint::from_lookup(env(&v3)).unwrap();
-        assert_eq!(
-            (endpoint.version(), endpoint.url()),
-            (ApiVersion::V3, "http://169.254.170.2/v3/a")
-        );
-        assert!(Endpoint::from_lookup(env(&[])).unwrap_err().is_not_on_ecs());
-        assert!(
-            Endpoint::from_lookup(env(&[(V4_VARIABLE, "  ")]))
-                .unwrap_err()
-                .is_not_on_ecs()
-        );
-    }
-
-    #[test]
-    fn malformed_values_name_the_variable() {
-        let err = Endpoint::from_lookup(env(&[(V4_VARIABLE, "169.254.170.2/v4/a")])).unwrap_err();
-        assert!(err.to_string().contains(V4_VARIABLE), "{err}");
-        let err = Endpoint::from_lookup(env(&[(V3_VARIABLE, "https://x/v3")])).unwrap_err();
-        assert!(matches!(
-            err,
-            Error::InvalidEndpoint {
-                variable: Some(V3_VARIABLE),
-                ..
-            }
-        ));
-        let fallback = Endpoint::from_lookup(env(&[
-            (V4_VARIABLE, "http://"),
-            (V3_VARIABLE, "http://h/v3/x"),
-        ]))
-        .unwrap();
-        assert_eq!(fallback.version(), ApiVersion::V3);
-        assert!(fallback.ignored().unwrap().contains(V4_VARIABLE));
-    }
-
-    #[test]
-    fn url_validation() {
-        for good in [
-            "http://169.254.170.2/v4/x",
-            "HTTP://h:8080",
-            "http://[::1]:80/v4/a",
-            "http://a-b.c_d/",
-        ] {
-            assert!(normalise(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "http://",
-            "http:///v4",
-            "ftp://h/",
-            "http://h:0/",
-            "http://h:99999/",
-            "http://u@h/",
-            "http://h/a b",
-            "http://h/?q",
-            "http://h/#f",
-            "http://[zz]/",
-            "http://[::1/",
-            "http://h\n/",
-        ] {
-            assert!(normalise(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            Endpoint::parse("http://h/v3/id").unwrap().version(),
-            ApiVersion::V3
-        );
-        assert_eq!(
-            Endpoint::parse("http://h/v4/id//").unwrap().url(),
-            "http://h/v4/id"
-        );
-    }
 
     #[test]
     fn error_bodies_are_decoded_and_cut() {

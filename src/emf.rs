@@ -18,7 +18,7 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::format::write_json_str;
+use crate::json::write_json_str;
 use crate::metadata::EcsMetadata;
 use crate::stats::{ContainerFigures, TaskFigures};
 

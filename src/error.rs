@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Why metadata or stats could not be read.
 ///
 /// Every variant names what failed (the variable, the URL) and what the endpoint said, so
-/// that the one line a service logs about it is enough to act on.
+/// that the one line a service logs about it is enough to act on. Variants and their fields
+/// may grow: match them with `..`.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -14,6 +15,7 @@ pub enum Error {
     /// process is not running in an ECS task. Not a fault; callers usually carry on quietly.
     NotOnEcs,
     /// An endpoint variable or URL is malformed.
+    #[non_exhaustive]
     InvalidEndpoint {
         /// The environment variable it came from, if any.
         variable: Option<&'static str>,
@@ -23,6 +25,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// The endpoint answered with a status other than 200.
+    #[non_exhaustive]
     Status {
         /// The URL requested.
         url: String,
@@ -34,6 +37,7 @@ pub enum Error {
         attempts: u32,
     },
     /// The request failed below HTTP: refused, reset, closed mid-body.
+    #[non_exhaustive]
     Transport {
         /// The URL requested.
         url: String,
@@ -43,6 +47,7 @@ pub enum Error {
         attempts: u32,
     },
     /// No complete answer arrived within the deadline.
+    #[non_exhaustive]
     Timeout {
         /// The URL requested.
         url: String,
@@ -52,6 +57,7 @@ pub enum Error {
         attempts: u32,
     },
     /// The body was larger than the client's cap.
+    #[non_exhaustive]
     BodyTooLarge {
         /// The URL requested.
         url: String,
@@ -59,6 +65,7 @@ pub enum Error {
         limit: u64,
     },
     /// The body is not the JSON expected.
+    #[non_exhaustive]
     Payload {
         /// The URL it came from; `None` for payloads given directly.
         url: Option<String>,

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
-use crate::format::write_json_str;
+use crate::json::write_json_str;
 use crate::metadata::EcsMetadata;
 
 /// How the ECS identity is written on each line.

@@ -18,14 +18,15 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::TryInitError;
 
 use crate::cache::{self, Startup};
-use crate::client::{DEFAULT_DEADLINE, Endpoint, MetadataClient};
+use crate::client::{DEFAULT_DEADLINE, MetadataClient};
+use crate::endpoint::Endpoint;
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::format::{EcsFormat, JsonFields};
+use crate::format::{EcsFormat, SpanFields};
 use crate::metadata::EcsMetadata;
 use crate::reporter::MetricsReporter;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
-/// `fmt` layer with the [`EcsFormat`] event formatter and [`JsonFields`] span fields, so
+/// `fmt` layer with the [`EcsFormat`] event formatter and [`SpanFields`] span fields, so
 /// writers, filters and the per-thread line buffer work as they do for `fmt` (or, off ECS
 /// with [`Builder::with_text_off_ecs`], the `fmt` layer's own text format). It also keeps a
 /// handle on the subscriber it joins, through which the `opentelemetry` feature reads the
@@ -37,7 +38,7 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
 
 /// The JSON lines, or human-readable text off ECS.
 enum Inner<S, W> {
-    Json(tracing_subscriber::fmt::Layer<S, JsonFields, EcsFormat, SharedWriter<W>>),
+    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, SharedWriter<W>>),
     Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, SharedWriter<W>>),
 }
 
@@ -125,7 +126,7 @@ where
 /// The writer given to the builder, shared by the layer and the metrics reporter so that
 /// log lines and metric lines go to the same place, each in one write.
 #[derive(Debug)]
-pub struct SharedWriter<W>(Arc<W>);
+pub(crate) struct SharedWriter<W>(Arc<W>);
 
 impl<W> Clone for SharedWriter<W> {
     fn clone(&self) -> Self {
@@ -183,7 +184,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     scheme: FieldScheme,
     extra: ExtraFields,
     writer: W,
-    timeout: Duration,
+    deadline: Duration,
     default_level: Level,
     metrics_every: Option<Duration>,
     metrics_namespace: String,
@@ -199,7 +200,7 @@ impl Default for Builder {
             scheme: FieldScheme::default(),
             extra: ExtraFields::NONE,
             writer: io::stdout,
-            timeout: DEFAULT_DEADLINE,
+            deadline: DEFAULT_DEADLINE,
             default_level: Level::INFO,
             metrics_every: None,
             metrics_namespace: crate::emf::DEFAULT_NAMESPACE.to_owned(),
@@ -238,7 +239,7 @@ impl<W> Builder<W> {
             scheme: self.scheme,
             extra: self.extra,
             writer,
-            timeout: self.timeout,
+            deadline: self.deadline,
             default_level: self.default_level,
             metrics_every: self.metrics_every,
             metrics_namespace: self.metrics_namespace,
@@ -251,8 +252,9 @@ impl<W> Builder<W> {
     /// The longest the start-up metadata fetch may take, retries included (default 2 s):
     /// a slow endpoint that answers within it succeeds, however long one answer takes, and
     /// failed requests are retried while time is left. Off ECS there is no fetch and no wait.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    /// The same setting as [`MetadataClient::with_deadline`].
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
         self
     }
 
@@ -318,7 +320,7 @@ impl<W> Builder<W> {
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
         let startup = Startup {
-            deadline: self.timeout,
+            deadline: self.deadline,
             recover: self.recover,
         };
         let given = self.metadata.is_some();
@@ -371,7 +373,7 @@ impl<W> Builder<W> {
             // A failing writer (stdout closed) loses its lines; a note on stderr for each
             // one would only add to the trouble.
             .log_internal_errors(false)
-            .fmt_fields(JsonFields::default())
+            .fmt_fields(SpanFields::default())
             .event_format(format)
             .with_writer(writer);
         EcsLayer {

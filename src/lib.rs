@@ -30,11 +30,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
-pub mod client;
+mod client;
 pub mod emf;
+mod endpoint;
 mod error;
 mod fields;
 pub mod format;
+mod json;
 mod layer;
 pub mod metadata;
 #[cfg(feature = "opentelemetry")]
@@ -47,12 +49,13 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 
-pub use client::{ApiVersion, Endpoint, MetadataClient};
+pub use client::MetadataClient;
+pub use endpoint::{ApiVersion, Endpoint, Path, V3_VARIABLE, V4_VARIABLE};
 pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
-pub use format::{EcsFormat, JsonFields};
-pub use layer::{Builder, EcsLayer, InitError, SharedWriter, log_metadata_status, stop_metrics};
-pub use metadata::EcsMetadata;
+pub use format::{EcsFormat, SpanFields};
+pub use layer::{Builder, EcsLayer, InitError, log_metadata_status, stop_metrics};
+pub use metadata::{EcsMetadata, Identity};
 pub use reporter::MetricsReporter;
 
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`].
@@ -128,7 +131,7 @@ pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
 /// }
 /// ```
 pub fn on_ecs() -> bool {
-    [client::V4_VARIABLE, client::V3_VARIABLE]
+    [V4_VARIABLE, V3_VARIABLE]
         .iter()
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.to_string_lossy().trim().is_empty()))
 }

@@ -98,10 +98,12 @@ impl TraceIds {
         TraceIds(render(id, dispatch))
     }
 
-    pub(crate) fn write(&self, out: &mut String) {
+    /// Writes the ids, if the span is traced; whether it wrote them.
+    pub(crate) fn write(&self, out: &mut String) -> bool {
         if let Some(ids) = &self.0 {
             out.push_str(ids);
         }
+        self.0.is_some()
     }
 }
 

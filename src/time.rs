@@ -1,5 +1,7 @@
 //! RFC 3339 timestamps without a date-time dependency.
 
+use std::cell::Cell;
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A UTC civil date and time.
@@ -129,6 +131,41 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + nanos)
 }
 
+/// `2026-11-29T03:49:31.123456Z`. The date and time to the second are worked out once per
+/// second per thread; each event writes only the microseconds.
+pub(crate) fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let mut buf = *b"0000-00-00T00:00:00.000000Z";
+    let put = |buf: &mut [u8], at: usize, digits: usize, mut value: u64| {
+        for i in (at..at + digits).rev() {
+            buf[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    let (cached_secs, prefix) = SECOND.with(Cell::get);
+    if cached_secs == secs {
+        buf[..19].copy_from_slice(&prefix);
+    } else {
+        let c = Civil::from_system_time(now);
+        put(&mut buf, 0, 4, c.year.clamp(0, 9999) as u64);
+        put(&mut buf, 5, 2, c.month.into());
+        put(&mut buf, 8, 2, c.day.into());
+        put(&mut buf, 11, 2, c.hour.into());
+        put(&mut buf, 14, 2, c.minute.into());
+        put(&mut buf, 17, 2, c.second.into());
+        let mut prefix = [0; 19];
+        prefix.copy_from_slice(&buf[..19]);
+        SECOND.with(|cell| cell.set((secs, prefix)));
+    }
+    put(&mut buf, 20, 6, since_epoch.subsec_micros().into());
+    // Only ASCII digits and separators were written.
+    w.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +227,25 @@ mod tests {
             rfc3339_nanos(at(1_767_225_599, 1)),
             "2025-12-31T23:59:59.000000001Z"
         );
+    }
+
+    #[test]
+    fn timestamps() {
+        let at = |secs, nanos| {
+            let mut out = String::new();
+            write_timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, nanos)).unwrap();
+            out
+        };
+        assert_eq!(
+            at(1_601_599_873, 410_254_284),
+            "2020-10-02T00:51:13.410254Z"
+        );
+        // The same second again (cached), then the next one.
+        assert_eq!(
+            at(1_601_599_873, 999_999_999),
+            "2020-10-02T00:51:13.999999Z"
+        );
+        assert_eq!(at(1_601_599_874, 5_000), "2020-10-02T00:51:14.000005Z");
+        assert_eq!(at(1_709_164_799, 0), "2024-02-28T23:59:59.000000Z");
     }
 }

@@ -3,7 +3,8 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_aws_ecs::Path;
+use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ecs-metadata"));
@@ -22,9 +23,9 @@ fn stdout_json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-const SUMMARY_KEYS: [&str; 15] = [
-    "version",
-    "cluster",
+const SUMMARY_KEYS: [&str; 18] = [
+    "api_version",
+    "cluster_name",
     "cluster_arn",
     "task_arn",
     "task_id",
@@ -38,6 +39,9 @@ const SUMMARY_KEYS: [&str; 15] = [
     "partition",
     "launch_type",
     "availability_zone",
+    "service_name",
+    "log_group",
+    "log_stream",
 ];
 
 #[test]
@@ -63,8 +67,8 @@ fn summary_has_exactly_the_documented_keys() {
     let mut sorted = keys.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, expected);
-    assert_eq!(summary["version"], "v4");
-    assert_eq!(summary["cluster"], "prod-web");
+    assert_eq!(summary["api_version"], "v4");
+    assert_eq!(summary["cluster_name"], "prod-web");
     assert_eq!(summary["launch_type"], "FARGATE");
     assert_eq!(summary["task_id"], "9c2b1d7e4f6a48b3a1c0d2e3f4a5b6c7");
 }
@@ -76,9 +80,9 @@ fn summary_on_v3_has_nulls_where_unknown() {
     let out = run(&["summary"], &[("ECS_CONTAINER_METADATA_URI", &url)]);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout_json(&out);
-    assert_eq!(summary["version"], "v3");
+    assert_eq!(summary["api_version"], "v3");
     assert_eq!(summary["launch_type"], Value::Null);
-    assert_eq!(summary["cluster"], "default");
+    assert_eq!(summary["cluster_name"], "default");
     assert_eq!(summary.as_object().unwrap().len(), SUMMARY_KEYS.len());
 }
 
@@ -123,7 +127,7 @@ fn exit_codes() {
     );
     // An endpoint error: 1, with the status and body.
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Route::Task, Fault::Status(404), ALWAYS);
+    emulator.inject(Path::Task, Fault::Status(404), ALWAYS);
     let (var, url) = emulator.env_var();
     let out = run(&["task"], &[(var, &url)]);
     assert_eq!(out.status.code(), Some(1));
@@ -140,7 +144,7 @@ fn exit_codes() {
 #[test]
 fn partial_summary_warns_and_succeeds() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Route::Task, Fault::Status(500), ALWAYS);
+    emulator.inject(Path::Task, Fault::Status(500), ALWAYS);
     let (var, url) = emulator.env_var();
     let out = run(&["summary"], &[(var, &url)]);
     assert_eq!(out.status.code(), Some(0));

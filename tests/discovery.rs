@@ -5,7 +5,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use tracing_aws_ecs::ApiVersion;
-use tracing_aws_ecs::emulator::{Emulator, Route, Scenario};
+use tracing_aws_ecs::Path;
+use tracing_aws_ecs::emulator::{Emulator, Scenario};
 
 fn summary(env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ecs-metadata"));
@@ -31,7 +32,7 @@ fn version_of(out: &Output) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["version"].clone()
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["api_version"].clone()
 }
 
 #[test]
@@ -125,5 +126,5 @@ fn proxy_variables_are_ignored() {
         ("ALL_PROXY", &proxy),
     ]);
     assert_eq!(version_of(&out), "v4");
-    assert_eq!(emulator.requests(Route::Container), 1);
+    assert_eq!(emulator.requests(Path::Container), 1);
 }

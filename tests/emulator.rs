@@ -1,6 +1,7 @@
 //! The emulator's scenarios over loopback: consistent identities, both versions, advancing
 //! stats, request counts.
 
+use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{Emulator, Route, Scenario};
 use tracing_aws_ecs::metadata::LaunchType;
 use tracing_aws_ecs::stats::StatsEntry;
@@ -12,7 +13,7 @@ fn every_scenario_is_consistent_across_paths() {
         let emulator = Emulator::start(scenario).unwrap();
         let client = emulator.client();
         let meta = client.fetch_metadata().unwrap();
-        assert_eq!(meta.version(), Some(ApiVersion::V4));
+        assert_eq!(meta.api_version(), Some(ApiVersion::V4));
         assert!(meta.task_error().is_none(), "{scenario}");
         let task = meta.task().unwrap();
         // The container payload is one of the task's containers, and the labels agree.
@@ -55,9 +56,9 @@ fn every_scenario_is_consistent_across_paths() {
         assert!(
             meta.region().is_some() && meta.account_id().is_some() && meta.cluster_arn().is_some()
         );
-        assert_eq!(emulator.requests(Route::Container), 1);
-        assert_eq!(emulator.requests(Route::Task), 1);
-        assert_eq!(emulator.requests(Route::TaskStats), 1);
+        assert_eq!(emulator.requests(Path::Container), 1);
+        assert_eq!(emulator.requests(Path::Task), 1);
+        assert_eq!(emulator.requests(Path::TaskStats), 1);
         assert_eq!(emulator.requests(Route::Any), 3);
     }
 }
@@ -161,7 +162,7 @@ fn v3_serves_the_older_schema() {
     let client = MetadataClient::new(&emulator.url(ApiVersion::V3)).unwrap();
     assert_eq!(client.endpoint().version(), ApiVersion::V3);
     let meta = client.fetch_metadata().unwrap();
-    assert_eq!(meta.version(), Some(ApiVersion::V3));
+    assert_eq!(meta.api_version(), Some(ApiVersion::V3));
     assert_eq!(meta.launch_type(), None);
     assert_eq!(meta.container().container_arn, None);
     assert_eq!(meta.log_group(), None);
@@ -241,7 +242,7 @@ fn supplied_payloads_are_served() {
         .task_stats(fixed.clone())
         .start()
         .unwrap();
-    assert_eq!(emulator.client().task_stats_raw().unwrap(), fixed);
+    assert_eq!(emulator.client().raw(Path::TaskStats).unwrap(), fixed);
 }
 
 #[test]
@@ -253,7 +254,7 @@ fn unknown_paths_and_ids_are_404() {
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("/v4/not-the-id"), "{err}");
     assert_eq!(emulator.requests(Route::Any), 1);
-    assert_eq!(emulator.requests(Route::Container), 0);
+    assert_eq!(emulator.requests(Path::Container), 0);
 }
 
 #[test]

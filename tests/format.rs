@@ -5,7 +5,7 @@ mod common;
 use common::{Capture, fargate_metadata};
 use serde_json::{Value, json};
 use tracing::{Level, debug, error, info, info_span, warn};
-use tracing_aws_ecs::{EcsFormat, EcsMetadata, ExtraFields, FieldScheme, JsonFields};
+use tracing_aws_ecs::{EcsFormat, EcsMetadata, ExtraFields, FieldScheme, SpanFields};
 use tracing_subscriber::prelude::*;
 
 /// Runs `f` under a subscriber with the enriched layer writing into a capture.
@@ -16,7 +16,7 @@ fn capture(metadata: Option<EcsMetadata>, scheme: FieldScheme, f: impl FnOnce())
     let format = EcsFormat::new(metadata.as_ref(), scheme, ExtraFields::NONE);
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .fmt_fields(JsonFields::default())
+        .fmt_fields(SpanFields::default())
         .event_format(format)
         .with_writer(out.clone());
     let subscriber = tracing_subscriber::registry()

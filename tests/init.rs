@@ -6,6 +6,7 @@ mod common;
 
 use common::by_message;
 use serde_json::Value;
+use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
 
 const CASE: &str = "TRACING_AWS_ECS_INIT_CASE";
@@ -84,8 +85,8 @@ fn on_ecs_every_line_is_enriched() {
             .is_none()
     );
     assert_eq!(by_message(&lines, "from the log crate")["target"], "legacy");
-    assert_eq!(emulator.requests(Route::Container), 1);
-    assert_eq!(emulator.requests(Route::Task), 1);
+    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Path::Task), 1);
 }
 
 #[test]
@@ -123,7 +124,7 @@ fn off_ecs_lines_are_plain_and_the_reason_is_at_debug() {
 #[test]
 fn failed_fetch_warns_once_and_logging_goes_on() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Route::Container, Fault::Status(500), ALWAYS);
+    emulator.inject(Path::Container, Fault::Status(500), ALWAYS);
     let lines = run_child("service", Some(emulator.env_var()), &[]);
     let warning = &lines[0];
     assert_eq!(warning["level"], "WARN");
@@ -157,7 +158,7 @@ fn stalled_endpoint_is_bounded_by_the_deadline() {
 #[test]
 fn failed_task_warns_and_lines_carry_the_container_identity() {
     let emulator = Emulator::start(Scenario::Ec2).unwrap();
-    emulator.inject(Route::Task, Fault::Status(404), ALWAYS);
+    emulator.inject(Path::Task, Fault::Status(404), ALWAYS);
     let lines = run_child("service", Some(emulator.env_var()), &[]);
     assert_eq!(lines[0]["level"], "WARN");
     assert!(lines[0]["message"].as_str().unwrap().contains("/task"));
@@ -326,14 +327,14 @@ fn fault_matrix() {
         ),
         row(
             "non-JSON body",
-            Some((Route::Container, Fault::NotJson, ALWAYS)),
+            Some((Route::Path(Path::Container), Fault::NotJson, ALWAYS)),
             Lines::Plain,
             Some("not JSON"),
         ),
         row(
             "wrong types",
             Some((
-                Route::Container,
+                Route::Path(Path::Container),
                 Fault::Body(r#"{"Name": 7, "Image": ["x"], "Labels": "y"}"#.into()),
                 ALWAYS,
             )),
@@ -342,13 +343,17 @@ fn fault_matrix() {
         ),
         row(
             "32 MiB body",
-            Some((Route::Container, Fault::Oversized(32 << 20), ALWAYS)),
+            Some((
+                Route::Path(Path::Container),
+                Fault::Oversized(32 << 20),
+                ALWAYS,
+            )),
             Lines::Plain,
             Some("1048576-byte limit"),
         ),
         row(
             "404",
-            Some((Route::Container, Fault::Status(404), ALWAYS)),
+            Some((Route::Path(Path::Container), Fault::Status(404), ALWAYS)),
             Lines::Plain,
             Some("404"),
         ),
@@ -376,7 +381,7 @@ fn fault_matrix() {
         ),
         row(
             "/task failing, container answering",
-            Some((Route::Task, Fault::Status(500), ALWAYS)),
+            Some((Route::Path(Path::Task), Fault::Status(500), ALWAYS)),
             Lines::Partial,
             Some("task metadata unavailable"),
         ),

@@ -201,8 +201,28 @@ fn without_an_opentelemetry_layer_there_are_no_ids() {
     });
     let line = out.only_line();
     assert!(line.get("span_id").is_none());
-    // Reserved under the feature: a field of that name is kept, renamed.
+    // A line without trace ids keeps a field of that name as it is, feature or not.
+    assert_eq!(line["trace_id"], "mine");
+}
+
+#[test]
+fn on_a_traced_line_a_field_named_like_a_trace_key_is_renamed() {
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel).with(ours), || {
+        let span = info_span!("request", span_id = "span field");
+        let _e = span.enter();
+        info!(trace_id = "mine", "traced");
+    });
+    let line = out.only_line();
     assert_eq!(line["fields.trace_id"], "mine");
+    assert_eq!(line["fields.span_id"], "span field");
+    assert!(line["trace_id"].as_str().unwrap().len() == 32, "{line}");
 }
 
 #[test]

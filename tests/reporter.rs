@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use common::{Capture, assert_emf};
 use serde_json::Value;
 use tracing_aws_ecs::MetricsReporter;
-use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_aws_ecs::Path;
+use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
 use tracing_subscriber::prelude::*;
 
 /// The reporter logs from its own thread, through the global subscriber: capture it.
@@ -57,10 +58,10 @@ fn reports_at_the_interval_and_stops() {
     // Fargate: app + envoy + the task's record per sample.
     wait_for(|| emf_lines(&out).len() >= 9);
     reporter.stop();
-    let after_stop = emulator.requests(Route::TaskStats);
+    let after_stop = emulator.requests(Path::TaskStats);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        emulator.requests(Route::TaskStats),
+        emulator.requests(Path::TaskStats),
         after_stop,
         "no request after stop"
     );
@@ -97,9 +98,9 @@ fn one_warning_per_outage_then_recovery() {
     .unwrap();
     wait_for(|| !emf_lines(&out).is_empty());
 
-    emulator.inject(Route::TaskStats, Fault::Status(500), ALWAYS);
-    let failed_from = emulator.requests(Route::TaskStats);
-    wait_for(|| emulator.requests(Route::TaskStats) >= failed_from + 4);
+    emulator.inject(Path::TaskStats, Fault::Status(500), ALWAYS);
+    let failed_from = emulator.requests(Path::TaskStats);
+    wait_for(|| emulator.requests(Path::TaskStats) >= failed_from + 4);
     let during = emf_lines(&out).len();
     emulator.clear_faults();
     wait_for(|| emf_lines(&out).len() > during);
@@ -175,9 +176,9 @@ fn dropping_stops_it() {
             "Test/NS",
         )
         .unwrap();
-        wait_for(|| emulator.requests(Route::TaskStats) >= 2);
+        wait_for(|| emulator.requests(Path::TaskStats) >= 2);
     }
-    let after = emulator.requests(Route::TaskStats);
+    let after = emulator.requests(Path::TaskStats);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(emulator.requests(Route::TaskStats), after);
+    assert_eq!(emulator.requests(Path::TaskStats), after);
 }

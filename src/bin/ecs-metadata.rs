@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing_aws_ecs::stats::TaskFigures;
-use tracing_aws_ecs::{EcsMetadata, Error, MetadataClient, emf};
+use tracing_aws_ecs::{EcsMetadata, Error, Identity, MetadataClient, Path, emf};
 
 const USAGE: &str = r#"usage: ecs-metadata [summary|container|task|task-with-tags|stats|task-stats] [--raw]
        ecs-metadata metrics [--emf]
@@ -30,44 +29,20 @@ Reads the ECS task metadata endpoint named by ECS_CONTAINER_METADATA_URI_V4
 
 Exit status: 0 on success, 1 on endpoint or payload errors, 2 off ECS or on a usage error."#;
 
-/// What `summary` prints: exactly these keys, `null` where unknown.
+/// What `summary` prints: the endpoint's API version and the identity's keys, `null` where
+/// unknown.
 #[derive(Serialize)]
 struct Summary<'a> {
-    version: Option<&'a str>,
-    cluster: Option<&'a str>,
-    cluster_arn: Option<&'a str>,
-    task_arn: Option<&'a str>,
-    task_id: Option<&'a str>,
-    family: Option<&'a str>,
-    revision: Option<&'a str>,
-    container_name: Option<&'a str>,
-    image: Option<&'a str>,
-    container_id: Option<&'a str>,
-    region: Option<&'a str>,
-    account_id: Option<&'a str>,
-    partition: Option<&'a str>,
-    launch_type: Option<&'a str>,
-    availability_zone: Option<&'a str>,
+    api_version: Option<&'a str>,
+    #[serde(flatten)]
+    identity: &'a Identity,
 }
 
 impl<'a> Summary<'a> {
     fn of(m: &'a EcsMetadata) -> Self {
         Summary {
-            version: m.version().map(|v| v.as_str()),
-            cluster: m.cluster_name(),
-            cluster_arn: m.cluster_arn(),
-            task_arn: m.task_arn(),
-            task_id: m.task_id(),
-            family: m.family(),
-            revision: m.revision(),
-            container_name: m.container_name(),
-            image: m.image(),
-            container_id: m.container_id(),
-            region: m.region(),
-            account_id: m.account_id(),
-            partition: m.partition(),
-            launch_type: m.launch_type().map(|l| l.as_str()),
-            availability_zone: m.availability_zone(),
+            api_version: m.api_version().map(|v| v.as_str()),
+            identity: m.identity(),
         }
     }
 }
@@ -135,16 +110,16 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "--raw" => ("summary", true),
         other => (other, raw),
     };
-    let fetch: fn(&MetadataClient) -> Result<Value, Error> = match command {
+    let path = match command {
         "summary" => return summary(),
-        "container" => MetadataClient::container_raw,
-        "task" => MetadataClient::task_raw,
-        "task-with-tags" => MetadataClient::task_with_tags_raw,
-        "stats" => MetadataClient::stats_raw,
-        "task-stats" => MetadataClient::task_stats_raw,
+        "container" => Path::Container,
+        "task" => Path::Task,
+        "task-with-tags" => Path::TaskWithTags,
+        "stats" => Path::Stats,
+        "task-stats" => Path::TaskStats,
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
     };
-    let value = fetch(&MetadataClient::from_env()?)?;
+    let value = MetadataClient::from_env()?.raw(path)?;
     print_json(&value, raw);
     Ok(())
 }

@@ -11,8 +11,8 @@
 //! Point your service at it by setting the variable it hands back:
 //!
 //! ```
-//! use tracing_aws_ecs::emulator::{Emulator, Fault, Route, Scenario};
-//! use tracing_aws_ecs::MetadataClient;
+//! use tracing_aws_ecs::emulator::{Emulator, Fault, Scenario};
+//! use tracing_aws_ecs::{MetadataClient, Path};
 //!
 //! let emulator = Emulator::start(Scenario::Fargate)?;
 //! let (variable, url) = emulator.env_var();
@@ -23,9 +23,9 @@
 //! assert_eq!(client.container()?.name.as_deref(), Some("app"));
 //!
 //! // The next two `/task` requests answer 503; the client retries through them.
-//! emulator.inject(Route::Task, Fault::Status(503), 2);
+//! emulator.inject(Path::Task, Fault::Status(503), 2);
 //! assert_eq!(client.task()?.family.as_deref(), Some("orders-api"));
-//! assert_eq!(emulator.requests(Route::Task), 3);
+//! assert_eq!(emulator.requests(Path::Task), 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -44,7 +44,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::client::{ApiVersion, MetadataClient};
+use crate::client::MetadataClient;
+use crate::endpoint::{ApiVersion, Path};
 use server::{Server, Shared};
 
 /// A built-in task, with identities consistent across every path.
@@ -97,40 +98,31 @@ impl FromStr for Scenario {
     }
 }
 
-/// A path the endpoint serves, in either version.
+/// Which requests a fault applies to, or a count counts: those to one [`Path`] (in either
+/// version), or any request, unknown paths included. A [`Path`] converts into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Route {
-    /// The base path: this container's metadata.
-    Container,
-    /// `/task`.
-    Task,
-    /// `/taskWithTags`.
-    TaskWithTags,
-    /// `/stats`.
-    Stats,
-    /// `/task/stats`.
-    TaskStats,
+    /// Requests to this path.
+    Path(Path),
     /// Every request, unknown paths included.
     Any,
 }
 
+impl From<Path> for Route {
+    fn from(path: Path) -> Self {
+        Route::Path(path)
+    }
+}
+
 impl Route {
-    const COUNT: usize = 6;
+    const COUNT: usize = Path::ALL.len() + 1;
 
     fn index(self) -> usize {
-        self as usize
-    }
-
-    fn from_suffix(suffix: &str) -> Option<Self> {
-        Some(match suffix {
-            "" | "/" => Route::Container,
-            "/task" => Route::Task,
-            "/taskWithTags" => Route::TaskWithTags,
-            "/stats" => Route::Stats,
-            "/task/stats" => Route::TaskStats,
-            _ => return None,
-        })
+        match self {
+            Route::Path(path) => path as usize,
+            Route::Any => Path::ALL.len(),
+        }
     }
 }
 
@@ -303,17 +295,17 @@ impl Emulator {
         MetadataClient::new(&self.base_url()).expect("the emulator's URL is valid")
     }
 
-    /// Makes the next `times` requests to `route` (any route for [`Route::Any`]) fail with
+    /// Makes the next `times` requests to `route` (a [`Path`], or [`Route::Any`]) fail with
     /// `fault`; [`ALWAYS`] for every one. Faults queue in the order injected.
-    pub fn inject(&self, route: Route, fault: Fault, times: usize) {
-        self.server.shared.inject(route, fault, times);
+    pub fn inject(&self, route: impl Into<Route>, fault: Fault, times: usize) {
+        self.server.shared.inject(route.into(), fault, times);
     }
 
-    /// Makes every request to `route` (any route for [`Route::Any`]) that arrives within
+    /// Makes every request to `route` (a [`Path`], or [`Route::Any`]) that arrives within
     /// `period` from now fail with `fault`: an outage that ends by itself, as an agent busy
     /// at start-up.
-    pub fn inject_for(&self, route: Route, fault: Fault, period: Duration) {
-        self.server.shared.inject_for(route, fault, period);
+    pub fn inject_for(&self, route: impl Into<Route>, fault: Fault, period: Duration) {
+        self.server.shared.inject_for(route.into(), fault, period);
     }
 
     /// Drops every fault not yet used.
@@ -321,9 +313,10 @@ impl Emulator {
         self.server.shared.clear_faults();
     }
 
-    /// How many requests reached `route` (in either version); [`Route::Any`] counts all.
-    pub fn requests(&self, route: Route) -> usize {
-        self.server.shared.requests(route)
+    /// How many requests reached `route` (a [`Path`], in either version); [`Route::Any`]
+    /// counts all.
+    pub fn requests(&self, route: impl Into<Route>) -> usize {
+        self.server.shared.requests(route.into())
     }
 
     /// Stops serving and waits for the listener to close. Dropping does the same.

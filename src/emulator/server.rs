@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::scenarios::{self, Payloads};
 use super::{Fault, Route, Scenario, stats_gen};
-use crate::client::ApiVersion;
+use crate::endpoint::{ApiVersion, Path};
 
 const RATE_LIMITED: &str = "You have reached maximum request limit.";
 const REQUEST_HEAD_LIMIT: u64 = 16 * 1024;
@@ -114,11 +114,11 @@ impl Shared {
     }
 
     /// The body for a route, or the status and body of the agent's refusal.
-    fn body(&self, version: ApiVersion, route: Route) -> Result<Value, (u16, String)> {
-        let value = match route {
-            Route::Container => self.payloads.container.clone(),
-            Route::Task => self.payloads.task.clone(),
-            Route::TaskWithTags => self.payloads.task_with_tags.clone().ok_or_else(|| {
+    fn body(&self, version: ApiVersion, path: Path) -> Result<Value, (u16, String)> {
+        let value = match path {
+            Path::Container => self.payloads.container.clone(),
+            Path::Task => self.payloads.task.clone(),
+            Path::TaskWithTags => self.payloads.task_with_tags.clone().ok_or_else(|| {
                 (
                     404,
                     json_string(&format!(
@@ -127,27 +127,26 @@ impl Shared {
                     )),
                 )
             })?,
-            Route::Stats | Route::TaskStats => {
-                let fixed = if route == Route::Stats {
+            Path::Stats | Path::TaskStats => {
+                let fixed = if path == Path::Stats {
                     &self.fixed_stats
                 } else {
                     &self.fixed_task_stats
                 };
                 match fixed {
                     Some(fixed) => fixed.clone(),
-                    None => self.generated_stats(route),
+                    None => self.generated_stats(path),
                 }
             }
-            Route::Any => unreachable!("requests are routed to a path"),
         };
-        Ok(match (version, route) {
+        Ok(match (version, path) {
             (ApiVersion::V4, _) => value,
-            (_, Route::Stats | Route::TaskStats) => stats_gen::to_v3(value),
+            (_, Path::Stats | Path::TaskStats) => stats_gen::to_v3(value),
             _ => scenarios::to_v3(value),
         })
     }
 
-    fn generated_stats(&self, route: Route) -> Value {
+    fn generated_stats(&self, path: Path) -> Value {
         let n = self.samples.fetch_add(1, Ordering::SeqCst) + 1;
         let all = stats_gen::task_stats(
             self.scenario,
@@ -155,7 +154,7 @@ impl Shared {
             &self.payloads.container,
             n,
         );
-        if route == Route::TaskStats {
+        if path == Path::TaskStats {
             return all;
         }
         let own = self.payloads.container["DockerId"].as_str().unwrap_or("");
@@ -252,14 +251,15 @@ fn read_request(stream: &TcpStream) -> Option<(String, String)> {
     Some((method, path))
 }
 
-fn route_of(path: &str, endpoint_id: &str) -> Option<(ApiVersion, Route)> {
+/// The version and document a request path names.
+fn route_of(path: &str, endpoint_id: &str) -> Option<(ApiVersion, Path)> {
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v4/") {
         (ApiVersion::V4, rest)
     } else {
         (ApiVersion::V3, path.strip_prefix("/v3/")?)
     };
     let suffix = rest.strip_prefix(endpoint_id)?;
-    Some((version, Route::from_suffix(suffix)?))
+    Some((version, Path::from_suffix(suffix)?))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -307,12 +307,12 @@ fn handle(stream: TcpStream, shared: &Shared) {
         );
         return;
     };
-    let Some((version, route)) = route_of(&path, &shared.endpoint_id) else {
+    let Some((version, document)) = route_of(&path, &shared.endpoint_id) else {
         let message = format!("unable to get metadata: no endpoint at {path}");
         respond(&stream, 404, JSON, json_string(&message).as_bytes());
         return;
     };
-    shared.counts[route.index()].fetch_add(1, Ordering::SeqCst);
+    shared.counts[Route::Path(document).index()].fetch_add(1, Ordering::SeqCst);
     if method != "GET" {
         respond(
             &stream,
@@ -322,7 +322,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
         );
         return;
     }
-    let fault = shared.take_fault(route);
+    let fault = shared.take_fault(Route::Path(document));
     let body = match &fault {
         Some(Fault::Close) => return,
         Some(Fault::StallBeforeHeaders(d)) => return shared.pause(*d),
@@ -346,9 +346,9 @@ fn handle(stream: TcpStream, shared: &Shared) {
         Some(Fault::Body(body)) => Ok(body.clone().into_bytes()),
         Some(Fault::Delay(d)) => {
             shared.pause(*d);
-            serve(shared, version, route)
+            serve(shared, version, document)
         }
-        _ => serve(shared, version, route),
+        _ => serve(shared, version, document),
     };
     let body = match body {
         Ok(body) => body,
@@ -374,8 +374,8 @@ fn handle(stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn serve(shared: &Shared, version: ApiVersion, route: Route) -> Result<Vec<u8>, (u16, String)> {
-    let value = shared.body(version, route)?;
+fn serve(shared: &Shared, version: ApiVersion, path: Path) -> Result<Vec<u8>, (u16, String)> {
+    let value = shared.body(version, path)?;
     Ok(serde_json::to_vec(&value).unwrap_or_default())
 }
 

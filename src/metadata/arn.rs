@@ -8,37 +8,25 @@ use std::fmt;
 
 /// A parsed ARN, borrowing from the string it was parsed from:
 /// `arn:<partition>:<service>:<region>:<account>:<resource>`.
-///
-/// ```
-/// use tracing_aws_ecs::metadata::Arn;
-///
-/// let arn = Arn::parse("arn:aws:ecs:us-west-2:111122223333:task/default/8f03e41243824aea923aca126495f665")?;
-/// assert_eq!(arn.region, "us-west-2");
-/// assert_eq!(arn.resource_type(), "task");
-/// assert_eq!(arn.resource_id(), "8f03e41243824aea923aca126495f665");
-/// # Ok::<(), tracing_aws_ecs::metadata::ArnError>(())
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Arn<'a> {
+pub(crate) struct Arn<'a> {
     /// `aws`, `aws-cn`, `aws-us-gov`, …
-    pub partition: &'a str,
+    pub(crate) partition: &'a str,
     /// The service, `ecs` here.
-    pub service: &'a str,
+    pub(crate) service: &'a str,
     /// The region; empty for global services.
-    pub region: &'a str,
+    pub(crate) region: &'a str,
     /// The account id.
-    pub account_id: &'a str,
+    pub(crate) account_id: &'a str,
     /// Everything after the fifth colon, e.g. `task/default/8f03…`.
-    pub resource: &'a str,
+    pub(crate) resource: &'a str,
 }
 
 /// Why a string is not an ARN.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ArnError {
+pub(crate) struct ArnError {
     /// What was wrong with it.
-    pub reason: &'static str,
+    reason: &'static str,
 }
 
 impl fmt::Display for ArnError {
@@ -51,7 +39,7 @@ impl std::error::Error for ArnError {}
 
 impl<'a> Arn<'a> {
     /// Parses `s`; surrounding whitespace is not accepted.
-    pub fn parse(s: &'a str) -> Result<Self, ArnError> {
+    pub(crate) fn parse(s: &'a str) -> Result<Self, ArnError> {
         let err = |reason| Err(ArnError { reason });
         let mut parts = s.splitn(6, ':');
         if parts.next() != Some("arn") {
@@ -95,7 +83,7 @@ impl<'a> Arn<'a> {
     }
 
     /// The resource type: what precedes the first `/` or `:` (`task`, `cluster`, `container`).
-    pub fn resource_type(&self) -> &'a str {
+    pub(crate) fn resource_type(&self) -> &'a str {
         self.resource
             .split(['/', ':'])
             .next()
@@ -103,12 +91,12 @@ impl<'a> Arn<'a> {
     }
 
     /// The last `/`-separated segment of the resource: a task id, a cluster name.
-    pub fn resource_id(&self) -> &'a str {
+    pub(crate) fn resource_id(&self) -> &'a str {
         self.resource.rsplit('/').next().unwrap_or(self.resource)
     }
 
     /// The `/`-separated segments of the resource after its type.
-    pub fn resource_path(&self) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn resource_path(&self) -> impl Iterator<Item = &'a str> {
         self.resource.split('/').skip(1)
     }
 }
@@ -132,20 +120,25 @@ pub(crate) struct TaskArn<'a> {
     pub(crate) task_id: &'a str,
 }
 
+/// An ARN of the given resource type, with the `/`-separated segments after the type, each
+/// one non-empty.
+fn ecs_resource<'a>(s: &'a str, resource_type: &str) -> Option<(Arn<'a>, Vec<&'a str>)> {
+    let arn = Arn::parse(s).ok()?;
+    let segments: Vec<&str> = arn.resource_path().collect();
+    (arn.resource_type() == resource_type && segments.iter().all(|s| !s.is_empty()))
+        .then_some((arn, segments))
+}
+
 impl<'a> TaskArn<'a> {
     pub(crate) fn parse(s: &'a str) -> Option<Self> {
-        let arn = Arn::parse(s).ok()?;
-        if arn.resource_type() != "task" {
-            return None;
-        }
-        let segments: Vec<&str> = arn.resource_path().collect();
+        let (arn, segments) = ecs_resource(s, "task")?;
         match segments.as_slice() {
-            [id] if !id.is_empty() => Some(TaskArn {
+            [id] => Some(TaskArn {
                 arn,
                 cluster: None,
                 task_id: id,
             }),
-            [cluster, id] if !cluster.is_empty() && !id.is_empty() => Some(TaskArn {
+            [cluster, id] => Some(TaskArn {
                 arn,
                 cluster: Some(cluster),
                 task_id: id,
@@ -165,24 +158,18 @@ pub(crate) struct ContainerArn<'a> {
 
 impl<'a> ContainerArn<'a> {
     pub(crate) fn parse(s: &'a str) -> Option<Self> {
-        let arn = Arn::parse(s).ok()?;
-        if arn.resource_type() != "container" {
-            return None;
-        }
-        let segments: Vec<&str> = arn.resource_path().collect();
+        let (arn, segments) = ecs_resource(s, "container")?;
         match segments.as_slice() {
-            [id] if !id.is_empty() => Some(ContainerArn {
+            [_] => Some(ContainerArn {
                 arn,
                 cluster: None,
                 task_id: None,
             }),
-            [cluster, task, id] if [cluster, task, id].iter().all(|s| !s.is_empty()) => {
-                Some(ContainerArn {
-                    arn,
-                    cluster: Some(cluster),
-                    task_id: Some(task),
-                })
-            }
+            [cluster, task, _] => Some(ContainerArn {
+                arn,
+                cluster: Some(cluster),
+                task_id: Some(task),
+            }),
             _ => None,
         }
     }
@@ -268,5 +255,31 @@ mod tests {
         );
         assert_eq!(cluster_short_name("arn:garbage"), None);
         assert_eq!(cluster_short_name(""), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        #[test]
+        fn whatever_parses_prints_back(input in proptest::prelude::any::<String>()) {
+            if let Ok(arn) = Arn::parse(&input) {
+                proptest::prop_assert_eq!(arn.to_string(), input.clone());
+                proptest::prop_assert!(arn.resource.starts_with(arn.resource_type()));
+                proptest::prop_assert!(arn.resource.ends_with(arn.resource_id()));
+            }
+        }
+
+        #[test]
+        fn well_formed_task_arns_round_trip(
+            partition in "aws(-cn|-us-gov)?", region in "[a-z]{2}-[a-z]{4,9}-[1-9]", account in "[0-9]{12}",
+            cluster in "[A-Za-z0-9_-]{1,40}", id in "[0-9a-f]{32}",
+        ) {
+            let text = format!("arn:{partition}:ecs:{region}:{account}:task/{cluster}/{id}");
+            let task = TaskArn::parse(&text).unwrap();
+            proptest::prop_assert_eq!(
+                (task.arn.partition, task.arn.region, task.arn.account_id, task.cluster, task.task_id),
+                (partition.as_str(), region.as_str(), account.as_str(), Some(cluster.as_str()), id.as_str())
+            );
+        }
     }
 }

@@ -4,17 +4,17 @@ mod arn;
 pub(crate) mod de;
 mod model;
 
-pub use arn::{Arn, ArnError};
 pub use model::{
     ClockDrift, Container, ContainerType, EphemeralStorageMetrics, Health, LaunchType, Limits,
     Network, Port, Status, Task, TaskError, Volume,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::ApiVersion;
+use crate::endpoint::ApiVersion;
 use crate::error::Error;
+pub(crate) use arn::Arn;
 use arn::{ContainerArn, TaskArn, cluster_short_name};
 
 /// The standard Docker labels ECS puts on every container.
@@ -65,26 +65,49 @@ pub struct EcsMetadata {
     identity: Identity,
 }
 
-/// Values derived from the payloads, computed once.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Identity {
-    cluster_name: Option<String>,
-    cluster_arn: Option<String>,
-    task_arn: Option<String>,
-    task_id: Option<String>,
-    family: Option<String>,
-    revision: Option<String>,
-    container_name: Option<String>,
-    image: Option<String>,
-    container_id: Option<String>,
-    region: Option<String>,
-    account_id: Option<String>,
-    partition: Option<String>,
-    launch_type: Option<LaunchType>,
-    availability_zone: Option<String>,
-    service_name: Option<String>,
-    log_group: Option<String>,
-    log_stream: Option<String>,
+/// Who this container is: values derived once from the payloads, from the task payload first
+/// and what the container payload carries (labels, `ContainerARN`) after. `None` where
+/// unknown. It serialises to one JSON object with these keys (what `ecs-metadata summary`
+/// prints); [`EcsMetadata`] has an accessor for each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Identity {
+    /// The cluster's short name, from a cluster ARN or as given (EC2 gives the short name).
+    pub cluster_name: Option<String>,
+    /// The cluster ARN: as given, or built from the short name with the partition, region and
+    /// account of the task ARN.
+    pub cluster_arn: Option<String>,
+    /// The task ARN (old or new format).
+    pub task_arn: Option<String>,
+    /// The task id: the last segment of the task ARN.
+    pub task_id: Option<String>,
+    /// The task definition family.
+    pub family: Option<String>,
+    /// The task definition revision (a string, as on the wire).
+    pub revision: Option<String>,
+    /// This container's name in the task definition.
+    pub container_name: Option<String>,
+    /// This container's image.
+    pub image: Option<String>,
+    /// This container's runtime id (`DockerId`).
+    pub container_id: Option<String>,
+    /// The region, from the task ARN (or the container or cluster ARN, or the availability
+    /// zone when it has the standard `<region><letter>` form).
+    pub region: Option<String>,
+    /// The AWS account id, from the task ARN.
+    pub account_id: Option<String>,
+    /// The partition (`aws`, `aws-cn`, `aws-us-gov`, …), from the task ARN.
+    pub partition: Option<String>,
+    /// The launch type (v4 task metadata only).
+    pub launch_type: Option<LaunchType>,
+    /// The availability zone (task metadata).
+    pub availability_zone: Option<String>,
+    /// The service the task belongs to, from `ServiceName` or a `service:` `Group`.
+    pub service_name: Option<String>,
+    /// The CloudWatch Logs group of this container's `awslogs` driver.
+    pub log_group: Option<String>,
+    /// The CloudWatch Logs stream of this container's `awslogs` driver.
+    pub log_stream: Option<String>,
 }
 
 /// Parses a JSON object payload into its raw value and typed model.
@@ -148,8 +171,8 @@ impl EcsMetadata {
         })
     }
 
-    /// The endpoint version it was read from; `None` when built from JSON.
-    pub fn version(&self) -> Option<ApiVersion> {
+    /// The version of the endpoint it was read from; `None` when built from JSON.
+    pub fn api_version(&self) -> Option<ApiVersion> {
         self.version
     }
 
@@ -178,89 +201,92 @@ impl EcsMetadata {
         self.task_error.as_ref()
     }
 
-    /// The cluster's short name, from a cluster ARN or as given (EC2 gives the short name).
+    /// The identity, derived once: every value below, in one struct.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The cluster's short name ([`Identity::cluster_name`]).
     pub fn cluster_name(&self) -> Option<&str> {
         self.identity.cluster_name.as_deref()
     }
 
-    /// The cluster ARN: as given, or built from the short name with the partition, region
-    /// and account of the task ARN.
+    /// The cluster ARN ([`Identity::cluster_arn`]).
     pub fn cluster_arn(&self) -> Option<&str> {
         self.identity.cluster_arn.as_deref()
     }
 
-    /// The task ARN (old or new format).
+    /// The task ARN, old or new format ([`Identity::task_arn`]).
     pub fn task_arn(&self) -> Option<&str> {
         self.identity.task_arn.as_deref()
     }
 
-    /// The task id: the last segment of the task ARN.
+    /// The task id ([`Identity::task_id`]).
     pub fn task_id(&self) -> Option<&str> {
         self.identity.task_id.as_deref()
     }
 
-    /// The task definition family.
+    /// The task definition family ([`Identity::family`]).
     pub fn family(&self) -> Option<&str> {
         self.identity.family.as_deref()
     }
 
-    /// The task definition revision (a string, as on the wire).
+    /// The task definition revision ([`Identity::revision`]).
     pub fn revision(&self) -> Option<&str> {
         self.identity.revision.as_deref()
     }
 
-    /// This container's name in the task definition.
+    /// This container's name ([`Identity::container_name`]).
     pub fn container_name(&self) -> Option<&str> {
         self.identity.container_name.as_deref()
     }
 
-    /// This container's image.
+    /// This container's image ([`Identity::image`]).
     pub fn image(&self) -> Option<&str> {
         self.identity.image.as_deref()
     }
 
-    /// This container's runtime id (`DockerId`).
+    /// This container's runtime id ([`Identity::container_id`]).
     pub fn container_id(&self) -> Option<&str> {
         self.identity.container_id.as_deref()
     }
 
-    /// The region, from the task ARN (or the container or cluster ARN, or the availability
-    /// zone when it has the standard `<region><letter>` form).
+    /// The region ([`Identity::region`]).
     pub fn region(&self) -> Option<&str> {
         self.identity.region.as_deref()
     }
 
-    /// The AWS account id, from the task ARN.
+    /// The AWS account id ([`Identity::account_id`]).
     pub fn account_id(&self) -> Option<&str> {
         self.identity.account_id.as_deref()
     }
 
-    /// The partition (`aws`, `aws-cn`, `aws-us-gov`, …), from the task ARN.
+    /// The partition ([`Identity::partition`]).
     pub fn partition(&self) -> Option<&str> {
         self.identity.partition.as_deref()
     }
 
-    /// The launch type (v4 task metadata only).
+    /// The launch type ([`Identity::launch_type`]).
     pub fn launch_type(&self) -> Option<&LaunchType> {
         self.identity.launch_type.as_ref()
     }
 
-    /// The availability zone (task metadata).
+    /// The availability zone ([`Identity::availability_zone`]).
     pub fn availability_zone(&self) -> Option<&str> {
         self.identity.availability_zone.as_deref()
     }
 
-    /// The service the task belongs to, from `ServiceName` or a `service:` `Group`.
+    /// The service the task belongs to ([`Identity::service_name`]).
     pub fn service_name(&self) -> Option<&str> {
         self.identity.service_name.as_deref()
     }
 
-    /// The CloudWatch Logs group of this container's `awslogs` driver.
+    /// The awslogs group ([`Identity::log_group`]).
     pub fn log_group(&self) -> Option<&str> {
         self.identity.log_group.as_deref()
     }
 
-    /// The CloudWatch Logs stream of this container's `awslogs` driver.
+    /// The awslogs stream ([`Identity::log_stream`]).
     pub fn log_stream(&self) -> Option<&str> {
         self.identity.log_stream.as_deref()
     }

@@ -1,0 +1,153 @@
+//! An event's own fields: the names of a callsite, and the visitor that writes them.
+
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::time::SystemTime;
+
+use tracing::field::Field;
+use tracing::{Event, Level};
+
+use super::truncate::{Line, StringValue};
+use super::{EcsFormat, ValueSink, name_bit};
+use crate::json::{NEEDS_ESCAPE, escaped_eq, write_json_str};
+use crate::time::write_timestamp;
+
+/// `{"timestamp":"…","level":"…","target":"…"`.
+pub(super) fn write_prelude(
+    w: &mut impl fmt::Write,
+    now: SystemTime,
+    level: Level,
+    target: &str,
+) -> fmt::Result {
+    w.write_str("{\"timestamp\":\"")?;
+    write_timestamp(w, now)?;
+    w.write_str("\",\"level\":\"")?;
+    w.write_str(level.as_str())?;
+    w.write_str("\",\"target\":")?;
+    write_json_str(w, target)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// Only `message`, so that it comes right after the target.
+    Message,
+    /// Everything else.
+    Fields,
+}
+
+/// What the formatter needs to know of an event's field names: their [`name_bit`]s (all bits
+/// when a name needs escaping), and whether two share a bit, so that one may repeat another.
+/// Both depend only on the callsite, so they are worked out once per callsite and thread and
+/// kept in a small direct-mapped cache; the rare events that need the names themselves (a
+/// possible repeat or clash) walk the field set.
+pub(super) struct EventNames<'a> {
+    pub(super) event: &'a Event<'a>,
+    pub(super) mask: u64,
+    pub(super) may_repeat: bool,
+}
+
+impl<'a> EventNames<'a> {
+    pub(super) fn of(event: &'a Event<'a>) -> Self {
+        const SLOTS: usize = 64;
+        thread_local! {
+            /// (callsite metadata address, mask, may repeat); address 0 is an empty slot.
+            static CACHE: [Cell<(usize, u64, bool)>; SLOTS] = const { [const { Cell::new((0, 0, false)) }; SLOTS] };
+        }
+        let key = std::ptr::from_ref(event.metadata()) as usize;
+        // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.
+        let slot = (key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
+        let (cached, mask, may_repeat) = CACHE.with(|cache| cache[slot].get());
+        let (mask, may_repeat) = if cached == key {
+            (mask, may_repeat)
+        } else {
+            let computed = Self::compute(event);
+            CACHE.with(|cache| cache[slot].set((key, computed.0, computed.1)));
+            computed
+        };
+        EventNames {
+            event,
+            mask,
+            may_repeat,
+        }
+    }
+
+    pub(super) fn compute(event: &Event<'_>) -> (u64, bool) {
+        let mut mask = 0;
+        let mut may_repeat = false;
+        for field in event.fields() {
+            let name = field.name();
+            let bit = name_bit(name);
+            may_repeat |= mask & bit != 0;
+            mask |= if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
+                u64::MAX
+            } else {
+                bit
+            };
+        }
+        (mask, may_repeat)
+    }
+
+    /// Whether a field before `field` has its name.
+    pub(super) fn repeats(&self, field: &Field) -> bool {
+        self.may_repeat
+            && self
+                .event
+                .fields()
+                .take_while(|f| f.index() < field.index())
+                .any(|f| f.name() == field.name())
+    }
+
+    /// Whether the event has a field whose escaped name is `escaped`.
+    pub(super) fn contains(&self, escaped: &str) -> bool {
+        self.event.fields().any(|f| escaped_eq(f.name(), escaped))
+    }
+}
+
+pub(super) struct EventVisitor<'a, 'l> {
+    pub(super) format: &'a EcsFormat,
+    pub(super) line: &'a mut Line<'l>,
+    pub(super) names: &'a EventNames<'a>,
+    pub(super) pass: Pass,
+    pub(super) skip_log_fields: bool,
+    /// Whether the line carries trace ids, so that the trace keys are the formatter's.
+    pub(super) traced: bool,
+    pub(super) result: fmt::Result,
+}
+
+impl EventVisitor<'_, '_> {
+    /// Writes the key of `field` if this pass writes it; `false` to skip the field.
+    pub(super) fn key(&mut self, field: &Field) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        let name = field.name();
+        let is_message = name == "message";
+        if (self.pass == Pass::Message) != is_message {
+            return false;
+        }
+        // The first field of a name wins.
+        if self.names.repeats(field) || (self.skip_log_fields && name.starts_with("log.")) {
+            return false;
+        }
+        self.result = if is_message {
+            self.line.out.write_str(",\"message\":")
+        } else {
+            self.format.write_key(self.line.out, name, self.traced)
+        };
+        self.result.is_ok()
+    }
+}
+
+impl ValueSink for EventVisitor<'_, '_> {
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+        if self.key(field) {
+            self.result = write(self.line.out);
+        }
+    }
+
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
+        if self.key(field) {
+            self.result = self.line.string(content);
+        }
+    }
+}

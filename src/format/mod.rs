@@ -1,0 +1,476 @@
+//! The JSON event formatter.
+//!
+//! Each event is one line of JSON:
+//!
+//! ```text
+//! {"timestamp":"2026-11-29T03:49:31.123456Z","level":"INFO","target":"orders","message":"placed",
+//!  "order_id":42,"user":"ada","ecs":{"cluster":"prod-web",…}}
+//! ```
+//!
+//! - `timestamp` (RFC 3339, UTC, microseconds), `level`, `target`, then `message` when the
+//!   event has one.
+//! - The event's fields at the top level: integers and floats as numbers (non-finite floats
+//!   as strings), booleans as booleans, strings as strings, `Debug` and `Display` values as
+//!   strings, errors as their message followed by their `source()` chain, `": "`-separated.
+//! - The fields of the current span and of its parents, at the top level too. **On a clash
+//!   the nearest wins**: the event's own field over any span's, an inner span's over an outer
+//!   one's (names are compared as given, before the renaming below). Within one event or span, the first field of a name wins; `span.record` replaces
+//!   a span's value.
+//! - The ECS identity, as the [`FieldScheme`] lays it out.
+//!
+//! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields),
+//! `truncated`, and the keys and key families of the field scheme (see [`FieldScheme`]: for
+//! `Nested`, `ecs` and every key starting with `ecs.`, which CloudWatch Logs Insights would
+//! flatten onto the identity's own keys) belong to the formatter. A field with one of these
+//! names is written as `fields.<name>`; so is a field whose name already starts with
+//! `fields.`, which keeps the renaming one-to-one: no key ever appears twice on a line, none
+//! passes for the identity, and nothing is dropped.
+//!
+//! **One event, one line.** Every string is escaped: quotes, backslashes, every control
+//! character (newlines, ANSI escapes) and U+2028/U+2029 — a message cannot forge a second line.
+//!
+//! The identity is rendered once, when the formatter is built (and once more if the metadata
+//! is recovered in the background after a failed start-up); span fields once, when the span
+//! is created or recorded. Formatting an event copies those bytes and allocates nothing.
+
+mod event;
+mod spans;
+mod truncate;
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use once_cell::sync::OnceCell;
+use tracing::dispatcher::WeakDispatch;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::fields::{ExtraFields, FieldScheme};
+use crate::json::{write_error_chain, write_escaped, write_f64};
+use crate::metadata::EcsMetadata;
+use event::{EventNames, EventVisitor, Pass, write_prelude};
+pub use spans::SpanFields;
+use spans::{StoredFields, inner_span_has};
+use truncate::{Line, StringValue, Strings, share};
+
+/// Keys the formatter writes itself.
+const BASE_KEYS: &[&str] = &["timestamp", "level", "target", "message", "truncated"];
+/// Keys the formatter writes on lines inside a traced span (feature `opentelemetry`): the
+/// formatter's on those lines only, so that a program without tracing keeps its own fields
+/// of these names whatever features the dependency graph turns on.
+const TRACE_KEYS: &[&str] = &["trace_id", "span_id", "xray_trace_id"];
+
+/// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
+/// limit less the 26 bytes it counts for each event.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024 - 26;
+/// Marks a line whose string values were cut to fit.
+const TRUNCATED: &str = ",\"truncated\":true";
+/// The prefix of renamed keys.
+const RENAMED: &str = "fields.";
+
+/// The event formatter: plug it into [`tracing_subscriber::fmt::Layer::event_format`] with
+/// [`SpanFields`] as the field formatter. [`crate::layer`] does that for you.
+///
+/// ```
+/// use tracing_aws_ecs::{EcsFormat, FieldScheme, ExtraFields, SpanFields};
+/// use tracing_subscriber::prelude::*;
+///
+/// let format = EcsFormat::new(None, FieldScheme::Nested, ExtraFields::NONE);
+/// let layer = tracing_subscriber::fmt::layer()
+///     .with_ansi(false)
+///     .fmt_fields(SpanFields::default())
+///     .event_format(format);
+/// let _subscriber = tracing_subscriber::registry().with(layer);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EcsFormat {
+    /// `,"ecs":{…}` or the flat keys: empty when there is no metadata.
+    identity: Arc<LiveIdentity>,
+    /// Keys event and span fields must not take.
+    reserved: Box<[&'static str]>,
+    /// The key prefixes they must not take either (the scheme's families and `fields.`).
+    reserved_prefixes: Box<[&'static str]>,
+    /// The first bytes of those prefixes, less 64 (they are lowercase ASCII letters), to clear
+    /// most names with one test.
+    prefix_firsts: u64,
+    /// Their [`name_bit`]s, to clear most names without a comparison.
+    reserved_mask: u64,
+    /// The longest line, newline excluded.
+    max_line: usize,
+    /// The subscriber the layer joined, for the trace context of spans.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    dispatch: Option<Arc<OnceCell<WeakDispatch>>>,
+}
+
+impl EcsFormat {
+    /// A formatter enriching every line with `metadata` (none when `None`), laid out by
+    /// `scheme` with the `extra` fields.
+    pub fn new(metadata: Option<&EcsMetadata>, scheme: FieldScheme, extra: ExtraFields) -> Self {
+        let initial = metadata
+            .map(|m| scheme.render(m, extra))
+            .unwrap_or_default();
+        let mut reserved: Vec<&'static str> = BASE_KEYS.to_vec();
+        reserved.extend(scheme.top_level_keys(extra));
+        let mut reserved_prefixes = vec![RENAMED];
+        reserved_prefixes.extend(scheme.reserved_prefixes());
+        EcsFormat {
+            identity: Arc::new(LiveIdentity {
+                scheme,
+                extra,
+                initial: initial.into_boxed_str(),
+                recovered: OnceCell::new(),
+            }),
+            reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
+            reserved: reserved.into_boxed_slice(),
+            prefix_firsts: reserved_prefixes
+                .iter()
+                .fold(0, |mask, prefix| mask | first_byte_bit(prefix)),
+            reserved_prefixes: reserved_prefixes.into_boxed_slice(),
+            max_line: DEFAULT_MAX_LINE_BYTES,
+            dispatch: None,
+        }
+    }
+
+    /// Where the layer puts the subscriber it joins (see [`crate::EcsLayer`]).
+    pub(crate) fn with_dispatch(mut self, dispatch: Arc<OnceCell<WeakDispatch>>) -> Self {
+        self.dispatch = Some(dispatch);
+        self
+    }
+
+    /// The longest line to write, newline excluded (default [`DEFAULT_MAX_LINE_BYTES`]). A
+    /// longer line has its longest string values cut, at a character boundary, until it fits,
+    /// and carries `"truncated":true`. Keys, numbers and the ECS fields are never cut.
+    /// Docker splits lines longer than 16 KiB into several records: set 16,384 where the log
+    /// driver does not join them again.
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line = bytes;
+        self
+    }
+
+    /// Whether lines carry ECS fields.
+    pub fn is_enriched(&self) -> bool {
+        !self.identity.current().is_empty()
+    }
+
+    /// From now on, when the process-wide metadata is recovered in the background (see
+    /// [`crate::cache`]), write the recovered identity on every line.
+    pub(crate) fn follow_recovery(&self) {
+        let identity = Arc::downgrade(&self.identity);
+        crate::cache::on_recovery(move |metadata| {
+            if let Some(identity) = identity.upgrade() {
+                let rendered = identity.scheme.render(metadata, identity.extra);
+                let _ = identity.recovered.set(rendered.into_boxed_str());
+            }
+        });
+    }
+
+    /// Whether a field named `key` is renamed; `traced` when the line carries trace ids.
+    fn is_reserved(&self, key: &str, traced: bool) -> bool {
+        (self.prefix_firsts & first_byte_bit(key) != 0
+            && self.reserved_prefixes.iter().any(|p| key.starts_with(p)))
+            || (self.reserved_mask & name_bit(key) != 0 && self.reserved.contains(&key))
+            || (traced && TRACE_KEYS.contains(&key))
+    }
+
+    /// `,"key":` with the renaming rule applied; `key` is raw.
+    fn write_key(&self, w: &mut impl fmt::Write, key: &str, traced: bool) -> fmt::Result {
+        w.write_str(",\"")?;
+        if self.is_reserved(key, traced) {
+            w.write_str(RENAMED)?;
+        }
+        write_escaped(w, key)?;
+        w.write_str("\":")
+    }
+}
+
+impl<S> FormatEvent<S, SpanFields> for EcsFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, SpanFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        LINE.with(|buffer| {
+            let mut fresh = String::new();
+            let mut borrowed = buffer.try_borrow_mut();
+            // Formatting that logs (a `Debug` impl) re-enters: it gets a buffer of its own.
+            let out = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+            out.clear();
+            let now = SystemTime::now();
+            let identity = self.identity.current();
+            self.render(
+                ctx,
+                event,
+                now,
+                identity,
+                &mut Line::new(out, Strings::Whole),
+            )?;
+            if out.len() > self.max_line + 1 {
+                self.render_truncated(ctx, event, now, identity, out)?;
+            }
+            writer.write_str(out)?;
+            // One huge event must not pin its size in memory for the thread's life.
+            if out.capacity() > 2 * (self.max_line + 1) {
+                out.clear();
+                out.shrink_to(self.max_line + 1);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl EcsFormat {
+    /// Writes the line for `event`, ending with `identity`, into `line`.
+    fn render<S>(
+        &self,
+        ctx: &FmtContext<'_, S, SpanFields>,
+        event: &Event<'_>,
+        now: SystemTime,
+        identity: &str,
+        line: &mut Line<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        write_prelude(line.out, now, *meta.level(), meta.target())?;
+
+        let names = EventNames::of(event);
+        let mut visitor = Values(EventVisitor {
+            format: self,
+            line: &mut *line,
+            names: &names,
+            pass: Pass::Message,
+            skip_log_fields: normalized.is_some(),
+            traced: false,
+            result: Ok(()),
+        });
+        event.record(&mut visitor);
+        #[cfg(feature = "opentelemetry")]
+        {
+            visitor.0.traced = self.write_trace_ids(ctx, visitor.0.line.out);
+        }
+        let traced = visitor.0.traced;
+        visitor.0.pass = Pass::Fields;
+        event.record(&mut visitor);
+        visitor.0.result?;
+
+        if let Some(scope) = ctx.event_scope() {
+            // The name bits of the spans nearer the event than the one at hand.
+            let mut inner_mask = 0u64;
+            for (depth, span) in scope.enumerate() {
+                let extensions = span.extensions();
+                let Some(stored) = extensions.get::<FormattedFields<SpanFields>>() else {
+                    continue;
+                };
+                let stored = StoredFields::parse(&stored.fields);
+                let nearer = names.mask | inner_mask;
+                inner_mask |= stored.mask;
+                let whole = matches!(line.strings, Strings::Whole);
+                if whole && !stored.maybe_reserved && stored.mask & nearer == 0 {
+                    line.out.push_str(stored.fragment);
+                    continue;
+                }
+                // Maybe a clash, or values to measure or cut: field by field.
+                let hidden = |key: &str| names.contains(key) || inner_span_has(ctx, depth, key);
+                for (key, value) in stored.entries() {
+                    if hidden(key) {
+                        continue;
+                    }
+                    line.out.push_str(",\"");
+                    if self.is_reserved(key, traced) {
+                        line.out.push_str(RENAMED);
+                    }
+                    line.out.push_str(key);
+                    line.out.push_str("\":");
+                    line.stored_value(value);
+                }
+            }
+        }
+
+        if line.cut {
+            line.out.push_str(TRUNCATED);
+        }
+        line.out.push_str(identity);
+        line.out.push_str("}\n");
+        Ok(())
+    }
+
+    /// Renders again with every string value cut to the length that makes the line fit:
+    /// first measuring the values, then sharing the room left among them, longest cut first.
+    fn render_truncated<S>(
+        &self,
+        ctx: &FmtContext<'_, S, SpanFields>,
+        event: &Event<'_>,
+        now: SystemTime,
+        identity: &str,
+        out: &mut String,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut lengths = Vec::new();
+        out.clear();
+        self.render(
+            ctx,
+            event,
+            now,
+            identity,
+            &mut Line::new(out, Strings::Measure(&mut lengths)),
+        )?;
+        let values: usize = lengths.iter().sum();
+        let fixed = out.len() - values + TRUNCATED.len();
+        let cap = share(&mut lengths, (self.max_line + 1).saturating_sub(fixed));
+        out.clear();
+        self.render(
+            ctx,
+            event,
+            now,
+            identity,
+            &mut Line::new(out, Strings::Capped(cap)),
+        )
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+impl EcsFormat {
+    /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it;
+    /// whether it was written.
+    fn write_trace_ids<S>(&self, ctx: &FmtContext<'_, S, SpanFields>, out: &mut String) -> bool
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(dispatch) = self.dispatch.as_ref().and_then(|d| d.get()) else {
+            return false;
+        };
+        let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) else {
+            return false;
+        };
+        if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {
+            return ids.write(out);
+        }
+        // Not looked up yet: the lookup locks the span's extensions, so release ours first.
+        let id = span.id();
+        drop(span);
+        let ids = crate::otel::TraceIds::of(&id, dispatch);
+        let written = ids.write(out);
+        // The lookup started the span, so its ids are settled: keep them for its next events.
+        if let Some(span) = ctx.span(&id) {
+            // `replace`: another thread may have cached them meanwhile (`insert` would panic).
+            span.extensions_mut().replace(ids);
+        }
+        written
+    }
+}
+
+/// The identity fragment lines end with: what was known when the formatter was built, until
+/// the background recovery of the metadata completes it. Reading it is one atomic load.
+#[derive(Debug)]
+struct LiveIdentity {
+    scheme: FieldScheme,
+    extra: ExtraFields,
+    initial: Box<str>,
+    recovered: OnceCell<Box<str>>,
+}
+
+impl LiveIdentity {
+    fn current(&self) -> &str {
+        self.recovered.get().unwrap_or(&self.initial)
+    }
+}
+
+/// Where a visitor sends each field's value: a JSON number or literal, written as is, or a
+/// JSON string whose content the closure writes (the sink escapes, and may cut, it).
+trait ValueSink {
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result);
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result);
+}
+
+/// How each type of value goes on a line, for events and spans alike.
+struct Values<T>(T);
+
+impl<T: ValueSink> Visit for Values<T> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.string(field, |w| write!(w, "{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.string(field, |w| w.write_str(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.plain(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.plain(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.0.plain(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.0.plain(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.plain(field, |w| write_f64(w, value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0
+            .plain(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.string(field, |w| write_error_chain(w, value));
+    }
+}
+
+/// Whether some configuration reserves `key` (span fields are stored before the formatter
+/// that reads them is known): the formatter's own keys, `fields.`, or any scheme's.
+fn may_be_reserved(key: &str) -> bool {
+    key.starts_with(RENAMED)
+        || BASE_KEYS.contains(&key)
+        || TRACE_KEYS.contains(&key)
+        || FieldScheme::ALL
+            .iter()
+            .any(|scheme| scheme.reserves(key, ExtraFields::ALL))
+}
+
+/// A bit for the first byte of `key` when it is in 64..128 (where lowercase letters are),
+/// else none.
+fn first_byte_bit(key: &str) -> u64 {
+    match key.as_bytes().first() {
+        Some(&b) if (64..128).contains(&b) => 1 << (b - 64),
+        _ => 0,
+    }
+}
+
+/// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits
+/// differ cannot be equal.
+fn name_bit(escaped: &str) -> u64 {
+    let bytes = escaped.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let hash =
+        bytes.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last);
+    1 << (hash % 64)
+}

@@ -1,0 +1,152 @@
+//! Cutting string values so that a line fits its limit: each rendering of a line writes
+//! strings whole, measures them, or cuts them to a shared cap.
+
+use std::fmt;
+
+use crate::json::escape_pieces;
+
+/// The largest cap such that the values, each cut to it, fit in `room` bytes together.
+pub(super) fn share(lengths: &mut [usize], mut room: usize) -> usize {
+    lengths.sort_unstable();
+    let count = lengths.len();
+    for (i, &length) in lengths.iter().enumerate() {
+        let left = count - i;
+        if length.saturating_mul(left) <= room {
+            room -= length;
+        } else {
+            return room / left;
+        }
+    }
+    usize::MAX
+}
+
+/// How string values are written in one rendering of a line.
+pub(super) enum Strings<'a> {
+    /// As they are.
+    Whole,
+    /// As they are, noting each one's escaped length.
+    Measure(&'a mut Vec<usize>),
+    /// Cut to this many escaped bytes.
+    Capped(usize),
+}
+
+/// A line being rendered.
+pub(super) struct Line<'a> {
+    pub(super) out: &'a mut String,
+    pub(super) strings: Strings<'a>,
+    /// Whether a value was cut.
+    pub(super) cut: bool,
+}
+
+impl<'a> Line<'a> {
+    pub(super) fn new(out: &'a mut String, strings: Strings<'a>) -> Self {
+        Line {
+            out,
+            strings,
+            cut: false,
+        }
+    }
+
+    /// A JSON string of what `content` writes, escaped, and cut if this rendering cuts.
+    pub(super) fn string(
+        &mut self,
+        content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result,
+    ) -> fmt::Result {
+        let remaining = match self.strings {
+            Strings::Capped(cap) => cap,
+            _ => usize::MAX,
+        };
+        self.out.push('"');
+        let mut value = StringValue {
+            out: self.out,
+            remaining,
+            written: 0,
+            cut: false,
+        };
+        content(&mut value)?;
+        let (written, cut) = (value.written, value.cut);
+        self.out.push('"');
+        if let Strings::Measure(lengths) = &mut self.strings {
+            lengths.push(written);
+        }
+        self.cut |= cut;
+        Ok(())
+    }
+
+    /// A span's stored JSON value, measured or cut as a string value would be.
+    pub(super) fn stored_value(&mut self, value: &str) {
+        let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+        match (&mut self.strings, inner) {
+            (Strings::Capped(cap), Some(inner)) => {
+                let kept = cut_escaped(inner, *cap);
+                self.cut |= kept.len() < inner.len();
+                self.out.push('"');
+                self.out.push_str(kept);
+                self.out.push('"');
+            }
+            (Strings::Measure(lengths), Some(inner)) => {
+                lengths.push(inner.len());
+                self.out.push_str(value);
+            }
+            _ => self.out.push_str(value),
+        }
+    }
+}
+
+/// The longest prefix of escaped JSON text within `cap` bytes that splits neither an escape
+/// sequence nor a character.
+pub(super) fn cut_escaped(escaped: &str, cap: usize) -> &str {
+    let bytes = escaped.as_bytes();
+    let mut end = 0;
+    while end < bytes.len() {
+        let step = match bytes[end] {
+            b'\\' if bytes.get(end + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            b if b < 0x80 => 1,
+            b if b < 0xe0 => 2,
+            b if b < 0xf0 => 3,
+            _ => 4,
+        };
+        if end + step > cap || end + step > bytes.len() {
+            break;
+        }
+        end += step;
+    }
+    &escaped[..end]
+}
+
+/// Escapes what is written into it onto the line, up to `remaining` escaped bytes; a cut
+/// falls between characters and never inside an escape sequence.
+pub(super) struct StringValue<'a> {
+    pub(super) out: &'a mut String,
+    pub(super) remaining: usize,
+    pub(super) written: usize,
+    pub(super) cut: bool,
+}
+
+impl fmt::Write for StringValue<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        escape_pieces(s, |piece, raw| {
+            if piece.len() <= self.remaining {
+                self.out.push_str(piece);
+                self.remaining -= piece.len();
+                self.written += piece.len();
+            } else {
+                if raw {
+                    let mut end = self.remaining;
+                    while !piece.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    self.out.push_str(&piece[..end]);
+                    self.written += end;
+                }
+                self.remaining = 0;
+                self.cut = true;
+            }
+            Ok(())
+        })
+    }
+}
