@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json::write_json_str;
 use crate::metadata::EcsMetadata;
-use crate::stats::{ContainerFigures, TaskFigures};
+use crate::stats::{TaskFigures, Usage};
 
 /// The namespace [`task_records`] uses unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "ECS/TaskMetrics";
@@ -147,9 +147,7 @@ pub fn write_record(
     metrics: &[Metric<'_>],
     timestamp: SystemTime,
 ) -> Result<(), EmfError> {
-    if namespace.trim().is_empty() || namespace.chars().count() > MAX_NAME_CHARS {
-        return Err(EmfError::BadNamespace(namespace.to_owned()));
-    }
+    check_namespace(namespace)?;
     if dimensions.len() > MAX_DIMENSIONS {
         return Err(EmfError::TooManyDimensions(dimensions.len()));
     }
@@ -181,6 +179,14 @@ pub fn write_record(
     for chunk in metrics.chunks(MAX_METRICS) {
         // Writing to a String cannot fail.
         let _ = write_line(out, namespace, dimensions, properties, chunk, millis);
+    }
+    Ok(())
+}
+
+/// Whether CloudWatch accepts `namespace`: [`EmfError::BadNamespace`] when it does not.
+pub fn check_namespace(namespace: &str) -> Result<(), EmfError> {
+    if namespace.trim().is_empty() || namespace.chars().count() > MAX_NAME_CHARS {
+        return Err(EmfError::BadNamespace(namespace.to_owned()));
     }
     Ok(())
 }
@@ -230,46 +236,43 @@ fn write_line(
     Ok(())
 }
 
-/// The metrics of one set of figures.
-fn metrics_of<'a>(
-    cpu_percent: f64,
-    memory_used: Option<u64>,
-    memory_percent: Option<f64>,
-    rx_rate: Option<f64>,
-    tx_rate: Option<f64>,
-    block: (Option<u64>, Option<u64>),
-    pids: Option<u64>,
-) -> Vec<Metric<'a>> {
+/// The metrics of one container's or task's usage.
+fn metrics_of(usage: &Usage) -> Vec<Metric<'static>> {
     let mut metrics = vec![Metric {
         name: "CpuUtilization",
         unit: Unit::Percent,
-        value: cpu_percent,
+        value: usage.cpu_percent,
     }];
     let mut add = |name, unit, value: Option<f64>| {
         if let Some(value) = value {
             metrics.push(Metric { name, unit, value });
         }
     };
-    add("MemoryUsed", Unit::Bytes, memory_used.map(|b| b as f64));
-    add("MemoryUtilization", Unit::Percent, memory_percent);
-    add("NetworkRxBytesPerSecond", Unit::BytesPerSecond, rx_rate);
-    add("NetworkTxBytesPerSecond", Unit::BytesPerSecond, tx_rate);
-    add("StorageReadBytes", Unit::Bytes, block.0.map(|b| b as f64));
-    add("StorageWriteBytes", Unit::Bytes, block.1.map(|b| b as f64));
-    add("Pids", Unit::Count, pids.map(|p| p as f64));
+    let bytes = |b: Option<u64>| b.map(|b| b as f64);
+    add("MemoryUsed", Unit::Bytes, bytes(usage.memory_used_bytes));
+    add("MemoryUtilization", Unit::Percent, usage.memory_percent);
+    add(
+        "NetworkRxBytesPerSecond",
+        Unit::BytesPerSecond,
+        usage.network_rx_bytes_per_second,
+    );
+    add(
+        "NetworkTxBytesPerSecond",
+        Unit::BytesPerSecond,
+        usage.network_tx_bytes_per_second,
+    );
+    add(
+        "StorageReadBytes",
+        Unit::Bytes,
+        bytes(usage.block_read_bytes),
+    );
+    add(
+        "StorageWriteBytes",
+        Unit::Bytes,
+        bytes(usage.block_write_bytes),
+    );
+    add("Pids", Unit::Count, bytes(usage.pids));
     metrics
-}
-
-fn container_metrics(c: &ContainerFigures) -> Vec<Metric<'static>> {
-    metrics_of(
-        c.cpu_percent,
-        c.memory_used_bytes,
-        c.memory_percent,
-        c.network_rx_bytes_per_second,
-        c.network_tx_bytes_per_second,
-        (c.block_read_bytes, c.block_write_bytes),
-        c.pids,
-    )
 }
 
 /// EMF lines for a task's figures: one record per container (internal ones, such as the
@@ -317,20 +320,12 @@ pub fn task_records(
             namespace,
             &with_container,
             &properties,
-            &container_metrics(container),
+            &metrics_of(&container.usage),
             timestamp,
         )?;
     }
     let t = &figures.task;
-    let mut task_metrics = metrics_of(
-        t.cpu_percent,
-        t.memory_used_bytes,
-        t.memory_percent,
-        t.network_rx_bytes_per_second,
-        t.network_tx_bytes_per_second,
-        (t.block_read_bytes, t.block_write_bytes),
-        t.pids,
-    );
+    let mut task_metrics = metrics_of(&t.usage);
     if let Some(reservation) = t.cpu_reservation_percent {
         task_metrics.push(Metric {
             name: "CpuReservationUtilization",

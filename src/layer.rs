@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 use tracing::dispatcher::WeakDispatch;
-use tracing::subscriber::Interest;
+use tracing::subscriber::{Interest, SetGlobalDefaultError};
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -15,15 +15,13 @@ use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::TryInitError;
 
 use crate::cache::{self, Startup};
-use crate::client::{DEFAULT_DEADLINE, MetadataClient};
+use crate::client::DEFAULT_DEADLINE;
 use crate::endpoint::Endpoint;
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, SpanFields};
 use crate::metadata::EcsMetadata;
-use crate::reporter::MetricsReporter;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
 /// `fmt` layer with the [`EcsFormat`] event formatter and [`SpanFields`] span fields, so
@@ -38,8 +36,8 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
 
 /// The JSON lines, or human-readable text off ECS.
 enum Inner<S, W> {
-    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, SharedWriter<W>>),
-    Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, SharedWriter<W>>),
+    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, W>),
+    Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>),
 }
 
 /// Calls the same method on whichever layer `inner` holds.
@@ -123,44 +121,6 @@ where
     }
 }
 
-/// The writer given to the builder, shared by the layer and the metrics reporter so that
-/// log lines and metric lines go to the same place, each in one write.
-#[derive(Debug)]
-pub(crate) struct SharedWriter<W>(Arc<W>);
-
-impl<W> Clone for SharedWriter<W> {
-    fn clone(&self) -> Self {
-        SharedWriter(Arc::clone(&self.0))
-    }
-}
-
-impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for SharedWriter<W> {
-    type Writer = W::Writer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.0.make_writer()
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        self.0.make_writer_for(meta)
-    }
-}
-
-/// The reporter started by a builder, if any: one per process.
-static REPORTER: Mutex<Option<MetricsReporter>> = Mutex::new(None);
-
-/// Stops the metrics reporter a builder started with
-/// [`with_metrics_every`](Builder::with_metrics_every), waiting for it; a no-op when none runs.
-pub fn stop_metrics() {
-    let reporter = REPORTER
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    if let Some(reporter) = reporter {
-        reporter.stop();
-    }
-}
-
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
 ///
@@ -186,8 +146,6 @@ pub struct Builder<W = fn() -> io::Stdout> {
     writer: W,
     deadline: Duration,
     default_level: Level,
-    metrics_every: Option<Duration>,
-    metrics_namespace: String,
     max_line_bytes: usize,
     recover: bool,
     text_off_ecs: bool,
@@ -202,8 +160,6 @@ impl Default for Builder {
             writer: io::stdout,
             deadline: DEFAULT_DEADLINE,
             default_level: Level::INFO,
-            metrics_every: None,
-            metrics_namespace: crate::emf::DEFAULT_NAMESPACE.to_owned(),
             max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
             recover: true,
             text_off_ecs: false,
@@ -241,8 +197,6 @@ impl<W> Builder<W> {
             writer,
             deadline: self.deadline,
             default_level: self.default_level,
-            metrics_every: self.metrics_every,
-            metrics_namespace: self.metrics_namespace,
             max_line_bytes: self.max_line_bytes,
             recover: self.recover,
             text_off_ecs: self.text_off_ecs,
@@ -252,7 +206,7 @@ impl<W> Builder<W> {
     /// The longest the start-up metadata fetch may take, retries included (default 2 s):
     /// a slow endpoint that answers within it succeeds, however long one answer takes, and
     /// failed requests are retried while time is left. Off ECS there is no fetch and no wait.
-    /// The same setting as [`MetadataClient::with_deadline`].
+    /// The same setting as [`MetadataClient::with_deadline`](crate::MetadataClient::with_deadline).
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
@@ -289,25 +243,11 @@ impl<W> Builder<W> {
         self
     }
 
-    /// Also report the task's stats as CloudWatch [EMF](crate::emf) lines on the same writer,
-    /// every `interval`, from a background thread ([`MetricsReporter`]). Only on ECS (the
-    /// endpoint comes from the environment); [`stop_metrics`](crate::stop_metrics) stops it.
-    pub fn with_metrics_every(mut self, interval: Duration) -> Self {
-        self.metrics_every = Some(interval);
-        self
-    }
-
     /// The longest line, newline excluded (default 262,118: CloudWatch's 256 KiB event limit
     /// less its 26-byte overhead). Longer lines have their longest string values cut to fit
     /// and carry `"truncated":true`; see [`EcsFormat::with_max_line_bytes`].
     pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
         self.max_line_bytes = bytes;
-        self
-    }
-
-    /// The CloudWatch namespace of the metrics (default `ECS/TaskMetrics`).
-    pub fn with_metrics_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.metrics_namespace = namespace.into();
         self
     }
 
@@ -331,26 +271,7 @@ impl<W> Builder<W> {
             }
             None => cache::get_or_fetch(startup).ok().cloned(),
         };
-        let writer = SharedWriter(Arc::new(self.writer));
-        if let Some(every) = self.metrics_every {
-            // Off ECS there is nothing to report.
-            if let Ok(client) = MetadataClient::from_env() {
-                let started = MetricsReporter::start(
-                    client,
-                    metadata.clone(),
-                    writer.clone(),
-                    every,
-                    self.metrics_namespace,
-                );
-                if let Ok(reporter) = started {
-                    let previous = REPORTER
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .replace(reporter);
-                    drop(previous);
-                }
-            }
-        }
+        let writer = self.writer;
         let dispatch = Arc::new(OnceCell::new());
         if self.text_off_ecs && !crate::on_ecs() {
             let inner = tracing_subscriber::fmt::layer()
@@ -383,10 +304,17 @@ impl<W> Builder<W> {
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level
-    /// when unset), this layer, and capture of `log` records. Then logs, once, why lines
-    /// carry no ECS fields if they do not (DEBUG off ECS, WARN when the fetch failed).
+    /// when unset) and this layer; then the bridge that turns `log` records into events. Then
+    /// logs, once, why lines carry no ECS fields if they do not (DEBUG off ECS, WARN when the
+    /// fetch failed).
     ///
-    /// Fails only when a global subscriber is already set. Never panics.
+    /// When a `log` logger is already installed, `log` records keep going to it: one WARN line
+    /// says so, and the subscriber is installed all the same.
+    ///
+    /// # Errors
+    ///
+    /// [`InitError`] when a global `tracing` subscriber is already set; nothing is installed
+    /// then. Never panics.
     pub fn try_init(self) -> Result<(), InitError>
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -395,19 +323,35 @@ impl<W> Builder<W> {
             .with_default_directive(self.default_level.into())
             .from_env_lossy();
         let fetched = self.metadata.is_none();
-        tracing_subscriber::registry()
+        let subscriber = tracing_subscriber::registry()
             .with(filter)
-            .with(self.layer())
-            .try_init()
+            .with(self.layer());
+        tracing::subscriber::set_global_default(subscriber)
             .map_err(|source| InitError { source })?;
+        // After the subscriber, so that the bridge takes its level.
+        let bridge = tracing_log::LogTracer::builder()
+            .with_max_level(tracing_log::AsLog::as_log(
+                &tracing::level_filters::LevelFilter::current(),
+            ))
+            .init();
+        if let Err(e) = bridge {
+            tracing::warn!(
+                target: "tracing_aws_ecs",
+                "`log` records go to the logger already installed, not to these lines: {e}"
+            );
+        }
         if fetched {
             log_metadata_status();
         }
         Ok(())
     }
 
-    /// As [`try_init`](Self::try_init), panicking if a global subscriber is already set
-    /// (as `tracing_subscriber::fmt::init` does).
+    /// As [`try_init`](Self::try_init), panicking where it would fail.
+    ///
+    /// # Panics
+    ///
+    /// When a global `tracing` subscriber is already set (as `tracing_subscriber::fmt::init`
+    /// does).
     pub fn init(self)
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -466,7 +410,7 @@ fn log_fetch_outcome() {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct InitError {
-    source: TryInitError,
+    source: SetGlobalDefaultError,
 }
 
 impl fmt::Display for InitError {

@@ -21,7 +21,7 @@
 //! a [`MetadataClient`] reads stats or metadata with other settings.
 //!
 //! [`stats`] turns task stats into CPU %, memory, network and I/O figures, and
-//! [`Builder::with_metrics_every`] writes them as CloudWatch Embedded Metric Format lines
+//! a [`MetricsReporter`] writes them as CloudWatch Embedded Metric Format lines
 //! ([`emf`]) next to the logs. The `opentelemetry` feature adds `EcsMetadata::to_resource` and
 //! trace ids on every line inside a traced span. The `emulator` feature adds the `emulator`
 //! module, a local endpoint for tests and development, and the `ecs-metadata serve` command.
@@ -54,19 +54,26 @@ pub use endpoint::{ApiVersion, Endpoint, Path, V3_VARIABLE, V4_VARIABLE};
 pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
 pub use format::{EcsFormat, SpanFields};
-pub use layer::{Builder, EcsLayer, InitError, log_metadata_status, stop_metrics};
+pub use layer::{Builder, EcsLayer, InitError, log_metadata_status};
 pub use metadata::{EcsMetadata, Identity};
-pub use reporter::MetricsReporter;
+pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};
 
-/// Installs the enriched JSON subscriber globally with the defaults of [`builder`].
+/// Installs the enriched JSON subscriber globally with the defaults of [`builder`] (see
+/// [`Builder::try_init`]). Works inside `#[tokio::main]`.
 ///
-/// Panics only when a global subscriber is already set, like `tracing_subscriber::fmt::init`.
-/// Works inside `#[tokio::main]`.
+/// # Panics
+///
+/// When a global `tracing` subscriber is already set, like `tracing_subscriber::fmt::init`.
 pub fn init() {
     builder().init();
 }
 
-/// As [`init`], returning an error instead of panicking when a subscriber is already set.
+/// As [`init`], returning an error instead of panicking.
+///
+/// # Errors
+///
+/// [`InitError`] when a global `tracing` subscriber is already set. An existing `log` logger
+/// is not an error: it costs one WARN line.
 pub fn try_init() -> Result<(), InitError> {
     builder().try_init()
 }
@@ -75,9 +82,11 @@ pub fn try_init() -> Result<(), InitError> {
 ///
 /// ```no_run
 /// use tracing_subscriber::prelude::*;
+/// use tracing_subscriber::EnvFilter;
 ///
+/// let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
 /// tracing_subscriber::registry()
-///     .with(tracing_subscriber::EnvFilter::new("info"))
+///     .with(filter)
 ///     .with(tracing_aws_ecs::layer())
 ///     .init();
 /// tracing_aws_ecs::log_metadata_status();
@@ -136,6 +145,8 @@ pub fn on_ecs() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.to_string_lossy().trim().is_empty()))
 }
 
-#[cfg(doctest)]
+// The README's examples use the emulator and OpenTelemetry: they are tested with every
+// feature on (`cargo test --all-features`).
+#[cfg(all(doctest, feature = "emulator", feature = "opentelemetry"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

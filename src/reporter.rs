@@ -1,6 +1,7 @@
 //! The metrics reporter: task stats as EMF lines, at an interval, on the logs' writer.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
@@ -8,51 +9,142 @@ use std::time::{Duration, SystemTime};
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::client::MetadataClient;
-use crate::emf;
+use crate::emf::{self, EmfError};
+use crate::error::Error;
 use crate::metadata::EcsMetadata;
 use crate::stats::{TaskFigures, TaskStats};
 
+/// The default interval between two reports.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A background thread that reads `/task/stats` every interval and writes the figures as
 /// [EMF](crate::emf) lines — each line in one write, so it never interleaves with a log line
-/// on the same writer.
+/// on the same writer. Built and started by [`MetricsReporter::builder`]; reporting stops
+/// when this guard is dropped (or [`stop`](Self::stop)ped), within the client's deadline.
 ///
 /// On an endpoint error it logs one WARN for the outage (not one per attempt) and backs off,
-/// doubling the wait up to 16 intervals; one INFO says when stats are back. It stops when
-/// [`stop`](Self::stop)ped or dropped, within the client's deadline.
+/// doubling the wait up to 16 intervals; one INFO says when stats are back.
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tracing_aws_ecs::{MetadataClient, MetricsReporter};
+/// use tracing_aws_ecs::MetricsReporter;
 ///
-/// let client = MetadataClient::from_env()?;
-/// let reporter = MetricsReporter::start(client, None, std::io::stdout, Duration::from_secs(60), "MyApp")?;
-/// // … later:
-/// reporter.stop();
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// tracing_aws_ecs::init();
+/// // Off ECS there is nothing to report: `start` says so, and the service goes on.
+/// let _metrics = MetricsReporter::builder()
+///     .with_interval(Duration::from_secs(60))
+///     .with_namespace("MyApp")
+///     .start()
+///     .ok();
+/// // … the service runs; reporting stops when `_metrics` is dropped.
 /// ```
 #[derive(Debug)]
+#[must_use = "reporting stops when the reporter is dropped"]
 pub struct MetricsReporter {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Configures a [`MetricsReporter`]; [`start`](Self::start) validates and starts it.
+#[derive(Debug)]
+#[must_use]
+pub struct MetricsBuilder<W = fn() -> io::Stdout> {
+    interval: Duration,
+    namespace: String,
+    metadata: Option<EcsMetadata>,
+    client: Option<MetadataClient>,
+    writer: W,
+}
+
 impl MetricsReporter {
-    /// Starts reporting. `metadata` names the containers and gives the dimensions and limits
-    /// (the process-wide metadata when `None`). Fails only when no thread can be started.
-    pub fn start<W>(
-        client: MetadataClient,
-        metadata: Option<EcsMetadata>,
-        writer: W,
-        every: Duration,
-        namespace: impl Into<String>,
-    ) -> std::io::Result<Self>
+    /// A builder with the defaults: every 60 s, namespace `ECS/TaskMetrics`, the endpoint
+    /// named by the environment, the process-wide metadata, stdout.
+    pub fn builder() -> MetricsBuilder {
+        MetricsBuilder {
+            interval: DEFAULT_INTERVAL,
+            namespace: emf::DEFAULT_NAMESPACE.to_owned(),
+            metadata: None,
+            client: None,
+            writer: io::stdout,
+        }
+    }
+
+    /// Stops the thread and waits for it (as dropping does).
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<W> MetricsBuilder<W> {
+    /// How often to report (default 60 s; at least 1 ms).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The CloudWatch namespace of the metrics (default `ECS/TaskMetrics`). Checked by
+    /// [`start`](Self::start).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The metadata that names the containers and gives the dimensions and limits (default:
+    /// the process-wide [`metadata()`](crate::metadata()), read when reporting starts).
+    pub fn with_metadata(mut self, metadata: EcsMetadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// The client that reads the stats (default: [`MetadataClient::from_env`]).
+    pub fn with_client(mut self, client: MetadataClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Where lines go (default stdout). Give it the writer the log lines go to (a clone of
+    /// the one given to [`Builder::with_writer`](crate::Builder::with_writer)): each line is
+    /// one write, so metric and log lines never cut into each other.
+    pub fn with_writer<W2>(self, writer: W2) -> MetricsBuilder<W2> {
+        MetricsBuilder {
+            interval: self.interval,
+            namespace: self.namespace,
+            metadata: self.metadata,
+            client: self.client,
+            writer,
+        }
+    }
+
+    /// Checks the settings and starts reporting.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::Endpoint`] when no client was given and the environment names no
+    /// endpoint (off ECS: [`Error::NotOnEcs`](crate::Error::NotOnEcs)) or a malformed one;
+    /// [`MetricsError::Namespace`] when CloudWatch would refuse the namespace;
+    /// [`MetricsError::Thread`] when no thread can be started.
+    pub fn start(self) -> Result<MetricsReporter, MetricsError>
     where
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
+        emf::check_namespace(&self.namespace).map_err(MetricsError::Namespace)?;
+        let client = match self.client {
+            Some(client) => client,
+            None => MetadataClient::from_env().map_err(MetricsError::Endpoint)?,
+        };
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = Arc::clone(&stop);
-        let namespace = namespace.into();
-        let every = every.max(Duration::from_millis(1));
+        let (namespace, every, writer, metadata) =
+            (self.namespace, self.interval, self.writer, self.metadata);
         let thread = thread::Builder::new()
             .name("ecs-metrics".into())
             .spawn(move || {
@@ -65,24 +157,44 @@ impl MetricsReporter {
                     &namespace,
                     &signal,
                 );
-            })?;
+            })
+            .map_err(MetricsError::Thread)?;
         Ok(MetricsReporter {
             stop,
             thread: Some(thread),
         })
     }
+}
 
-    /// Stops the thread and waits for it.
-    pub fn stop(mut self) {
-        self.shut_down();
+/// Why a [`MetricsReporter`] did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// No endpoint to read stats from: off ECS, or a malformed variable.
+    Endpoint(Error),
+    /// CloudWatch would refuse the namespace.
+    Namespace(EmfError),
+    /// No thread could be started.
+    Thread(io::Error),
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot report metrics: ")?;
+        match self {
+            MetricsError::Endpoint(e) => write!(f, "{e}"),
+            MetricsError::Namespace(e) => write!(f, "{e}"),
+            MetricsError::Thread(e) => write!(f, "no thread: {e}"),
+        }
     }
+}
 
-    fn shut_down(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+impl std::error::Error for MetricsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MetricsError::Endpoint(e) => Some(e),
+            MetricsError::Namespace(e) => Some(e),
+            MetricsError::Thread(e) => Some(e),
         }
     }
 }
@@ -145,7 +257,7 @@ fn run<W>(
                     tracing::warn!(target: "tracing_aws_ecs", "cannot read task stats, metrics paused: {e}");
                     outage = true;
                 }
-                wait = (wait * 2).min(every.saturating_mul(16));
+                wait = wait.saturating_mul(2).min(every.saturating_mul(16));
             }
         }
     }

@@ -36,16 +36,33 @@ fn child() {
             tracing::info!("from main");
         }),
         "metrics" => {
-            tracing_aws_ecs::builder()
-                .with_metrics_every(std::time::Duration::from_millis(20))
-                .with_metrics_namespace("Init/Test")
-                .init();
+            tracing_aws_ecs::init();
+            let metrics = tracing_aws_ecs::MetricsReporter::builder()
+                .with_interval(std::time::Duration::from_millis(20))
+                .with_namespace("Init/Test")
+                .start()
+                .unwrap();
             for i in 0..200 {
                 tracing::info!(i, "working");
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            tracing_aws_ecs::stop_metrics();
+            drop(metrics);
             tracing::info!("stopped");
+        }
+        "logger" => {
+            // A `log` logger installed before: `try_init` keeps its word.
+            struct Quiet;
+            impl log::Log for Quiet {
+                fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                    true
+                }
+                fn log(&self, _: &log::Record<'_>) {}
+                fn flush(&self) {}
+            }
+            log::set_logger(&Quiet).unwrap();
+            let installed = tracing_aws_ecs::try_init();
+            tracing::info!(ok = installed.is_ok(), "try_init");
+            log::info!("to the other logger");
         }
         "twice" => {
             tracing_aws_ecs::try_init().unwrap();
@@ -165,6 +182,23 @@ fn failed_task_warns_and_lines_carry_the_container_identity() {
     let line = by_message(&lines, "in a span");
     assert_eq!(line["ecs"]["cluster"], "default");
     assert_eq!(line["ecs"]["container_name"], "worker");
+}
+
+#[test]
+fn an_existing_log_logger_costs_one_warning_not_a_failure() {
+    let lines = run_child("logger", None, &[]);
+    assert_eq!(by_message(&lines, "try_init")["ok"], true);
+    let warnings: Vec<&Value> = lines.iter().filter(|l| l["level"] == "WARN").collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`log` records go to the logger already installed")
+    );
+    // The status line still comes (DEBUG, filtered at INFO) and nothing else: the `log`
+    // record went to the other logger.
+    assert_eq!(lines.len(), 2, "{lines:#?}");
 }
 
 #[test]

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{Capture, assert_emf};
 use serde_json::Value;
-use tracing_aws_ecs::MetricsReporter;
 use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
+use tracing_aws_ecs::{MetricsError, MetricsReporter};
 use tracing_subscriber::prelude::*;
 
 /// The reporter logs from its own thread, through the global subscriber: capture it.
@@ -47,14 +47,14 @@ fn reports_at_the_interval_and_stops() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     let meta = emulator.client().fetch_metadata().unwrap();
     let out = Capture::default();
-    let reporter = MetricsReporter::start(
-        emulator.client(),
-        Some(meta),
-        out.clone(),
-        Duration::from_millis(20),
-        "Test/NS",
-    )
-    .unwrap();
+    let reporter = MetricsReporter::builder()
+        .with_client(emulator.client())
+        .with_metadata(meta)
+        .with_writer(out.clone())
+        .with_interval(Duration::from_millis(20))
+        .with_namespace("Test/NS")
+        .start()
+        .unwrap();
     // Fargate: app + envoy + the task's record per sample.
     wait_for(|| emf_lines(&out).len() >= 9);
     reporter.stop();
@@ -88,14 +88,14 @@ fn one_warning_per_outage_then_recovery() {
     let meta = emulator.client().fetch_metadata().unwrap();
     let client = emulator.client().with_max_attempts(1);
     let out = Capture::default();
-    let reporter = MetricsReporter::start(
-        client,
-        Some(meta),
-        out.clone(),
-        Duration::from_millis(10),
-        "Test/NS",
-    )
-    .unwrap();
+    let reporter = MetricsReporter::builder()
+        .with_client(client)
+        .with_metadata(meta)
+        .with_writer(out.clone())
+        .with_interval(Duration::from_millis(10))
+        .with_namespace("Test/NS")
+        .start()
+        .unwrap();
     wait_for(|| !emf_lines(&out).is_empty());
 
     emulator.inject(Path::TaskStats, Fault::Status(500), ALWAYS);
@@ -137,14 +137,14 @@ fn lines_never_interleave_with_logs() {
         .with_metadata(meta.clone())
         .with_writer(out.clone())
         .layer();
-    let reporter = MetricsReporter::start(
-        emulator.client(),
-        Some(meta),
-        out.clone(),
-        Duration::from_millis(1),
-        "Test/NS",
-    )
-    .unwrap();
+    let reporter = MetricsReporter::builder()
+        .with_client(emulator.client())
+        .with_metadata(meta)
+        .with_writer(out.clone())
+        .with_interval(Duration::from_millis(1))
+        .with_namespace("Test/NS")
+        .start()
+        .unwrap();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..2000 {
             tracing::info!(i, "busy");
@@ -168,17 +168,37 @@ fn dropping_stops_it() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     let out = Capture::default();
     {
-        let _reporter = MetricsReporter::start(
-            emulator.client(),
-            None,
-            out.clone(),
-            Duration::from_millis(5),
-            "Test/NS",
-        )
-        .unwrap();
+        let _reporter = MetricsReporter::builder()
+            .with_client(emulator.client())
+            .with_writer(out.clone())
+            .with_interval(Duration::from_millis(5))
+            .start()
+            .unwrap();
         wait_for(|| emulator.requests(Path::TaskStats) >= 2);
     }
     let after = emulator.requests(Path::TaskStats);
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(emulator.requests(Path::TaskStats), after);
+}
+
+#[test]
+fn a_bad_namespace_or_no_endpoint_is_an_error_at_start() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    for namespace in ["", "   ", &"x".repeat(1025)] {
+        let err = MetricsReporter::builder()
+            .with_client(emulator.client())
+            .with_namespace(namespace)
+            .start()
+            .unwrap_err();
+        assert!(matches!(err, MetricsError::Namespace(_)), "{err}");
+    }
+    assert_eq!(emulator.requests(Path::TaskStats), 0, "nothing was started");
+    // The test process is not on ECS: without a client there is no endpoint.
+    if !tracing_aws_ecs::on_ecs() {
+        let err = MetricsReporter::builder().start().unwrap_err();
+        assert!(
+            matches!(&err, MetricsError::Endpoint(e) if e.is_not_on_ecs()),
+            "{err}"
+        );
+    }
 }

@@ -32,39 +32,48 @@ fn ec2_task_stats() {
     // The example's ids are not those of the task example: names come from the stats.
     let curl = &figures.containers["ecs-curltest-26-curl-c2e5f6e0cf91b0bead01"];
     // cpu: (379075681 - 378825197) / (13977800000000 - 13975800000000) * 2 * 100
-    assert_close!(curl.cpu_percent, 250_484.0 / 2_000_000_000.0 * 2.0 * 100.0);
-    // over 00:51:32.512771349 - 00:51:31.510597736 = 1.002173613 s
-    assert_close!(curl.cpu_vcpus_used.unwrap(), 250_484.0 / 1_002_173_613.0);
-    assert_eq!(curl.memory_used_bytes, Some(1_814_528));
-    assert_eq!(curl.memory_limit_bytes, Some(134_217_728));
     assert_close!(
-        curl.memory_percent.unwrap(),
+        curl.usage.cpu_percent,
+        250_484.0 / 2_000_000_000.0 * 2.0 * 100.0
+    );
+    // over 00:51:32.512771349 - 00:51:31.510597736 = 1.002173613 s
+    assert_close!(
+        curl.usage.cpu_vcpus_used.unwrap(),
+        250_484.0 / 1_002_173_613.0
+    );
+    assert_eq!(curl.usage.memory_used_bytes, Some(1_814_528));
+    assert_eq!(curl.usage.memory_limit_bytes, Some(134_217_728));
+    assert_close!(
+        curl.usage.memory_percent.unwrap(),
         1_814_528.0 / 134_217_728.0 * 100.0
     );
     assert_eq!(
-        (curl.network_rx_bytes, curl.network_tx_bytes),
+        (curl.usage.network_rx_bytes, curl.usage.network_tx_bytes),
         (Some(84), Some(84))
     );
-    assert_eq!(curl.network_rx_bytes_per_second, Some(0.0));
+    assert_eq!(curl.usage.network_rx_bytes_per_second, Some(0.0));
     assert_eq!(
-        (curl.block_read_bytes, curl.block_write_bytes),
+        (curl.usage.block_read_bytes, curl.usage.block_write_bytes),
         (Some(0), Some(0))
     );
-    assert_eq!(curl.pids, Some(3));
+    assert_eq!(curl.usage.pids, Some(3));
 
     let pause = &figures.containers["ecs-curltest-26-internalecspause-a6bcc3dbadfacfe85300"];
-    assert_eq!(pause.cpu_percent, 0.0, "no CPU used between samples");
-    assert_eq!(pause.memory_limit_bytes, Some(4_073_377_792));
+    assert_eq!(pause.usage.cpu_percent, 0.0, "no CPU used between samples");
+    assert_eq!(pause.usage.memory_limit_bytes, Some(4_073_377_792));
 
     // awsvpc: both containers see the task's one interface; it counts once.
-    assert_eq!(figures.task.network_rx_bytes, Some(84));
-    assert_eq!(figures.task.memory_used_bytes, Some(1_814_528 + 532_480));
-    assert_eq!(figures.task.pids, Some(4));
+    assert_eq!(figures.task.usage.network_rx_bytes, Some(84));
     assert_eq!(
-        figures.task.memory_limit_bytes, None,
+        figures.task.usage.memory_used_bytes,
+        Some(1_814_528 + 532_480)
+    );
+    assert_eq!(figures.task.usage.pids, Some(4));
+    assert_eq!(
+        figures.task.usage.memory_limit_bytes, None,
         "the EC2 task has no task-level limits"
     );
-    assert_close!(figures.task.cpu_percent, curl.cpu_percent);
+    assert_close!(figures.task.usage.cpu_percent, curl.usage.cpu_percent);
 }
 
 #[test]
@@ -74,26 +83,38 @@ fn fargate_task_stats() {
     let c = &figures.containers["curltest"];
     assert_eq!(c.docker_id, "3d1f891cded94dc795608466cce8ddcf-464223573");
     // (1137691504 - 1136624601) / (9393210000000 - 9373330000000) * 2 * 100
-    assert_close!(c.cpu_percent, 1_066_903.0 / 19_880_000_000.0 * 2.0 * 100.0);
-    // over 21:24:44.938937019 - 21:24:34.938633969 = 10.00030305 s
-    assert_close!(c.cpu_vcpus_used.unwrap(), 1_066_903.0 / 10_000_303_050.0);
-    // usage 6504448 less total_inactive_file 3088384
-    assert_eq!(c.memory_used_bytes, Some(3_416_064));
-    // limit 9223372036854772000 is "unlimited": the hierarchical limit applies.
-    assert_eq!(c.memory_limit_bytes, Some(536_870_912));
     assert_close!(
-        c.memory_percent.unwrap(),
+        c.usage.cpu_percent,
+        1_066_903.0 / 19_880_000_000.0 * 2.0 * 100.0
+    );
+    // over 21:24:44.938937019 - 21:24:34.938633969 = 10.00030305 s
+    assert_close!(
+        c.usage.cpu_vcpus_used.unwrap(),
+        1_066_903.0 / 10_000_303_050.0
+    );
+    // usage 6504448 less total_inactive_file 3088384
+    assert_eq!(c.usage.memory_used_bytes, Some(3_416_064));
+    // limit 9223372036854772000 is "unlimited": the hierarchical limit applies.
+    assert_eq!(c.usage.memory_limit_bytes, Some(536_870_912));
+    assert_close!(
+        c.usage.memory_percent.unwrap(),
         3_416_064.0 / 536_870_912.0 * 100.0
     );
-    assert_eq!(c.network_rx_bytes, Some(2_398_415_937));
-    assert_eq!(c.network_tx_bytes, Some(1_259_037_719));
-    assert_eq!(c.network_rx_bytes_per_second, Some(43.298687872232854));
-    assert_eq!(c.network_tx_bytes_per_second, Some(215.39347269466413));
+    assert_eq!(c.usage.network_rx_bytes, Some(2_398_415_937));
+    assert_eq!(c.usage.network_tx_bytes, Some(1_259_037_719));
     assert_eq!(
-        (c.block_read_bytes, c.block_write_bytes),
+        c.usage.network_rx_bytes_per_second,
+        Some(43.298687872232854)
+    );
+    assert_eq!(
+        c.usage.network_tx_bytes_per_second,
+        Some(215.39347269466413)
+    );
+    assert_eq!(
+        (c.usage.block_read_bytes, c.usage.block_write_bytes),
         (Some(638_976), Some(0))
     );
-    assert_eq!(c.pids, None, "pids_stats is {{}} on Fargate");
+    assert_eq!(c.usage.pids, None, "pids_stats is {{}} on Fargate");
 }
 
 #[test]
@@ -101,11 +122,11 @@ fn container_stats_bridge() {
     let s: ContainerStats =
         serde_json::from_str(&fixture("ec2-v4-container-stats-bridge.json")).unwrap();
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.cpu_percent, 0.0);
-    assert_close!(c.cpu_vcpus_used.unwrap(), 0.0);
-    assert_eq!(c.memory_used_bytes, Some(1_806_336));
+    assert_eq!(c.usage.cpu_percent, 0.0);
+    assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.0);
+    assert_eq!(c.usage.memory_used_bytes, Some(1_806_336));
     assert_close!(
-        c.memory_percent.unwrap(),
+        c.usage.memory_percent.unwrap(),
         1_806_336.0 / 134_217_728.0 * 100.0
     );
 }
@@ -118,8 +139,8 @@ fn first_sample_is_zero() {
         "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.cpu_percent, 0.0);
-    assert_eq!(c.cpu_vcpus_used, None);
+    assert_eq!(c.usage.cpu_percent, 0.0);
+    assert_eq!(c.usage.cpu_vcpus_used, None);
 }
 
 #[test]
@@ -131,8 +152,8 @@ fn early_fargate_without_system_counters() {
         "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000_000u64}},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_close!(c.cpu_vcpus_used.unwrap(), 0.05);
-    assert_close!(c.cpu_percent, 5.0);
+    assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.05);
+    assert_close!(c.usage.cpu_percent, 5.0);
 }
 
 #[test]
@@ -144,7 +165,9 @@ fn missing_online_cpus_counts_used_cpus() {
     }));
     // 200 / 1000 * 2 * 100
     assert_close!(
-        ContainerFigures::new(&s, None, None, None).cpu_percent,
+        ContainerFigures::new(&s, None, None, None)
+            .usage
+            .cpu_percent,
         40.0
     );
 }
@@ -162,20 +185,28 @@ fn cgroup_v2_unlimited_falls_back_to_the_limits() {
         serde_json::from_value(json!({"Limits": {"CPU": 1024, "Memory": 200}})).unwrap();
     let task: Task = serde_json::from_value(json!({"Limits": {"CPU": 1, "Memory": 400}})).unwrap();
     let with_container = ContainerFigures::new(&s, Some(&container), Some(&task), None);
-    assert_eq!(with_container.memory_used_bytes, Some(80 * 1024 * 1024));
-    assert_eq!(with_container.memory_limit_bytes, Some(200 * 1024 * 1024));
-    assert_close!(with_container.memory_percent.unwrap(), 40.0);
+    assert_eq!(
+        with_container.usage.memory_used_bytes,
+        Some(80 * 1024 * 1024)
+    );
+    assert_eq!(
+        with_container.usage.memory_limit_bytes,
+        Some(200 * 1024 * 1024)
+    );
+    assert_close!(with_container.usage.memory_percent.unwrap(), 40.0);
     assert_eq!(
         (
-            with_container.block_read_bytes,
-            with_container.block_write_bytes
+            with_container.usage.block_read_bytes,
+            with_container.usage.block_write_bytes
         ),
         (Some(15), Some(7))
     );
     let task_only = ContainerFigures::new(&s, None, Some(&task), None);
-    assert_eq!(task_only.memory_limit_bytes, Some(400 * 1024 * 1024));
+    assert_eq!(task_only.usage.memory_limit_bytes, Some(400 * 1024 * 1024));
     assert_eq!(
-        ContainerFigures::new(&s, None, None, None).memory_limit_bytes,
+        ContainerFigures::new(&s, None, None, None)
+            .usage
+            .memory_limit_bytes,
         None
     );
 }
@@ -188,13 +219,13 @@ fn missing_counters_give_nones_not_panics() {
         json!({"cpu_stats": {}, "precpu_stats": null, "memory_stats": {"stats": {}}, "networks": {}}),
     ] {
         let c = ContainerFigures::new(&stats(payload.clone()), None, None, None);
-        assert_eq!(c.cpu_percent, 0.0, "{payload}");
+        assert_eq!(c.usage.cpu_percent, 0.0, "{payload}");
         assert_eq!(
             (
-                c.memory_used_bytes,
-                c.memory_percent,
-                c.network_rx_bytes,
-                c.pids
+                c.usage.memory_used_bytes,
+                c.usage.memory_percent,
+                c.usage.network_rx_bytes,
+                c.usage.pids
             ),
             (None, None, None, None)
         );
@@ -211,14 +242,14 @@ fn counters_going_backwards_or_saturating_do_not_panic() {
         "networks": {"eth0": {"rx_bytes": u64::MAX, "tx_bytes": 1}, "eth1": {"rx_bytes": u64::MAX, "tx_bytes": 1}},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.cpu_percent, 0.0);
+    assert_eq!(c.usage.cpu_percent, 0.0);
     assert_eq!(
-        c.memory_used_bytes,
+        c.usage.memory_used_bytes,
         Some(10),
         "inactive larger than usage is ignored"
     );
-    assert_eq!(c.network_rx_bytes, Some(u64::MAX));
-    assert_eq!(c.network_tx_bytes, Some(2));
+    assert_eq!(c.usage.network_rx_bytes, Some(u64::MAX));
+    assert_eq!(c.usage.network_tx_bytes, Some(2));
 }
 
 #[test]
@@ -229,10 +260,12 @@ fn rates_from_a_previous_sample() {
     let before = sample("2026-11-29T10:00:00Z", 1_000, 100);
     let after = sample("2026-11-29T10:00:10Z", 6_000, 600);
     let c = ContainerFigures::new(&after, None, None, Some(&before));
-    assert_eq!(c.network_rx_bytes_per_second, Some(500.0));
-    assert_eq!(c.network_tx_bytes_per_second, Some(50.0));
+    assert_eq!(c.usage.network_rx_bytes_per_second, Some(500.0));
+    assert_eq!(c.usage.network_tx_bytes_per_second, Some(50.0));
     assert_eq!(
-        ContainerFigures::new(&after, None, None, None).network_rx_bytes_per_second,
+        ContainerFigures::new(&after, None, None, None)
+            .usage
+            .network_rx_bytes_per_second,
         None
     );
 }
@@ -257,9 +290,9 @@ fn null_and_empty_entries_are_skipped_and_named() {
     assert_eq!(figures.skipped["new"], Skipped::Empty);
     assert_eq!(figures.containers.keys().collect::<Vec<_>>(), ["app"]);
     // 2 s of CPU over 10 s: 0.2 vCPU of a 0.5 vCPU reservation.
-    assert_close!(figures.task.cpu_vcpus_used.unwrap(), 0.2);
+    assert_close!(figures.task.usage.cpu_vcpus_used.unwrap(), 0.2);
     assert_close!(figures.task.cpu_reservation_percent.unwrap(), 40.0);
-    assert_close!(figures.task.memory_percent.unwrap(), 25.0);
+    assert_close!(figures.task.usage.memory_percent.unwrap(), 25.0);
 }
 
 #[test]
@@ -274,12 +307,15 @@ fn bridge_mode_sums_network_across_containers() {
     .unwrap();
     let figures = TaskFigures::new(&stats, Some(&task), None);
     assert_eq!(
-        (figures.task.network_rx_bytes, figures.task.network_tx_bytes),
+        (
+            figures.task.usage.network_rx_bytes,
+            figures.task.usage.network_tx_bytes
+        ),
         (Some(300), Some(30))
     );
     // Without task metadata, identical interfaces are taken as one shared namespace.
     let shared = TaskFigures::new(&stats, None, None);
-    assert_eq!(shared.task.network_rx_bytes, Some(200));
+    assert_eq!(shared.task.usage.network_rx_bytes, Some(200));
 }
 
 #[test]
@@ -292,6 +328,6 @@ fn windows_formula() {
         "precpu_stats": {"cpu_usage": {"total_usage": 10_000_000u64}},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_close!(c.cpu_vcpus_used.unwrap(), 0.2);
-    assert_close!(c.cpu_percent, 5.0);
+    assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.2);
+    assert_close!(c.usage.cpu_percent, 5.0);
 }

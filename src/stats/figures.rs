@@ -15,29 +15,30 @@ const MIB: u64 = 1024 * 1024;
 /// cgroup v1 9223372036854771712 (printed 9223372036854772000 by the docs).
 const UNLIMITED: u64 = 1 << 62;
 
-/// One container's figures from one stats sample. `None` where the sample does not say.
+/// What a container, or a whole task, uses: the figures container and task have in common.
+/// `None` where the sample does not say.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct ContainerFigures {
-    /// The container's `DockerId`.
-    pub docker_id: String,
+pub struct Usage {
     /// CPU use, 100 = one CPU fully used (Docker's scale). Docker's formula when the sample has
     /// `system_cpu_usage` and a CPU count, else CPU time over wall time between samples; 0 on
     /// a first sample, whose previous counters are zero. On Windows (`num_procs` > 0), Docker's
-    /// Windows formula: 100 = every processor fully used.
+    /// Windows formula: 100 = every processor fully used. For a task, the containers' sum.
     pub cpu_percent: f64,
     /// CPUs in use: CPU time over wall time between `preread` and `read`.
     pub cpu_vcpus_used: Option<f64>,
     /// Memory in use without the page cache that can be reclaimed (`inactive_file`).
     pub memory_used_bytes: Option<u64>,
-    /// The memory limit: the container's, or when that is "unlimited" the cgroup's
-    /// hierarchical limit, the container's `Limits.Memory`, or the task's.
+    /// The memory limit. A container's: its own, or when that is "unlimited" the cgroup's
+    /// hierarchical limit, the container's `Limits.Memory`, or the task's. A task's: its
+    /// `Limits.Memory`.
     pub memory_limit_bytes: Option<u64>,
     /// `memory_used_bytes` over `memory_limit_bytes`, in %.
     pub memory_percent: Option<f64>,
-    /// Bytes received, over every interface, since the container started.
+    /// Bytes received, over every interface, since the container started. For a task whose
+    /// containers share a network namespace (awsvpc, host), counted once.
     pub network_rx_bytes: Option<u64>,
-    /// Bytes sent, over every interface, since the container started.
+    /// Bytes sent, counted as `network_rx_bytes` is.
     pub network_tx_bytes: Option<u64>,
     /// Bytes received per second: `network_rate_stats`, or the change since a previous sample.
     pub network_rx_bytes_per_second: Option<f64>,
@@ -51,39 +52,28 @@ pub struct ContainerFigures {
     pub pids: Option<u64>,
 }
 
+/// One container's figures from one stats sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ContainerFigures {
+    /// The container's `DockerId`.
+    pub docker_id: String,
+    /// What it uses.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
 /// Task-wide figures.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct TaskTotals {
-    /// The sum of the containers' CPU %.
-    pub cpu_percent: f64,
-    /// The sum of the containers' CPUs in use.
-    pub cpu_vcpus_used: Option<f64>,
+    /// What the task's containers use together.
+    #[serde(flatten)]
+    pub usage: Usage,
     /// The task's CPU reservation (`Limits.CPU`), in vCPUs.
     pub cpu_limit_vcpus: Option<f64>,
     /// CPUs in use over the reservation, in %.
     pub cpu_reservation_percent: Option<f64>,
-    /// The sum of the containers' memory in use.
-    pub memory_used_bytes: Option<u64>,
-    /// The task's memory limit (`Limits.Memory`).
-    pub memory_limit_bytes: Option<u64>,
-    /// Memory in use over the task's limit, in %.
-    pub memory_percent: Option<f64>,
-    /// Bytes received by the task. Containers sharing a network namespace (awsvpc, host)
-    /// report the same interface, so it is counted once.
-    pub network_rx_bytes: Option<u64>,
-    /// Bytes sent by the task, counted as `network_rx_bytes` is.
-    pub network_tx_bytes: Option<u64>,
-    /// Bytes received per second by the task.
-    pub network_rx_bytes_per_second: Option<f64>,
-    /// Bytes sent per second by the task.
-    pub network_tx_bytes_per_second: Option<f64>,
-    /// Bytes read from block devices by every container.
-    pub block_read_bytes: Option<u64>,
-    /// Bytes written to block devices by every container.
-    pub block_write_bytes: Option<u64>,
-    /// Processes and threads in every container.
-    pub pids: Option<u64>,
 }
 
 /// Why a container of `/task/stats` has no figures.
@@ -191,22 +181,24 @@ impl ContainerFigures {
         let (block_read_bytes, block_write_bytes) = block_io(stats);
         ContainerFigures {
             docker_id: stats.id.clone().unwrap_or_default(),
-            cpu_percent,
-            cpu_vcpus_used,
-            memory_used_bytes,
-            memory_limit_bytes,
-            memory_percent: percent(memory_used_bytes, memory_limit_bytes),
-            network_rx_bytes,
-            network_tx_bytes,
-            network_rx_bytes_per_second: rates
-                .and_then(|r| r.rx_bytes_per_sec)
-                .or_else(|| rate_since(network_rx_bytes, prev_rx)),
-            network_tx_bytes_per_second: rates
-                .and_then(|r| r.tx_bytes_per_sec)
-                .or_else(|| rate_since(network_tx_bytes, prev_tx)),
-            block_read_bytes,
-            block_write_bytes,
-            pids: stats.pids_stats.as_ref().and_then(|p| p.current),
+            usage: Usage {
+                cpu_percent,
+                cpu_vcpus_used,
+                memory_used_bytes,
+                memory_limit_bytes,
+                memory_percent: percent(memory_used_bytes, memory_limit_bytes),
+                network_rx_bytes,
+                network_tx_bytes,
+                network_rx_bytes_per_second: rates
+                    .and_then(|r| r.rx_bytes_per_sec)
+                    .or_else(|| rate_since(network_rx_bytes, prev_rx)),
+                network_tx_bytes_per_second: rates
+                    .and_then(|r| r.tx_bytes_per_sec)
+                    .or_else(|| rate_since(network_tx_bytes, prev_tx)),
+                block_read_bytes,
+                block_write_bytes,
+                pids: stats.pids_stats.as_ref().and_then(|p| p.current),
+            },
         }
     }
 }
@@ -356,27 +348,26 @@ impl TaskTotals {
         stats: &TaskStats,
         task: Option<&Task>,
     ) -> Self {
-        let figures: Vec<&ContainerFigures> = containers.values().collect();
-        let sum_u64 = |f: fn(&ContainerFigures) -> Option<u64>| {
+        let figures: Vec<&Usage> = containers.values().map(|c| &c.usage).collect();
+        let sum_u64 = |f: fn(&Usage) -> Option<u64>| {
             figures
                 .iter()
                 .filter_map(|c| f(c))
                 .reduce(u64::saturating_add)
         };
-        let sum_f64 = |f: fn(&ContainerFigures) -> Option<f64>| {
-            figures.iter().filter_map(|c| f(c)).reduce(|a, b| a + b)
-        };
+        let sum_f64 =
+            |f: fn(&Usage) -> Option<f64>| figures.iter().filter_map(|c| f(c)).reduce(|a, b| a + b);
         // One namespace shared by every container: count it once (the largest, in case a
         // container sampled a moment later).
         let shared = shares_network(stats, task);
-        let network_u64 = |f: fn(&ContainerFigures) -> Option<u64>| {
+        let network_u64 = |f: fn(&Usage) -> Option<u64>| {
             if shared {
                 figures.iter().filter_map(|c| f(c)).max()
             } else {
                 sum_u64(f)
             }
         };
-        let network_f64 = |f: fn(&ContainerFigures) -> Option<f64>| {
+        let network_f64 = |f: fn(&Usage) -> Option<f64>| {
             if shared {
                 figures.iter().filter_map(|c| f(c)).reduce(f64::max)
             } else {
@@ -392,22 +383,24 @@ impl TaskTotals {
             .filter(|m| *m > 0)
             .and_then(|m| m.checked_mul(MIB));
         TaskTotals {
-            cpu_percent: figures.iter().map(|c| c.cpu_percent).sum(),
-            cpu_vcpus_used,
             cpu_limit_vcpus,
             cpu_reservation_percent: cpu_vcpus_used
                 .zip(cpu_limit_vcpus)
                 .map(|(used, limit)| used / limit * 100.0),
-            memory_used_bytes,
-            memory_limit_bytes,
-            memory_percent: percent(memory_used_bytes, memory_limit_bytes),
-            network_rx_bytes: network_u64(|c| c.network_rx_bytes),
-            network_tx_bytes: network_u64(|c| c.network_tx_bytes),
-            network_rx_bytes_per_second: network_f64(|c| c.network_rx_bytes_per_second),
-            network_tx_bytes_per_second: network_f64(|c| c.network_tx_bytes_per_second),
-            block_read_bytes: sum_u64(|c| c.block_read_bytes),
-            block_write_bytes: sum_u64(|c| c.block_write_bytes),
-            pids: sum_u64(|c| c.pids),
+            usage: Usage {
+                cpu_percent: figures.iter().map(|c| c.cpu_percent).sum(),
+                cpu_vcpus_used,
+                memory_used_bytes,
+                memory_limit_bytes,
+                memory_percent: percent(memory_used_bytes, memory_limit_bytes),
+                network_rx_bytes: network_u64(|c| c.network_rx_bytes),
+                network_tx_bytes: network_u64(|c| c.network_tx_bytes),
+                network_rx_bytes_per_second: network_f64(|c| c.network_rx_bytes_per_second),
+                network_tx_bytes_per_second: network_f64(|c| c.network_tx_bytes_per_second),
+                block_read_bytes: sum_u64(|c| c.block_read_bytes),
+                block_write_bytes: sum_u64(|c| c.block_write_bytes),
+                pids: sum_u64(|c| c.pids),
+            },
         }
     }
 }

@@ -7,7 +7,7 @@
 
 mod figures;
 
-pub use figures::{ContainerFigures, Skipped, TaskFigures, TaskTotals};
+pub use figures::{ContainerFigures, Skipped, TaskFigures, TaskTotals, Usage};
 
 use std::collections::BTreeMap;
 
