@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use once_cell::sync::OnceCell;
 
 use common::{Capture, assert_no_duplicate_keys, fixture};
 use proptest::prelude::*;
@@ -22,7 +22,7 @@ use tracing_aws_ecs::{EcsMetadata, FieldScheme};
 use tracing_subscriber::prelude::*;
 
 /// A callsite made at run time, so that field names can be anything.
-struct DynamicCallsite(OnceLock<Metadata<'static>>);
+struct DynamicCallsite(OnceCell<Metadata<'static>>);
 
 impl Callsite for DynamicCallsite {
     fn set_interest(&self, _: Interest) {}
@@ -39,7 +39,7 @@ fn leak(s: String) -> &'static str {
 /// A callsite with these four field names (leaked: a few hundred per run).
 fn callsite(names: [String; 4], kind: Kind) -> &'static Metadata<'static> {
     let names: &'static [&'static str] = Box::leak(Box::new(names.map(leak)));
-    let site: &'static DynamicCallsite = Box::leak(Box::new(DynamicCallsite(OnceLock::new())));
+    let site: &'static DynamicCallsite = Box::leak(Box::new(DynamicCallsite(OnceCell::new())));
     let meta = Metadata::new(
         "dynamic",
         "properties",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use once_cell::sync::OnceCell;
 use std::time::{Duration, Instant};
 
 use common::{Capture, assert_emf};
@@ -15,7 +15,7 @@ use tracing_subscriber::prelude::*;
 
 /// The reporter logs from its own thread, through the global subscriber: capture it.
 fn logs() -> &'static Capture {
-    static LOGS: OnceLock<Capture> = OnceLock::new();
+    static LOGS: OnceCell<Capture> = OnceCell::new();
     LOGS.get_or_init(|| {
         let capture = Capture::default();
         let layer = tracing_aws_ecs::builder()
