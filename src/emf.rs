@@ -10,13 +10,24 @@
 //!  "CpuUtilization":23,…}
 //! ```
 //!
-//! [`write_record`] writes any record and enforces the specification's limits (a namespace of
-//! 1 to 1,024 characters, at most 30 dimensions, names unique across dimensions, properties and
-//! metrics; more than 100 metrics are split over several lines). [`task_records`] turns
-//! [`TaskFigures`] into a record per container and one for the task.
+//! [`write_record`] writes any record and holds it to what CloudWatch accepts, so that no line
+//! it writes is dropped:
+//!
+//! - the namespace: 1 to 255 ASCII characters, not all blank, not starting with `:` nor with
+//!   the reserved `AWS/`;
+//! - at most 30 dimensions; a dimension name of 1 to 250 characters not starting with `:`, a
+//!   dimension value of 1 to 1,024 ASCII characters, not all blank;
+//! - a metric name of 1 to 250 characters; names unique across dimensions, properties and
+//!   metrics; more than 100 metrics are split over several lines;
+//! - a value that is finite and zero or between 2^-360 and 2^360 in magnitude: others are left
+//!   out of the line, and [`write_record`] names them;
+//! - a timestamp at most 14 days old and at most 2 hours ahead of the clock.
+//!
+//! Anything else is an [`EmfError`]. [`task_records`] turns [`TaskFigures`] into a record per
+//! container and one for the task.
 
 use std::fmt::{self, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::json::write_json_str;
 use crate::metadata::EcsMetadata;
@@ -28,7 +39,16 @@ pub const DEFAULT_NAMESPACE: &str = "ECS/TaskMetrics";
 pub const MAX_DIMENSIONS: usize = 30;
 /// Metrics per directive the specification allows.
 pub const MAX_METRICS: usize = 100;
-const MAX_NAME_CHARS: usize = 1024;
+/// The longest namespace CloudWatch accepts, in characters.
+const MAX_NAMESPACE_CHARS: usize = 255;
+/// The longest dimension or metric name.
+const MAX_NAME_CHARS: usize = 250;
+/// The longest dimension value.
+const MAX_VALUE_CHARS: usize = 1024;
+/// How old a timestamp may be.
+const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How far ahead of the clock a timestamp may be.
+const MAX_AHEAD: Duration = Duration::from_secs(2 * 3600);
 
 /// A CloudWatch unit (the ones these metrics use, and a few more).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,14 +103,20 @@ pub struct Metric<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EmfError {
-    /// The namespace is empty, blank or longer than 1,024 characters.
+    /// The namespace is empty, blank, longer than 255 characters, not ASCII, or starts with
+    /// `:` or the reserved `AWS/`.
     BadNamespace(String),
     /// More than 30 dimensions.
     TooManyDimensions(usize),
-    /// A name or a dimension value is empty or longer than 1,024 characters.
+    /// A dimension name is empty, longer than 250 characters or starts with `:`, or a
+    /// dimension value is blank, longer than 1,024 characters or not ASCII.
+    BadDimension(String),
+    /// A metric or property name is empty, or a metric name is longer than 250 characters.
     BadName(String),
     /// Two members share a key (or one is `_aws`).
     DuplicateKey(String),
+    /// The timestamp is more than 14 days old or more than 2 hours ahead of the clock.
+    BadTimestamp(SystemTime),
 }
 
 impl fmt::Display for EmfError {
@@ -98,17 +124,31 @@ impl fmt::Display for EmfError {
         match self {
             EmfError::BadNamespace(ns) => write!(
                 f,
-                "EMF namespace must have 1 to 1024 characters, not all blank: {ns:?}"
+                "EMF namespace must have 1 to 255 ASCII characters, not all blank, and not start \
+                 with `:` or `AWS/`: {ns:?}"
             ),
             EmfError::TooManyDimensions(n) => write!(
                 f,
                 "EMF allows {MAX_DIMENSIONS} dimensions per directive, not {n}"
             ),
+            EmfError::BadDimension(what) => write!(
+                f,
+                "EMF dimension names must have 1 to 250 characters and not start with `:`, \
+                 values 1 to 1024 ASCII characters, not all blank: {what:?}"
+            ),
             EmfError::BadName(name) => write!(
                 f,
-                "EMF names and dimension values must have 1 to 1024 characters: {name:?}"
+                "EMF metric names must have 1 to 250 characters: {name:?}"
             ),
             EmfError::DuplicateKey(key) => write!(f, "EMF record has the key {key:?} twice"),
+            EmfError::BadTimestamp(at) => {
+                let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                write!(
+                    f,
+                    "EMF timestamp {millis} ms is more than 14 days old or 2 hours ahead: \
+                     CloudWatch would drop the line"
+                )
+            }
         }
     }
 }
@@ -117,41 +157,66 @@ impl std::error::Error for EmfError {}
 
 /// Writes one EMF record as one line (several when there are more than 100 metrics), each
 /// ending with `\n`. `dimensions` are the metrics' dimensions; `properties` are written on
-/// the line without becoming dimensions (for search in Logs Insights).
+/// the line without becoming dimensions (for search in Logs Insights). Returns the names of
+/// the metrics left out because CloudWatch would refuse their values (see the module docs).
 ///
 /// ```
-/// use std::time::{Duration, UNIX_EPOCH};
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// use tracing_aws_ecs::emf::{Metric, Unit, write_record};
 ///
+/// let now = SystemTime::now();
 /// let mut line = String::new();
-/// write_record(
+/// let left_out = write_record(
 ///     &mut line,
 ///     "MyService",
 ///     &[("ClusterName", "prod")],
 ///     &[("TaskId", "abc")],
 ///     &[Metric { name: "QueueDepth", unit: Unit::Count, value: 7.0 }],
-///     UNIX_EPOCH + Duration::from_millis(1_764_403_200_000),
+///     now,
 /// )?;
+/// assert!(left_out.is_empty());
+/// let millis = now.duration_since(UNIX_EPOCH).unwrap().as_millis();
 /// assert_eq!(
 ///     line,
-///     r#"{"_aws":{"Timestamp":1764403200000,"CloudWatchMetrics":[{"Namespace":"MyService","Dimensions":[["ClusterName"]],"Metrics":[{"Name":"QueueDepth","Unit":"Count"}]}]},"ClusterName":"prod","TaskId":"abc","QueueDepth":7}
-/// "#
+///     format!(r#"{{"_aws":{{"Timestamp":{millis},"CloudWatchMetrics":[{{"Namespace":"MyService","Dimensions":[["ClusterName"]],"Metrics":[{{"Name":"QueueDepth","Unit":"Count"}}]}}]}},"ClusterName":"prod","TaskId":"abc","QueueDepth":7}}
+/// "#)
 /// );
 /// # Ok::<(), tracing_aws_ecs::emf::EmfError>(())
 /// ```
-pub fn write_record(
+///
+/// # Errors
+///
+/// [`EmfError`] when CloudWatch would refuse the record; nothing is written then.
+pub fn write_record<'m>(
     out: &mut String,
     namespace: &str,
     dimensions: &[(&str, &str)],
     properties: &[(&str, &str)],
-    metrics: &[Metric<'_>],
+    metrics: &[Metric<'m>],
     timestamp: SystemTime,
-) -> Result<(), EmfError> {
+) -> Result<Vec<&'m str>, EmfError> {
     check_namespace(namespace)?;
     if dimensions.len() > MAX_DIMENSIONS {
         return Err(EmfError::TooManyDimensions(dimensions.len()));
     }
-    let metrics: Vec<&Metric<'_>> = metrics.iter().filter(|m| m.value.is_finite()).collect();
+    for (name, value) in dimensions {
+        let name_ok =
+            !name.is_empty() && name.chars().count() <= MAX_NAME_CHARS && !name.starts_with(':');
+        let value_ok = !value.trim().is_empty()
+            && value.is_ascii()
+            && value.chars().count() <= MAX_VALUE_CHARS;
+        if !name_ok || !value_ok {
+            return Err(EmfError::BadDimension(format!("{name}={value}")));
+        }
+    }
+    if let Some(metric) = metrics
+        .iter()
+        .find(|m| m.name.is_empty() || m.name.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(EmfError::BadName(metric.name.to_owned()));
+    }
+    let (metrics, left_out): (Vec<&Metric<'m>>, Vec<&Metric<'m>>) =
+        metrics.iter().partition(|m| accepted_value(m.value));
     let keys = dimensions
         .iter()
         .chain(properties)
@@ -159,7 +224,7 @@ pub fn write_record(
         .chain(metrics.iter().map(|m| m.name));
     let mut seen: Vec<&str> = vec!["_aws"];
     for key in keys {
-        if key.is_empty() || key.chars().count() > MAX_NAME_CHARS {
+        if key.is_empty() {
             return Err(EmfError::BadName(key.to_owned()));
         }
         if seen.contains(&key) {
@@ -167,11 +232,13 @@ pub fn write_record(
         }
         seen.push(key);
     }
-    if let Some((_, value)) = dimensions
-        .iter()
-        .find(|(_, v)| v.is_empty() || v.chars().count() > MAX_NAME_CHARS)
-    {
-        return Err(EmfError::BadName((*value).to_owned()));
+    let now = SystemTime::now();
+    let too_old = now.duration_since(timestamp).is_ok_and(|age| age > MAX_AGE);
+    let too_new = timestamp
+        .duration_since(now)
+        .is_ok_and(|ahead| ahead > MAX_AHEAD);
+    if too_old || too_new {
+        return Err(EmfError::BadTimestamp(timestamp));
     }
     let millis = timestamp
         .duration_since(UNIX_EPOCH)
@@ -180,15 +247,34 @@ pub fn write_record(
         // Writing to a String cannot fail.
         let _ = write_line(out, namespace, dimensions, properties, chunk, millis);
     }
-    Ok(())
+    Ok(left_out.into_iter().map(|m| m.name).collect())
 }
 
-/// Whether CloudWatch accepts `namespace`: [`EmfError::BadNamespace`] when it does not.
+/// Whether CloudWatch accepts a metric value: finite, and zero or between 2^-360 and 2^360
+/// in magnitude.
+fn accepted_value(value: f64) -> bool {
+    let magnitude = value.abs();
+    value.is_finite()
+        && (magnitude == 0.0 || (2f64.powi(-360)..=2f64.powi(360)).contains(&magnitude))
+}
+
+/// Whether CloudWatch accepts `namespace`.
+///
+/// # Errors
+///
+/// [`EmfError::BadNamespace`] when it is empty or blank, longer than 255 characters, not
+/// ASCII, or starts with `:` or the reserved `AWS/`.
 pub fn check_namespace(namespace: &str) -> Result<(), EmfError> {
-    if namespace.trim().is_empty() || namespace.chars().count() > MAX_NAME_CHARS {
-        return Err(EmfError::BadNamespace(namespace.to_owned()));
+    let ok = !namespace.trim().is_empty()
+        && namespace.is_ascii()
+        && namespace.len() <= MAX_NAMESPACE_CHARS
+        && !namespace.starts_with(':')
+        && !namespace.starts_with("AWS/");
+    if ok {
+        Ok(())
+    } else {
+        Err(EmfError::BadNamespace(namespace.to_owned()))
     }
-    Ok(())
 }
 
 fn write_line(
@@ -238,16 +324,14 @@ fn write_line(
 
 /// The metrics of one container's or task's usage.
 fn metrics_of(usage: &Usage) -> Vec<Metric<'static>> {
-    let mut metrics = vec![Metric {
-        name: "CpuUtilization",
-        unit: Unit::Percent,
-        value: usage.cpu_percent,
-    }];
+    let mut metrics = Vec::new();
+    // An unknown figure is left out, not published as 0.
     let mut add = |name, unit, value: Option<f64>| {
         if let Some(value) = value {
             metrics.push(Metric { name, unit, value });
         }
     };
+    add("CpuUtilization", Unit::Percent, usage.cpu_percent);
     let bytes = |b: Option<u64>| b.map(|b| b as f64);
     add("MemoryUsed", Unit::Bytes, bytes(usage.memory_used_bytes));
     add("MemoryUtilization", Unit::Percent, usage.memory_percent);
@@ -275,6 +359,17 @@ fn metrics_of(usage: &Usage) -> Vec<Metric<'static>> {
     metrics
 }
 
+/// What [`task_records`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Records {
+    /// The lines, each ending with `\n`.
+    pub lines: String,
+    /// The metrics left out because CloudWatch would refuse their values, one name per
+    /// record that left it out.
+    pub left_out: Vec<&'static str>,
+}
+
 /// EMF lines for a task's figures: one record per container (internal ones, such as the
 /// awsvpc pause container, left out) with the dimensions `ClusterName`, `ServiceName` (or
 /// `TaskDefinitionFamily` when the task has no service) and `ContainerName`, and one for the
@@ -284,12 +379,17 @@ fn metrics_of(usage: &Usage) -> Vec<Metric<'static>> {
 /// `MemoryUtilization` (Percent), `NetworkRxBytesPerSecond` and `NetworkTxBytesPerSecond`
 /// (Bytes/Second), `StorageReadBytes` and `StorageWriteBytes` (Bytes), `Pids` (Count); the
 /// task's record adds `CpuReservationUtilization` (Percent of the task's CPU reservation).
+///
+/// # Errors
+///
+/// [`EmfError`] when CloudWatch would refuse a record (the namespace, a dimension value, the
+/// timestamp); nothing is written then.
 pub fn task_records(
     figures: &TaskFigures,
     metadata: Option<&EcsMetadata>,
     namespace: &str,
     timestamp: SystemTime,
-) -> Result<String, EmfError> {
+) -> Result<Records, EmfError> {
     let mut dimensions: Vec<(&str, &str)> = Vec::new();
     if let Some(cluster) = metadata.and_then(EcsMetadata::cluster_name) {
         dimensions.push(("ClusterName", cluster));
@@ -308,21 +408,22 @@ pub fn task_records(
         .into_iter()
         .collect();
 
-    let mut out = String::new();
+    let mut records = Records::default();
     for (name, container) in &figures.containers {
         if name.starts_with("~internal~") {
             continue;
         }
         let mut with_container = dimensions.clone();
         with_container.push(("ContainerName", name));
-        write_record(
-            &mut out,
+        let left_out = write_record(
+            &mut records.lines,
             namespace,
             &with_container,
             &properties,
             &metrics_of(&container.usage),
             timestamp,
         )?;
+        records.left_out.extend(left_out);
     }
     let t = &figures.task;
     let mut task_metrics = metrics_of(&t.usage);
@@ -333,13 +434,14 @@ pub fn task_records(
             value: reservation,
         });
     }
-    write_record(
-        &mut out,
+    let left_out = write_record(
+        &mut records.lines,
         namespace,
         &dimensions,
         &properties,
         &task_metrics,
         timestamp,
     )?;
-    Ok(out)
+    records.left_out.extend(left_out);
+    Ok(records)
 }

@@ -45,7 +45,7 @@ pub enum FieldScheme {
 /// | `ACCOUNT_ID` | `account_id` | `aws_account_id` | (always written) |
 /// | `AVAILABILITY_ZONE` | `availability_zone` | `ecs_availability_zone` | (always written) |
 /// | `LAUNCH_TYPE` | `launch_type` | `ecs_launch_type` | (always written) |
-/// | `SERVICE_NAME` | `service_name` | `ecs_service_name` | `aws.ecs.service.name` |
+/// | `SERVICE_NAME` | `service_name` | `ecs_service_name` | `aws.ecs.service.name` (not in the semantic conventions) |
 ///
 /// ```
 /// use tracing_aws_ecs::ExtraFields;

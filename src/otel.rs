@@ -8,14 +8,18 @@ use opentelemetry_sdk::Resource;
 use tracing::dispatcher::WeakDispatch;
 
 use crate::fields::{DatumValue, ExtraFields, FieldScheme};
-use crate::metadata::{Arn, EcsMetadata};
+use crate::metadata::EcsMetadata;
 
 impl EcsMetadata {
     /// The resource of this task, with the semantic-convention attributes the
-    /// [`FieldScheme::OpenTelemetry`] scheme writes (`cloud.*`, `aws.ecs.*`, `container.*`),
-    /// `aws.ecs.container.arn`, and, when the container logs through the awslogs driver,
-    /// `aws.log.group.names`, `aws.log.group.arns` and `aws.log.stream.names`. Built from this
-    /// metadata: no request.
+    /// [`FieldScheme::OpenTelemetry`] scheme writes (`cloud.*`, `aws.ecs.*`, `container.*`,
+    /// `container.image.repo_digests` for an image pinned by digest), `aws.ecs.container.arn`
+    /// and `cloud.resource_id` (the container's ARN, as the JavaScript detector sets it),
+    /// `container.image.id` (`ImageID`), and, when the container logs through the awslogs
+    /// driver, `aws.log.group.names`, `aws.log.group.arns`, `aws.log.stream.names` and
+    /// `aws.log.stream.arns`. `aws.ecs.service.name` is added where the task belongs to a
+    /// service, though the semantic conventions do not define it. Built from this metadata: no
+    /// request.
     ///
     /// ```
     /// # use tracing_aws_ecs::EcsMetadata;
@@ -57,39 +61,56 @@ impl EcsMetadata {
         let container = self.container();
         if let Some(arn) = container.container_arn.as_deref().filter(|a| !a.is_empty()) {
             attributes.push(KeyValue::new("aws.ecs.container.arn", arn.to_owned()));
+            // As the JavaScript detector sets it: the container is the resource.
+            attributes.push(KeyValue::new("cloud.resource_id", arn.to_owned()));
+        }
+        if let Some(id) = container.image_id.as_deref().filter(|i| !i.is_empty()) {
+            attributes.push(KeyValue::new("container.image.id", id.to_owned()));
         }
         let awslogs = container
             .log_driver
             .as_deref()
             .is_none_or(|d| d == "awslogs");
+        if !awslogs {
+            return attributes;
+        }
         let list =
             |item: &str| Value::Array(Array::String(vec![StringValue::from(item.to_owned())]));
-        if let (true, Some(group)) = (awslogs, self.log_group()) {
+        // The group's own region may differ from the task's.
+        let region = container
+            .log_options
+            .get("awslogs-region")
+            .map(String::as_str)
+            .or(self.region());
+        let logs_arn = |resource: &str| {
+            Some(format!(
+                "arn:{}:logs:{}:{}:{resource}",
+                self.partition()?,
+                region?,
+                self.account_id()?
+            ))
+        };
+        if let Some(group) = self.log_group() {
             attributes.push(KeyValue::new("aws.log.group.names", list(group)));
-            // The group's own region may differ from the task's.
-            let region = container
-                .log_options
-                .get("awslogs-region")
-                .map(String::as_str)
-                .or(self.region());
-            let task_arn = self.task_arn().and_then(|a| Arn::parse(a).ok());
-            if let (Some(region), Some(arn)) = (region, task_arn) {
-                let group_arn = format!(
-                    "arn:{}:logs:{region}:{}:log-group:{group}:*",
-                    arn.partition, arn.account_id
-                );
-                attributes.push(KeyValue::new("aws.log.group.arns", list(&group_arn)));
+            if let Some(arn) = logs_arn(&format!("log-group:{group}:*")) {
+                attributes.push(KeyValue::new("aws.log.group.arns", list(&arn)));
             }
         }
-        if let (true, Some(stream)) = (awslogs, self.log_stream()) {
+        if let Some(stream) = self.log_stream() {
             attributes.push(KeyValue::new("aws.log.stream.names", list(stream)));
+            let group = self.log_group();
+            if let Some(arn) =
+                group.and_then(|g| logs_arn(&format!("log-group:{g}:log-stream:{stream}")))
+            {
+                attributes.push(KeyValue::new("aws.log.stream.arns", list(&arn)));
+            }
         }
         attributes
     }
 }
 
 /// A span's trace context as it goes on a line: `,"trace_id":"…","span_id":"…",
-/// "xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry` layer traces it.
+/// "trace_flags":"01","xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry` layer traces it.
 /// Worked out on a span's first event and kept in its extensions.
 pub(crate) struct TraceIds(Option<Box<str>>);
 
@@ -121,10 +142,12 @@ fn render(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Box<str>> {
     write!(trace, "{}", context.trace_id()).ok()?;
     write!(span_id, "{}", context.span_id()).ok()?;
     let (trace, span_id) = (trace.as_str()?, span_id.as_str()?);
-    // X-Ray's form of a W3C trace id: version 1, the first 8 digits, the other 24.
+    // The W3C flags (01: sampled, so exported), then X-Ray's form of the trace id: version 1,
+    // the first 8 digits, the other 24.
     Some(
         format!(
-            r#","trace_id":"{trace}","span_id":"{span_id}","xray_trace_id":"1-{}-{}""#,
+            r#","trace_id":"{trace}","span_id":"{span_id}","trace_flags":"{:02x}","xray_trace_id":"1-{}-{}""#,
+            context.trace_flags().to_u8(),
             &trace[..8],
             &trace[8..]
         )

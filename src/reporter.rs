@@ -229,6 +229,8 @@ fn run<W>(
     let mut previous: Option<TaskStats> = None;
     let mut outage = false;
     let mut wait = every;
+    // Metrics whose values CloudWatch would refuse, noted once each.
+    let mut noted: Vec<&'static str> = Vec::new();
     while !stopped(signal, wait) {
         match client.task_stats() {
             Ok(stats) => {
@@ -239,10 +241,16 @@ fn run<W>(
                 wait = every;
                 let figures = TaskFigures::new(&stats, task, previous.as_ref());
                 match emf::task_records(&figures, metadata, namespace, SystemTime::now()) {
-                    Ok(lines) => {
-                        for line in lines.split_inclusive('\n') {
+                    Ok(records) => {
+                        for line in records.lines.split_inclusive('\n') {
                             // A failing writer loses the line, as it loses log lines.
                             let _ = writer.make_writer().write_all(line.as_bytes());
+                        }
+                        for name in records.left_out {
+                            if !noted.contains(&name) {
+                                noted.push(name);
+                                tracing::warn!(target: "tracing_aws_ecs", "metric {name} left out: its value is one CloudWatch refuses");
+                            }
                         }
                     }
                     Err(e) => {

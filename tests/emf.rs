@@ -1,13 +1,16 @@
-//! EMF lines follow the specification: structure, limits, units, one line per record.
+//! EMF lines follow the specification and what CloudWatch accepts: structure, limits, units,
+//! one line per record; every rule CloudWatch enforces is an error or a value left out, never
+//! a line CloudWatch would drop.
 
 mod common;
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{assert_emf, fixture};
+use proptest::prelude::*;
 use serde_json::Value;
 use tracing_aws_ecs::EcsMetadata;
-use tracing_aws_ecs::emf::{EmfError, Metric, Unit, task_records, write_record};
+use tracing_aws_ecs::emf::{EmfError, Metric, Unit, check_namespace, task_records, write_record};
 use tracing_aws_ecs::stats::{TaskFigures, TaskStats};
 
 fn lines(text: &str) -> Vec<Value> {
@@ -27,12 +30,15 @@ fn task_records_from_the_fargate_fixtures() {
     .unwrap();
     let stats: TaskStats = serde_json::from_str(&fixture("fargate-v4-task-stats.json")).unwrap();
     let figures = TaskFigures::new(&stats, meta.task(), None);
-    let at = UNIX_EPOCH + Duration::from_millis(1_764_403_200_123);
-    let records = lines(&task_records(&figures, Some(&meta), "ECS/TaskMetrics", at).unwrap());
+    let at = SystemTime::now();
+    let millis = at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let written = task_records(&figures, Some(&meta), "ECS/TaskMetrics", at).unwrap();
+    assert!(written.left_out.is_empty());
+    let records = lines(&written.lines);
     assert_eq!(records.len(), 2, "one container, then the task");
     for record in &records {
         assert_emf(record);
-        assert_eq!(record["_aws"]["Timestamp"], 1_764_403_200_123u64);
+        assert_eq!(record["_aws"]["Timestamp"], millis);
         assert_eq!(record["ClusterName"], "MyEmptyCluster");
         // No service: the family stands in.
         assert_eq!(record["TaskDefinitionFamily"], "sample-fargate");
@@ -69,15 +75,16 @@ fn names_and_units() {
             value: f64::NAN,
         },
     ];
-    write_record(
+    let left_out = write_record(
         &mut out,
         "ns \"quoted\"",
         &[("d", "v\n")],
         &[("p", "q")],
         &metrics,
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        SystemTime::now(),
     )
     .unwrap();
+    assert_eq!(left_out, ["nan"]);
     let line = &lines(&out)[0];
     assert_eq!(
         assert_emf(line),
@@ -114,7 +121,7 @@ fn more_than_100_metrics_split_over_lines() {
         &[("d", "v")],
         &[],
         &metrics,
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        SystemTime::now(),
     )
     .unwrap();
     let lines = lines(&out);
@@ -124,7 +131,7 @@ fn more_than_100_metrics_split_over_lines() {
 
 #[test]
 fn limits_are_enforced() {
-    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let at = SystemTime::now();
     let one = [Metric {
         name: "m",
         unit: Unit::Count,
@@ -136,7 +143,7 @@ fn limits_are_enforced() {
         Err(EmfError::BadNamespace(_))
     ));
     assert!(matches!(
-        write_record(&mut out, &"n".repeat(1025), &[], &[], &one, at),
+        write_record(&mut out, &"n".repeat(256), &[], &[], &one, at),
         Err(EmfError::BadNamespace(_))
     ));
     let keys: Vec<String> = (0..31).map(|i| format!("d{i}")).collect();
@@ -156,7 +163,241 @@ fn limits_are_enforced() {
     );
     assert!(matches!(
         write_record(&mut out, "ns", &[("d", "")], &[], &one, at),
-        Err(EmfError::BadName(_))
+        Err(EmfError::BadDimension(_))
     ));
     assert_eq!(lines(&out).len(), 1, "only the valid record was written");
+}
+
+fn one() -> [Metric<'static>; 1] {
+    [Metric {
+        name: "m",
+        unit: Unit::Count,
+        value: 1.0,
+    }]
+}
+
+#[test]
+fn namespaces_cloudwatch_refuses() {
+    for bad in [
+        "".to_owned(),
+        "  ".to_owned(),
+        "n".repeat(256),
+        "Métriques".to_owned(),
+        ":leading-colon".to_owned(),
+        "AWS/ECS".to_owned(),
+    ] {
+        assert!(
+            matches!(check_namespace(&bad), Err(EmfError::BadNamespace(_))),
+            "{bad:?}"
+        );
+        let mut out = String::new();
+        assert!(write_record(&mut out, &bad, &[], &[], &one(), SystemTime::now()).is_err());
+        assert!(out.is_empty());
+    }
+    for good in [
+        "ECS/TaskMetrics",
+        "n".repeat(255).as_str(),
+        "a:b",
+        "aws/lowercase",
+    ] {
+        assert!(check_namespace(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn dimensions_cloudwatch_refuses() {
+    let long_name = "d".repeat(251);
+    let long_value = "v".repeat(1025);
+    for (name, value) in [
+        (long_name.as_str(), "v"),
+        (":d", "v"),
+        ("", "v"),
+        ("d", "café"),
+        ("d", "   "),
+        ("d", long_value.as_str()),
+    ] {
+        let mut out = String::new();
+        assert!(
+            matches!(
+                write_record(
+                    &mut out,
+                    "ns",
+                    &[(name, value)],
+                    &[],
+                    &one(),
+                    SystemTime::now()
+                ),
+                Err(EmfError::BadDimension(_))
+            ),
+            "{name:?}={value:?}"
+        );
+        assert!(out.is_empty());
+    }
+    let ok_name = "d".repeat(250);
+    let mut out = String::new();
+    write_record(
+        &mut out,
+        "ns",
+        &[(&ok_name, "v")],
+        &[],
+        &one(),
+        SystemTime::now(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn metric_names_cloudwatch_refuses() {
+    let long = "m".repeat(251);
+    let mut out = String::new();
+    let metrics = [Metric {
+        name: &long,
+        unit: Unit::Count,
+        value: 1.0,
+    }];
+    assert!(matches!(
+        write_record(&mut out, "ns", &[], &[], &metrics, SystemTime::now()),
+        Err(EmfError::BadName(_))
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn values_cloudwatch_refuses_are_left_out_and_named() {
+    let values = [
+        ("huge", 2f64.powi(361)),
+        ("tiny", 2f64.powi(-361)),
+        ("negative_huge", -(2f64.powi(361))),
+        ("infinite", f64::INFINITY),
+        ("zero", 0.0),
+        ("edge", 2f64.powi(360)),
+        ("small_edge", 2f64.powi(-360)),
+        ("ordinary", -12.5),
+    ];
+    let metrics: Vec<Metric> = values
+        .iter()
+        .map(|(name, value)| Metric {
+            name,
+            unit: Unit::None,
+            value: *value,
+        })
+        .collect();
+    let mut out = String::new();
+    let left_out = write_record(&mut out, "ns", &[], &[], &metrics, SystemTime::now()).unwrap();
+    assert_eq!(left_out, ["huge", "tiny", "negative_huge", "infinite"]);
+    let line = &lines(&out)[0];
+    assert_eq!(assert_emf(line), ["zero", "edge", "small_edge", "ordinary"]);
+}
+
+#[test]
+fn timestamps_cloudwatch_refuses() {
+    let now = SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    let hour = Duration::from_secs(3600);
+    for bad in [now - 15 * day, now + 3 * hour, UNIX_EPOCH] {
+        let mut out = String::new();
+        assert!(
+            matches!(
+                write_record(&mut out, "ns", &[], &[], &one(), bad),
+                Err(EmfError::BadTimestamp(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(out.is_empty());
+    }
+    for good in [now - 13 * day, now + hour] {
+        let mut out = String::new();
+        write_record(&mut out, "ns", &[], &[], &one(), good).unwrap();
+    }
+}
+
+#[test]
+fn a_first_sample_has_no_cpu_utilization() {
+    let stats: TaskStats = serde_json::from_value(serde_json::json!({
+        "a": {"name": "/app", "cpu_stats": {"cpu_usage": {"total_usage": 10}}, "precpu_stats": {},
+              "memory_stats": {"usage": 1000}},
+    }))
+    .unwrap();
+    let figures = TaskFigures::new(&stats, None, None);
+    let records = task_records(&figures, None, "ns", SystemTime::now()).unwrap();
+    for line in lines(&records.lines) {
+        let names = assert_emf(&line);
+        assert!(!names.contains(&"CpuUtilization".to_owned()), "{line}");
+        assert!(names.contains(&"MemoryUsed".to_owned()), "{line}");
+    }
+}
+
+/// What CloudWatch accepts of one EMF line, rule by rule.
+fn assert_cloudwatch_accepts(line: &Value, written_at: SystemTime) {
+    let names = assert_emf(line);
+    let aws = &line["_aws"];
+    let namespace = aws["CloudWatchMetrics"][0]["Namespace"].as_str().unwrap();
+    assert!(check_namespace(namespace).is_ok(), "{namespace:?}");
+    assert!(namespace.len() <= 255 && namespace.is_ascii() && !namespace.starts_with(':'));
+    for key in aws["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .unwrap()
+    {
+        let key = key.as_str().unwrap();
+        assert!(!key.is_empty() && key.chars().count() <= 250 && !key.starts_with(':'));
+        let value = line[key].as_str().unwrap();
+        assert!(value.is_ascii() && !value.trim().is_empty() && value.len() <= 1024);
+    }
+    for name in names {
+        assert!(name.chars().count() <= 250);
+        let value = line[name.as_str()].as_f64().unwrap();
+        let magnitude = value.abs();
+        assert!(magnitude == 0.0 || (2f64.powi(-360)..=2f64.powi(360)).contains(&magnitude));
+    }
+    let millis = aws["Timestamp"].as_u64().unwrap() as i128;
+    let at = written_at.duration_since(UNIX_EPOCH).unwrap().as_millis() as i128;
+    assert_eq!(millis, at);
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("ok".to_owned()),
+        1 => any::<String>(),
+        1 => "[ -~]{0,8}",
+        1 => Just("AWS/x".to_owned()),
+        1 => Just(":x".to_owned()),
+        1 => "[a-z]{250,260}",
+        1 => Just(" ".to_owned()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever goes in, a line comes out only when CloudWatch accepts all of it.
+    #[test]
+    fn every_line_written_passes_every_rule(
+        namespace in text(),
+        dimension in (text(), text()),
+        name in text(),
+        value in prop_oneof![any::<f64>(), Just(2f64.powi(400)), Just(1e-200 * 1e-200), Just(0.0)],
+        offset_hours in -400i64..10,
+    ) {
+        let now = SystemTime::now();
+        let at = if offset_hours < 0 {
+            now - Duration::from_secs(offset_hours.unsigned_abs() * 3600)
+        } else {
+            now + Duration::from_secs(offset_hours as u64 * 3600)
+        };
+        let metrics = [Metric { name: &name, unit: Unit::Count, value }];
+        let mut out = String::new();
+        let dimensions = [(dimension.0.as_str(), dimension.1.as_str())];
+        match write_record(&mut out, &namespace, &dimensions, &[], &metrics, at) {
+            Ok(left_out) => {
+                // A record whose every value was left out has no line to write.
+                if !out.is_empty() {
+                    for line in lines(&out) {
+                        assert_cloudwatch_accepts(&line, at);
+                    }
+                }
+                prop_assert_eq!(left_out.is_empty(), !out.is_empty());
+            }
+            Err(_) => prop_assert!(out.is_empty()),
+        }
+    }
 }

@@ -28,7 +28,7 @@ fn every_fixture_is_an_object_of_json() {
             count += 1;
         }
     }
-    assert_eq!(count, 10);
+    assert_eq!(count, 11);
 }
 
 #[test]

@@ -65,8 +65,20 @@ fn fargate_task_resource() {
             .to_string(),
         "[\"latest\"]"
     );
+    assert_eq!(
+        text(&meta, "cloud.resource_id"),
+        text(&meta, "aws.ecs.container.arn"),
+        "the container is the resource"
+    );
+    assert_eq!(
+        text(&meta, "container.image.id").as_deref(),
+        Some("sha256:8059bdd0058510c03ae4c808de8c4fd2c1f3c1b6d9ea75487f1e5caa5ececa02")
+    );
+    // Pinned by tag, not digest: no repo digests.
+    assert!(attribute(&meta, "container.image.repo_digests").is_none());
     // The task's containers log nowhere in this example: no log attributes.
     assert!(attribute(&meta, "aws.log.group.names").is_none());
+    assert!(attribute(&meta, "aws.log.stream.arns").is_none());
     assert!(attribute(&meta, "aws.ecs.service.name").is_none());
 }
 
@@ -86,6 +98,10 @@ fn fargate_container_with_awslogs() {
     assert_eq!(
         attribute(&meta, "aws.log.group.arns").unwrap().to_string(),
         "[\"arn:aws:logs:us-west-2:111122223333:log-group:/ecs/containerlogs:*\"]"
+    );
+    assert_eq!(
+        attribute(&meta, "aws.log.stream.arns").unwrap().to_string(),
+        "[\"arn:aws:logs:us-west-2:111122223333:log-group:/ecs/containerlogs:log-stream:ecs/curl/cd189a933e5849daa93386466019ab50\"]"
     );
     assert!(
         attribute(&meta, "aws.ecs.launchtype").is_none(),
@@ -109,6 +125,18 @@ fn ec2_and_v3_resources() {
         text(&ec2, "container.image.name").as_deref(),
         Some("111122223333.dkr.ecr.us-west-2.amazonaws.com/curltest")
     );
+    assert_eq!(
+        text(&ec2, "cloud.resource_id").as_deref(),
+        Some("arn:aws:ecs:us-west-2:111122223333:container/0206b271-b33f-47ab-86c6-a0ba208a70a9")
+    );
+    assert_eq!(
+        text(&ec2, "container.image.id").as_deref(),
+        Some("sha256:d691691e9652791a60114e67b365688d20d19940dde7c4736ea30e660d8d3553")
+    );
+    assert_eq!(
+        attribute(&ec2, "aws.log.stream.arns").unwrap().to_string(),
+        "[\"arn:aws:logs:us-west-2:111122223333:log-group:/ecs/metadata:log-stream:ecs/curl/8f03e41243824aea923aca126495f665\"]"
+    );
 
     let v3 = EcsMetadata::from_json(
         &fixture("v3-container.json"),
@@ -121,6 +149,13 @@ fn ec2_and_v3_resources() {
     );
     assert_eq!(text(&v3, "cloud.region").as_deref(), Some("us-east-2"));
     assert!(attribute(&v3, "aws.ecs.launchtype").is_none());
+    // v3 has no ContainerARN and no log options: no resource id, no log attributes.
+    assert!(attribute(&v3, "cloud.resource_id").is_none());
+    assert!(attribute(&v3, "aws.log.stream.arns").is_none());
+    assert_eq!(
+        text(&v3, "container.image.id").as_deref(),
+        Some("sha256:2e00ae64383cfc865ba0a2ba37f61b50a120d2d9378559dcd458dc0de47bc165")
+    );
     assert!(
         v3.resource_attributes()
             .iter()
@@ -166,7 +201,7 @@ fn log_lines_carry_the_ids_of_their_spans() {
     let line = |message: &str| lines.iter().find(|l| l["message"] == message).unwrap();
 
     for outside in ["before", "after"] {
-        for key in ["trace_id", "span_id", "xray_trace_id"] {
+        for key in ["trace_id", "span_id", "trace_flags", "xray_trace_id"] {
             assert!(line(outside).get(key).is_none(), "{outside}: {key}");
         }
     }
@@ -182,6 +217,8 @@ fn log_lines_carry_the_ids_of_their_spans() {
         line("in db")["span_id"],
         Json::String(db.span_context.span_id().to_string())
     );
+    // Sampled, so exported: the W3C flags say so.
+    assert_eq!(line("in db")["trace_flags"], "01");
     let xray = line("in db")["xray_trace_id"].as_str().unwrap().to_owned();
     assert_eq!(xray, format!("1-{}-{}", &trace[..8], &trace[8..]));
     assert!(xray.len() == 35 && trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -257,4 +294,33 @@ fn threads_sharing_a_traced_span_agree_on_its_ids() {
             .iter()
             .all(|l| &l["trace_id"] == first && l["span_id"] == lines[0]["span_id"])
     );
+}
+
+#[test]
+fn an_unsampled_span_says_so_in_trace_flags() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+        .build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel).with(ours), || {
+        let span = info_span!("request");
+        let _e = span.enter();
+        info!("not sampled");
+    });
+    provider.force_flush().unwrap();
+    assert!(
+        exporter.get_finished_spans().unwrap().is_empty(),
+        "nothing exported"
+    );
+    let line = out.only_line();
+    // The ids are there, and the flags tell that no trace holds them.
+    assert_eq!(line["trace_flags"], "00", "{line}");
+    assert_eq!(line["trace_id"].as_str().unwrap().len(), 32);
 }

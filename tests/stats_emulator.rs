@@ -25,12 +25,15 @@ fn fargate() {
     let app = &f.containers["app"];
     // 23 % of one CPU: cpu delta 0.23·10 s against a system delta of 2 CPUs·10 s.
     assert!(
-        close(app.usage.cpu_percent, 23.0),
-        "{}",
+        close(app.usage.cpu_percent.unwrap(), 23.0),
+        "{:?}",
         app.usage.cpu_percent
     );
     assert!(close(app.usage.cpu_vcpus_used.unwrap(), 0.23));
-    assert!(close(f.containers["envoy"].usage.cpu_percent, 16.0));
+    assert!(close(
+        f.containers["envoy"].usage.cpu_percent.unwrap(),
+        16.0
+    ));
     // Sample 2: usage 96 MiB + 2·4096 less 8 MiB inactive; the container limit is "unlimited",
     // the hierarchical limit is the container's 768 MiB.
     assert_eq!(app.usage.memory_used_bytes, Some(88 * MIB + 2 * 4096));
@@ -52,14 +55,20 @@ fn fargate() {
 fn ec2_skips_the_stopped_container() {
     let f = figures(Scenario::Ec2);
     assert_eq!(f.skipped["migrate"], Skipped::Empty);
-    assert!(close(f.containers["worker"].usage.cpu_percent, 16.0));
+    assert!(close(
+        f.containers["worker"].usage.cpu_percent.unwrap(),
+        16.0
+    ));
     assert_eq!(
         f.containers["worker"].usage.memory_limit_bytes,
         Some(1024 * MIB)
     );
     assert_eq!(f.containers.len(), 2, "the pause container is sampled too");
     assert!(close(
-        f.containers["~internal~ecs~pause"].usage.cpu_percent,
+        f.containers["~internal~ecs~pause"]
+            .usage
+            .cpu_percent
+            .unwrap(),
         0.1
     ));
 }
@@ -68,7 +77,7 @@ fn ec2_skips_the_stopped_container() {
 fn managed_instances_cgroup_v2() {
     let f = figures(Scenario::ManagedInstances);
     let model = &f.containers["model-server"];
-    assert!(close(model.usage.cpu_percent, 23.0));
+    assert!(close(model.usage.cpu_percent.unwrap(), 23.0));
     // limit u64::MAX, no hierarchical limit on cgroup v2: the container's 2048 MiB.
     assert_eq!(model.usage.memory_limit_bytes, Some(2048 * MIB));
     assert_eq!(model.usage.memory_used_bytes, Some(88 * MIB + 2 * 4096));

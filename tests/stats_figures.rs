@@ -33,7 +33,7 @@ fn ec2_task_stats() {
     let curl = &figures.containers["ecs-curltest-26-curl-c2e5f6e0cf91b0bead01"];
     // cpu: (379075681 - 378825197) / (13977800000000 - 13975800000000) * 2 * 100
     assert_close!(
-        curl.usage.cpu_percent,
+        curl.usage.cpu_percent.unwrap(),
         250_484.0 / 2_000_000_000.0 * 2.0 * 100.0
     );
     // over 00:51:32.512771349 - 00:51:31.510597736 = 1.002173613 s
@@ -59,7 +59,11 @@ fn ec2_task_stats() {
     assert_eq!(curl.usage.pids, Some(3));
 
     let pause = &figures.containers["ecs-curltest-26-internalecspause-a6bcc3dbadfacfe85300"];
-    assert_eq!(pause.usage.cpu_percent, 0.0, "no CPU used between samples");
+    assert_eq!(
+        pause.usage.cpu_percent,
+        Some(0.0),
+        "no CPU used between samples"
+    );
     assert_eq!(pause.usage.memory_limit_bytes, Some(4_073_377_792));
 
     // awsvpc: both containers see the task's one interface; it counts once.
@@ -73,7 +77,10 @@ fn ec2_task_stats() {
         figures.task.usage.memory_limit_bytes, None,
         "the EC2 task has no task-level limits"
     );
-    assert_close!(figures.task.usage.cpu_percent, curl.usage.cpu_percent);
+    assert_close!(
+        figures.task.usage.cpu_percent.unwrap(),
+        curl.usage.cpu_percent.unwrap()
+    );
 }
 
 #[test]
@@ -84,7 +91,7 @@ fn fargate_task_stats() {
     assert_eq!(c.docker_id, "3d1f891cded94dc795608466cce8ddcf-464223573");
     // (1137691504 - 1136624601) / (9393210000000 - 9373330000000) * 2 * 100
     assert_close!(
-        c.usage.cpu_percent,
+        c.usage.cpu_percent.unwrap(),
         1_066_903.0 / 19_880_000_000.0 * 2.0 * 100.0
     );
     // over 21:24:44.938937019 - 21:24:34.938633969 = 10.00030305 s
@@ -122,7 +129,7 @@ fn container_stats_bridge() {
     let s: ContainerStats =
         serde_json::from_str(&fixture("ec2-v4-container-stats-bridge.json")).unwrap();
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.usage.cpu_percent, 0.0);
+    assert_eq!(c.usage.cpu_percent, Some(0.0));
     assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.0);
     assert_eq!(c.usage.memory_used_bytes, Some(1_806_336));
     assert_close!(
@@ -132,15 +139,27 @@ fn container_stats_bridge() {
 }
 
 #[test]
-fn first_sample_is_zero() {
+fn first_sample_is_unknown_not_zero() {
     let s = stats(json!({
         "read": "2026-11-29T10:00:00Z", "preread": "0001-01-01T00:00:00Z",
         "cpu_stats": {"cpu_usage": {"total_usage": 5_000_000_000u64}, "system_cpu_usage": 9_000_000_000_000u64, "online_cpus": 2},
         "precpu_stats": {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.usage.cpu_percent, 0.0);
+    assert_eq!(c.usage.cpu_percent, None);
     assert_eq!(c.usage.cpu_vcpus_used, None);
+    // An empty `precpu_stats` (early Fargate) says the same.
+    let s = stats(json!({
+        "read": "2026-11-29T10:00:00Z", "preread": "0001-01-01T00:00:00Z",
+        "cpu_stats": {"cpu_usage": {"total_usage": 5_000_000_000u64}},
+        "precpu_stats": {},
+    }));
+    assert_eq!(
+        ContainerFigures::new(&s, None, None, None)
+            .usage
+            .cpu_percent,
+        None
+    );
 }
 
 #[test]
@@ -153,7 +172,7 @@ fn early_fargate_without_system_counters() {
     }));
     let c = ContainerFigures::new(&s, None, None, None);
     assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.05);
-    assert_close!(c.usage.cpu_percent, 5.0);
+    assert_close!(c.usage.cpu_percent.unwrap(), 5.0);
 }
 
 #[test]
@@ -167,7 +186,8 @@ fn missing_online_cpus_counts_used_cpus() {
     assert_close!(
         ContainerFigures::new(&s, None, None, None)
             .usage
-            .cpu_percent,
+            .cpu_percent
+            .unwrap(),
         40.0
     );
 }
@@ -219,7 +239,7 @@ fn missing_counters_give_nones_not_panics() {
         json!({"cpu_stats": {}, "precpu_stats": null, "memory_stats": {"stats": {}}, "networks": {}}),
     ] {
         let c = ContainerFigures::new(&stats(payload.clone()), None, None, None);
-        assert_eq!(c.usage.cpu_percent, 0.0, "{payload}");
+        assert_eq!(c.usage.cpu_percent, None, "{payload}");
         assert_eq!(
             (
                 c.usage.memory_used_bytes,
@@ -242,7 +262,8 @@ fn counters_going_backwards_or_saturating_do_not_panic() {
         "networks": {"eth0": {"rx_bytes": u64::MAX, "tx_bytes": 1}, "eth1": {"rx_bytes": u64::MAX, "tx_bytes": 1}},
     }));
     let c = ContainerFigures::new(&s, None, None, None);
-    assert_eq!(c.usage.cpu_percent, 0.0);
+    // The system counter went back: nothing to divide by.
+    assert_eq!(c.usage.cpu_percent, None);
     assert_eq!(
         c.usage.memory_used_bytes,
         Some(10),
@@ -329,5 +350,78 @@ fn windows_formula() {
     }));
     let c = ContainerFigures::new(&s, None, None, None);
     assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.2);
-    assert_close!(c.usage.cpu_percent, 5.0);
+    assert_close!(c.usage.cpu_percent.unwrap(), 5.0);
+}
+
+#[test]
+fn windows_container_stats() {
+    let s: ContainerStats =
+        serde_json::from_str(&fixture("windows-v4-container-stats.json")).unwrap();
+    let container: tracing_aws_ecs::metadata::Container =
+        serde_json::from_value(json!({"Limits": {"CPU": 1024, "Memory": 512}})).unwrap();
+    let c = ContainerFigures::new(&s, Some(&container), None, None);
+    // 5,000,000 units of 100 ns = 0.5 s of CPU over 1 s: 0.5 vCPU, 25 % of 2 processors.
+    assert_close!(c.usage.cpu_vcpus_used.unwrap(), 0.5);
+    assert_close!(c.usage.cpu_percent.unwrap(), 25.0);
+    // No `usage` on Windows: the private working set, as Docker and the agent count it.
+    assert_eq!(c.usage.memory_used_bytes, Some(77_549_568));
+    assert_eq!(c.usage.memory_limit_bytes, Some(512 * 1024 * 1024));
+    assert_close!(
+        c.usage.memory_percent.unwrap(),
+        77_549_568.0 / 536_870_912.0 * 100.0
+    );
+    // `blkio_stats` lists are null: `storage_stats` gives block I/O.
+    assert_eq!(
+        (c.usage.block_read_bytes, c.usage.block_write_bytes),
+        (Some(10_485_760), Some(2_097_152))
+    );
+    assert_eq!(
+        (c.usage.network_rx_bytes, c.usage.network_tx_bytes),
+        (Some(1_048_576), Some(524_288))
+    );
+    assert_eq!(c.usage.pids, None);
+
+    // The first sample after the container started: CPU unknown, memory still known.
+    let mut first: serde_json::Value =
+        serde_json::from_str(&fixture("windows-v4-container-stats.json")).unwrap();
+    first["precpu_stats"] = json!({"cpu_usage": {"total_usage": 0}});
+    let c = ContainerFigures::new(&stats(first), None, None, None);
+    assert_eq!(c.usage.cpu_percent, None);
+    assert_eq!(c.usage.memory_used_bytes, Some(77_549_568));
+}
+
+#[test]
+fn linux_storage_stats_are_empty_and_leave_blkio_alone() {
+    let s = stats(json!({
+        "storage_stats": {},
+        "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 3}, {"op": "Write", "value": 4}]},
+    }));
+    let c = ContainerFigures::new(&s, None, None, None);
+    assert_eq!(
+        (c.usage.block_read_bytes, c.usage.block_write_bytes),
+        (Some(3), Some(4))
+    );
+    let neither = ContainerFigures::new(&stats(json!({"storage_stats": {}})), None, None, None);
+    assert_eq!(neither.usage.block_read_bytes, None);
+}
+
+#[test]
+fn a_first_sample_leaves_the_task_cpu_unknown() {
+    let stats: TaskStats = serde_json::from_value(json!({
+        "a": {"cpu_stats": {"cpu_usage": {"total_usage": 10}, "system_cpu_usage": 100, "online_cpus": 1},
+              "precpu_stats": {"cpu_usage": {"total_usage": 5}, "system_cpu_usage": 50}},
+        "b": {"cpu_stats": {"cpu_usage": {"total_usage": 10}}, "precpu_stats": {}},
+    }))
+    .unwrap();
+    let figures = TaskFigures::new(&stats, None, None);
+    assert_close!(figures.containers["a"].usage.cpu_percent.unwrap(), 10.0);
+    assert_eq!(figures.containers["b"].usage.cpu_percent, None);
+    // A sum without `b` would read low: unknown, and `null` where it is printed.
+    assert_eq!(figures.task.usage.cpu_percent, None);
+    let printed = serde_json::to_value(&figures).unwrap();
+    assert_eq!(printed["task"]["cpu_percent"], serde_json::Value::Null);
+    assert_eq!(
+        printed["containers"]["b"]["cpu_percent"],
+        serde_json::Value::Null
+    );
 }

@@ -149,14 +149,19 @@ fn metrics(args: &[String]) -> Result<(), Failure> {
     let stats = client.task_stats()?;
     let figures = TaskFigures::new(&stats, metadata.task(), None);
     if emf {
-        let lines = emf::task_records(
+        let records = emf::task_records(
             &figures,
             Some(&metadata),
             emf::DEFAULT_NAMESPACE,
             SystemTime::now(),
         )
         .map_err(Failure::Metrics)?;
-        let _ = std::io::stdout().lock().write_all(lines.as_bytes());
+        for name in &records.left_out {
+            eprintln!(
+                "ecs-metadata: warning: {name} left out: its value is one CloudWatch refuses"
+            );
+        }
+        let _ = std::io::stdout().lock().write_all(records.lines.as_bytes());
     } else {
         print_json(&figures, false);
     }

@@ -64,7 +64,7 @@ const BASE_KEYS: &[&str] = &["timestamp", "level", "target", "message", "truncat
 /// Keys the formatter writes on lines inside a traced span (feature `opentelemetry`): the
 /// formatter's on those lines only, so that a program without tracing keeps its own fields
 /// of these names whatever features the dependency graph turns on.
-const TRACE_KEYS: &[&str] = &["trace_id", "span_id", "xray_trace_id"];
+const TRACE_KEYS: &[&str] = &["trace_id", "span_id", "trace_flags", "xray_trace_id"];
 
 /// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
 /// limit less the 26 bytes it counts for each event.

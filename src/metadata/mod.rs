@@ -383,6 +383,13 @@ impl Identity {
             task_id: owned(
                 task_arn
                     .map(|t| t.task_id)
+                    // A `TaskARN` that is not an ARN (`default/158d…`): its last segment.
+                    .or_else(|| {
+                        task_arn_text
+                            .filter(|text| !text.starts_with("arn:"))
+                            .and_then(|text| text.rsplit('/').next())
+                            .filter(|id| !id.is_empty())
+                    })
                     .or_else(|| container_arn.and_then(|c| c.task_id)),
             ),
             family: owned(from_task(|t| &t.family).or_else(|| label(label::FAMILY))),
@@ -443,6 +450,36 @@ mod tests {
         .unwrap();
         assert_eq!(meta.service_name(), Some("orders"));
         assert_eq!(meta.cluster_name(), Some("c"));
+    }
+
+    #[test]
+    fn a_task_arn_that_is_not_an_arn_still_gives_the_task_id() {
+        let meta = EcsMetadata::from_json(
+            "{}",
+            Some(
+                r#"{"TaskARN": "default/158d1c8083dd49d6b527399fd6414f5c", "Cluster": "default"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(meta.task_id(), Some("158d1c8083dd49d6b527399fd6414f5c"));
+        assert_eq!(
+            meta.task_arn(),
+            Some("default/158d1c8083dd49d6b527399fd6414f5c")
+        );
+        assert_eq!(meta.cluster_name(), Some("default"));
+        // No ARN anywhere: no region or account to make up.
+        assert_eq!((meta.region(), meta.account_id()), (None, None));
+        for odd in ["158d1c80", "a/"] {
+            let task = format!(r#"{{"TaskARN": "{odd}"}}"#);
+            let meta = EcsMetadata::from_json("{}", Some(&task)).unwrap();
+            assert_eq!(
+                meta.task_id(),
+                odd.rsplit('/').next().filter(|s| !s.is_empty())
+            );
+        }
+        // An `arn:` value that does not parse gives no id.
+        let meta = EcsMetadata::from_json("{}", Some(r#"{"TaskARN": "arn:aws:ecs:x/y"}"#)).unwrap();
+        assert_eq!(meta.task_id(), None);
     }
 
     #[test]

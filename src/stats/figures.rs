@@ -21,13 +21,17 @@ const UNLIMITED: u64 = 1 << 62;
 #[non_exhaustive]
 pub struct Usage {
     /// CPU use, 100 = one CPU fully used (Docker's scale). Docker's formula when the sample has
-    /// `system_cpu_usage` and a CPU count, else CPU time over wall time between samples; 0 on
-    /// a first sample, whose previous counters are zero. On Windows (`num_procs` > 0), Docker's
-    /// Windows formula: 100 = every processor fully used. For a task, the containers' sum.
-    pub cpu_percent: f64,
+    /// `system_cpu_usage` and a CPU count, else CPU time over wall time between samples. On
+    /// Windows (`num_procs` > 0), Docker's Windows formula: 100 = every processor fully used.
+    /// `None` when the sample cannot say: a first sample (its previous counters are empty or
+    /// zero), or no interval to divide by. For a task, the containers' sum, `None` when one of
+    /// them is unknown.
+    pub cpu_percent: Option<f64>,
     /// CPUs in use: CPU time over wall time between `preread` and `read`.
     pub cpu_vcpus_used: Option<f64>,
-    /// Memory in use without the page cache that can be reclaimed (`inactive_file`).
+    /// Memory in use without the page cache that can be reclaimed (`inactive_file`); on
+    /// Windows, the private working set (`privateworkingset`), as Docker and the ECS agent
+    /// count it.
     pub memory_used_bytes: Option<u64>,
     /// The memory limit. A container's: its own, or when that is "unlimited" the cgroup's
     /// hierarchical limit, the container's `Limits.Memory`, or the task's. A task's: its
@@ -44,9 +48,9 @@ pub struct Usage {
     pub network_rx_bytes_per_second: Option<f64>,
     /// Bytes sent per second: `network_rate_stats`, or the change since a previous sample.
     pub network_tx_bytes_per_second: Option<f64>,
-    /// Bytes read from block devices.
+    /// Bytes read from block devices (`blkio_stats`; on Windows, `storage_stats`).
     pub block_read_bytes: Option<u64>,
-    /// Bytes written to block devices.
+    /// Bytes written to block devices (`blkio_stats`; on Windows, `storage_stats`).
     pub block_write_bytes: Option<u64>,
     /// Processes and threads.
     pub pids: Option<u64>,
@@ -226,23 +230,22 @@ fn total_usage(cpu: Option<&CpuStats>) -> Option<u64> {
     cpu?.cpu_usage.as_ref()?.total_usage
 }
 
-/// (CPU %, vCPUs used).
-fn cpu(stats: &ContainerStats, interval_ns: Option<f64>) -> (f64, Option<f64>) {
+/// (CPU %, vCPUs used); `None` where the sample cannot say.
+fn cpu(stats: &ContainerStats, interval_ns: Option<f64>) -> (Option<f64>, Option<f64>) {
     let (current, previous) = (stats.cpu_stats.as_ref(), stats.precpu_stats.as_ref());
     let (Some(now), Some(then)) = (total_usage(current), total_usage(previous)) else {
-        return (0.0, None);
+        return (None, None);
     };
     // A first sample: zeroed previous counters.
     if then == 0 {
-        return (0.0, None);
+        return (None, None);
     }
     let cpu_delta = now.saturating_sub(then) as f64;
     // Windows counts CPU time in 100 ns units and reports its processors in `num_procs`
     // (docker's `calculateCPUPercentWindows`).
     if let Some(procs) = stats.num_procs.filter(|n| *n > 0) {
         let vcpus = interval_ns.map(|ns| cpu_delta * 100.0 / ns);
-        let percent = vcpus.map_or(0.0, |v| v / procs as f64 * 100.0);
-        return (percent, vcpus);
+        return (vcpus.map(|v| v / procs as f64 * 100.0), vcpus);
     }
     let vcpus = interval_ns.map(|ns| cpu_delta / ns);
     let system = current
@@ -264,22 +267,21 @@ fn cpu(stats: &ContainerStats, interval_ns: Option<f64>) -> (f64, Option<f64>) {
     let percent = match (system, online) {
         (Some((now_sys, then_sys)), Some(online)) => {
             let system_delta = now_sys.saturating_sub(then_sys) as f64;
-            if system_delta > 0.0 && cpu_delta > 0.0 {
-                cpu_delta / system_delta * online as f64 * 100.0
-            } else {
-                0.0
-            }
+            (system_delta > 0.0).then(|| cpu_delta / system_delta * online as f64 * 100.0)
         }
         // Early Fargate platform 1.4 sent neither: CPU time over wall time.
-        _ => vcpus.map_or(0.0, |v| v * 100.0),
+        _ => vcpus.map(|v| v * 100.0),
     };
     (percent, vcpus)
 }
 
-/// `usage` less the reclaimable page cache: cgroup v1 `total_inactive_file`, v2 `inactive_file`.
+/// `usage` less the reclaimable page cache: cgroup v1 `total_inactive_file`, v2 `inactive_file`;
+/// on Windows, which has no `usage`, the private working set.
 fn memory_used(stats: &ContainerStats) -> Option<u64> {
     let memory = stats.memory_stats.as_ref()?;
-    let usage = memory.usage?;
+    let Some(usage) = memory.usage else {
+        return memory.privateworkingset;
+    };
     let inactive = ["total_inactive_file", "inactive_file"]
         .iter()
         .filter_map(|key| memory.stats.get(*key))
@@ -319,14 +321,19 @@ fn network_totals(stats: &ContainerStats) -> (Option<u64>, Option<u64>) {
 }
 
 /// (read, written): `io_service_bytes_recursive` entries whose `op` starts with r or w, in
-/// either case (`Read` on cgroup v1, `read` on v2).
+/// either case (`Read` on cgroup v1, `read` on v2); on Windows, which has no such list,
+/// `storage_stats` (`{}` on Linux).
 fn block_io(stats: &ContainerStats) -> (Option<u64>, Option<u64>) {
     let Some(entries) = stats
         .blkio_stats
         .as_ref()
         .and_then(|b| b.io_service_bytes_recursive.as_ref())
     else {
-        return (None, None);
+        let storage = stats.storage_stats.as_ref();
+        return (
+            storage.and_then(|s| s.read_size_bytes),
+            storage.and_then(|s| s.write_size_bytes),
+        );
     };
     let sum = |initial: u8| {
         entries
@@ -388,7 +395,10 @@ impl TaskTotals {
                 .zip(cpu_limit_vcpus)
                 .map(|(used, limit)| used / limit * 100.0),
             usage: Usage {
-                cpu_percent: figures.iter().map(|c| c.cpu_percent).sum(),
+                // Unknown for one container, unknown for the task: a partial sum would read low.
+                cpu_percent: (!figures.is_empty())
+                    .then(|| figures.iter().map(|c| c.cpu_percent).sum())
+                    .flatten(),
                 cpu_vcpus_used,
                 memory_used_bytes,
                 memory_limit_bytes,
