@@ -35,7 +35,9 @@ def cpu():
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 print(f"Machine: {cpu()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores; {rustc}; {platform.system()} {platform.release()}\n")
 
-configs = [c for (s, c) in allocs if s == "one span"]
+OPTIONS = "with file, line, thread names"
+configs = [c for (s, c) in allocs if s == "one span" and OPTIONS not in c]
+options = [c for (s, c) in allocs if s == "one span" and OPTIONS in c]
 for shape in ["one span", "three nested spans"]:
     print(f"### {shape.capitalize()}\n")
     print("| configuration | sink ns/event | ratio | pipe ns/event | ratio | allocations/event |")
@@ -51,6 +53,17 @@ for shape in ["one span", "three nested spans"]:
                 cells += [f"{t[0]:,} ± {t[1]:,}", f"{t[0] / base[w]:.2f}×" if base[w] else "–"]
         print(f"| {config} | {' | '.join(cells)} | {allocs[(shape, config)]:g} |")
     print()
+
+print(f"### With the callsite's file and line and the thread name, one span\n")
+print("Each ratio is to the stock formatter with the same options on.\n")
+print("| configuration | sink ns/event | ratio | allocations/event |")
+print("|---|---:|---:|---:|")
+base = times.get(f"one span | sink/fmt().json() {OPTIONS}", (0, 0))[0]
+for config in options:
+    t = times.get(f"one span | sink/{config}")
+    if t:
+        print(f"| {config} | {t[0]:,} ± {t[1]:,} | {t[0] / base:.2f}× | {allocs[('one span', config)]:g} |")
+print()
 
 print("### Two threads at once, one span\n")
 print("| configuration | sink ns/event (both threads) | ratio | pipe ns/event (both threads) | ratio |")

@@ -142,6 +142,39 @@ pub(crate) fn escaped_eq(raw: &str, escaped: &str) -> bool {
     compare.equal && compare.rest.is_empty()
 }
 
+/// A JSON value with this crate's escaping (every control character, U+2028 and U+2029 too),
+/// where `serde_json` would leave some raw.
+pub(crate) fn write_value(w: &mut impl fmt::Write, value: &serde_json::Value) -> fmt::Result {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => write_json_str(w, s),
+        Value::Array(items) => {
+            w.write_char('[')?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.write_char(',')?;
+                }
+                write_value(w, item)?;
+            }
+            w.write_char(']')
+        }
+        Value::Object(map) => {
+            w.write_char('{')?;
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    w.write_char(',')?;
+                }
+                write_json_str(w, key)?;
+                w.write_char(':')?;
+                write_value(w, item)?;
+            }
+            w.write_char('}')
+        }
+        // Numbers, booleans and null print as JSON already.
+        other => write!(w, "{other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use tracing::subscriber::{Interest, SetGlobalDefaultError};
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::{DefaultFields, Format};
+use tracing_subscriber::fmt::format::{DefaultFields, FmtSpan, Format};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
@@ -20,8 +20,9 @@ use crate::cache::{self, Startup};
 use crate::client::DEFAULT_DEADLINE;
 use crate::endpoint::Endpoint;
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::format::{EcsFormat, SpanFields};
+use crate::format::{EcsFormat, SpanFields, Timestamp};
 use crate::metadata::EcsMetadata;
+use crate::span_events::SpanEvents;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
 /// `fmt` layer with the [`EcsFormat`] event formatter and [`SpanFields`] span fields, so
@@ -32,6 +33,8 @@ use crate::metadata::EcsMetadata;
 pub struct EcsLayer<S, W = fn() -> io::Stdout> {
     inner: Inner<S, W>,
     dispatch: Arc<OnceCell<WeakDispatch>>,
+    /// Lines for spans opening and closing, on the JSON path (the text path has `fmt`'s own).
+    span_events: SpanEvents,
 }
 
 /// The JSON lines, or human-readable text off ECS.
@@ -85,7 +88,10 @@ where
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        delegate!(&self.inner, layer => layer.on_new_span(attrs, id, ctx));
+        delegate!(&self.inner, layer => layer.on_new_span(attrs, id, ctx.clone()));
+        if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
+            self.span_events.on_new_span(layer, id, ctx);
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
@@ -105,14 +111,24 @@ where
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
-        delegate!(&self.inner, layer => layer.on_enter(id, ctx));
+        delegate!(&self.inner, layer => layer.on_enter(id, ctx.clone()));
+        if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
+            self.span_events.on_enter(layer, id, ctx);
+        }
     }
 
     fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
-        delegate!(&self.inner, layer => layer.on_exit(id, ctx));
+        delegate!(&self.inner, layer => layer.on_exit(id, ctx.clone()));
+        if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
+            self.span_events.on_exit(layer, id, ctx);
+        }
     }
 
     fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        // The close line first: the span and its fields are still there.
+        if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
+            self.span_events.on_close(layer, &id, ctx.clone());
+        }
         delegate!(&self.inner, layer => layer.on_close(id, ctx));
     }
 
@@ -149,6 +165,55 @@ pub struct Builder<W = fn() -> io::Stdout> {
     max_line_bytes: usize,
     recover: bool,
     text_off_ecs: bool,
+    line: LineConfig,
+}
+
+/// The line options of a [`Builder`], applied to the formatter it builds.
+#[derive(Clone, Debug)]
+struct LineConfig {
+    file: bool,
+    line_number: bool,
+    thread_ids: bool,
+    thread_names: bool,
+    current_span: bool,
+    span_list: bool,
+    timestamp: Timestamp,
+    statics: Vec<(String, serde_json::Value)>,
+    span_events: FmtSpan,
+    panic_hook: bool,
+}
+
+impl Default for LineConfig {
+    fn default() -> Self {
+        LineConfig {
+            file: false,
+            line_number: false,
+            thread_ids: false,
+            thread_names: false,
+            current_span: false,
+            span_list: false,
+            timestamp: Timestamp::default(),
+            statics: Vec::new(),
+            span_events: FmtSpan::NONE,
+            panic_hook: true,
+        }
+    }
+}
+
+impl LineConfig {
+    fn apply(&self, format: EcsFormat) -> EcsFormat {
+        let format = format
+            .with_file(self.file)
+            .with_line_number(self.line_number)
+            .with_thread_ids(self.thread_ids)
+            .with_thread_names(self.thread_names)
+            .with_current_span(self.current_span)
+            .with_span_list(self.span_list)
+            .with_timestamp(self.timestamp);
+        self.statics.iter().fold(format, |format, (key, value)| {
+            format.with_static_field(key.clone(), value.clone())
+        })
+    }
 }
 
 impl Default for Builder {
@@ -163,6 +228,7 @@ impl Default for Builder {
             max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
             recover: true,
             text_off_ecs: false,
+            line: LineConfig::default(),
         }
     }
 }
@@ -200,6 +266,7 @@ impl<W> Builder<W> {
             max_line_bytes: self.max_line_bytes,
             recover: self.recover,
             text_off_ecs: self.text_off_ecs,
+            line: self.line,
         }
     }
 
@@ -225,6 +292,79 @@ impl<W> Builder<W> {
     /// [`metadata()`](crate::metadata()) call) to fetch decides.
     pub fn with_recovery(mut self, recover: bool) -> Self {
         self.recover = recover;
+        self
+    }
+
+    /// Writes the callsite's source file as `"filename"` (default off).
+    pub fn with_file(mut self, on: bool) -> Self {
+        self.line.file = on;
+        self
+    }
+
+    /// Writes the callsite's line as `"line_number"` (default off).
+    pub fn with_line_number(mut self, on: bool) -> Self {
+        self.line.line_number = on;
+        self
+    }
+
+    /// Writes the thread's id as `"threadId"` (default off).
+    pub fn with_thread_ids(mut self, on: bool) -> Self {
+        self.line.thread_ids = on;
+        self
+    }
+
+    /// Writes the thread's name as `"threadName"` (default off).
+    pub fn with_thread_names(mut self, on: bool) -> Self {
+        self.line.thread_names = on;
+        self
+    }
+
+    /// Writes the name of the span the event is in as `"span"` (default off).
+    pub fn with_current_span(mut self, on: bool) -> Self {
+        self.line.current_span = on;
+        self
+    }
+
+    /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
+    /// off).
+    pub fn with_span_list(mut self, on: bool) -> Self {
+        self.line.span_list = on;
+        self
+    }
+
+    /// How the `timestamp` is written (default RFC 3339 with microseconds).
+    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
+        self.line.timestamp = timestamp;
+        self
+    }
+
+    /// A field written on every line, rendered once (`service`, `env`, `version`); see
+    /// [`EcsFormat::with_static_field`].
+    pub fn with_static_field(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.line.statics.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes a line when spans open, are entered, exited or close, as `tracing-subscriber`'s
+    /// `with_span_events` does (default [`FmtSpan::NONE`]). The line's message is `new`,
+    /// `enter`, `exit` or `close`, with the span's target, level and fields; the close line
+    /// also carries `elapsed_ms`, how long the span lived, and `busy_ms`, how long it was
+    /// entered, both numbers in milliseconds: a request's latency, queryable in Logs
+    /// Insights (`stats avg(elapsed_ms) by span`).
+    pub fn with_span_events(mut self, kind: FmtSpan) -> Self {
+        self.line.span_events = kind;
+        self
+    }
+
+    /// Whether [`init`](Self::init) and [`try_init`](Self::try_init) install the panic hook
+    /// that writes a panic as one JSON line (default `true`; see
+    /// [`install_panic_hook`](crate::install_panic_hook)).
+    pub fn with_panic_hook(mut self, install: bool) -> Self {
+        self.line.panic_hook = install;
         self
     }
 
@@ -273,17 +413,25 @@ impl<W> Builder<W> {
         };
         let writer = self.writer;
         let dispatch = Arc::new(OnceCell::new());
+        let line = self.line;
         if self.text_off_ecs && !crate::on_ecs() {
             let inner = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .log_internal_errors(false)
+                .with_file(line.file)
+                .with_line_number(line.line_number)
+                .with_thread_ids(line.thread_ids)
+                .with_thread_names(line.thread_names)
+                .with_span_events(line.span_events)
                 .with_writer(writer);
             return EcsLayer {
                 inner: Inner::Text(inner),
                 dispatch,
+                span_events: SpanEvents::new(&FmtSpan::NONE),
             };
         }
-        let format = EcsFormat::new(metadata.as_ref(), self.scheme, self.extra)
+        let format = line
+            .apply(EcsFormat::new(metadata.as_ref(), self.scheme, self.extra))
             .with_max_line_bytes(self.max_line_bytes)
             .with_dispatch(Arc::clone(&dispatch));
         if !given {
@@ -300,6 +448,7 @@ impl<W> Builder<W> {
         EcsLayer {
             inner: Inner::Json(inner),
             dispatch,
+            span_events: SpanEvents::new(&line.span_events),
         }
     }
 
@@ -323,6 +472,7 @@ impl<W> Builder<W> {
             .with_default_directive(self.default_level.into())
             .from_env_lossy();
         let fetched = self.metadata.is_none();
+        let panic_hook = self.line.panic_hook;
         let subscriber = tracing_subscriber::registry()
             .with(filter)
             .with(self.layer());
@@ -339,6 +489,9 @@ impl<W> Builder<W> {
                 target: "tracing_aws_ecs",
                 "`log` records go to the logger already installed, not to these lines: {e}"
             );
+        }
+        if panic_hook {
+            crate::install_panic_hook();
         }
         if fetched {
             log_metadata_status();

@@ -41,7 +41,9 @@ mod layer;
 pub mod metadata;
 #[cfg(feature = "opentelemetry")]
 mod otel;
+mod panic;
 mod reporter;
+mod span_events;
 pub mod stats;
 mod time;
 
@@ -53,10 +55,12 @@ pub use client::MetadataClient;
 pub use endpoint::{ApiVersion, Endpoint, Path, V3_VARIABLE, V4_VARIABLE};
 pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
-pub use format::{EcsFormat, SpanFields};
+pub use format::{EcsFormat, SpanFields, Timestamp};
 pub use layer::{Builder, EcsLayer, InitError, log_metadata_status};
 pub use metadata::{EcsMetadata, Identity};
+pub use panic::install_panic_hook;
 pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};
+pub use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`] (see
 /// [`Builder::try_init`]). Works inside `#[tokio::main]`.

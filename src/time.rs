@@ -131,9 +131,14 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + nanos)
 }
 
-/// `2026-11-29T03:49:31.123456Z`. The date and time to the second are worked out once per
-/// second per thread; each event writes only the microseconds.
-pub(crate) fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+/// `2026-11-29T03:49:31.123456Z`, or with `fraction_digits` 3, `2026-11-29T03:49:31.123Z`. The
+/// date and time to the second are worked out once per second per thread; each event writes
+/// only the fraction.
+pub(crate) fn write_rfc3339(
+    w: &mut impl fmt::Write,
+    now: SystemTime,
+    fraction_digits: usize,
+) -> fmt::Result {
     thread_local! {
         static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
     }
@@ -161,9 +166,16 @@ pub(crate) fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::
         prefix.copy_from_slice(&buf[..19]);
         SECOND.with(|cell| cell.set((secs, prefix)));
     }
-    put(&mut buf, 20, 6, since_epoch.subsec_micros().into());
+    let digits = fraction_digits.clamp(1, 6);
+    put(
+        &mut buf,
+        20,
+        digits,
+        u64::from(since_epoch.subsec_micros()) / 10u64.pow(6 - digits as u32),
+    );
+    buf[20 + digits] = b'Z';
     // Only ASCII digits and separators were written.
-    w.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    w.write_str(std::str::from_utf8(&buf[..21 + digits]).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -233,7 +245,7 @@ mod tests {
     fn timestamps() {
         let at = |secs, nanos| {
             let mut out = String::new();
-            write_timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, nanos)).unwrap();
+            write_rfc3339(&mut out, UNIX_EPOCH + Duration::new(secs, nanos), 6).unwrap();
             out
         };
         assert_eq!(
@@ -247,5 +259,13 @@ mod tests {
         );
         assert_eq!(at(1_601_599_874, 5_000), "2020-10-02T00:51:14.000005Z");
         assert_eq!(at(1_709_164_799, 0), "2024-02-28T23:59:59.000000Z");
+        let mut millis = String::new();
+        write_rfc3339(
+            &mut millis,
+            UNIX_EPOCH + Duration::new(1_601_599_873, 410_954_284),
+            3,
+        )
+        .unwrap();
+        assert_eq!(millis, "2020-10-02T00:51:13.410Z");
     }
 }

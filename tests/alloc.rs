@@ -9,7 +9,7 @@ mod counting;
 use common::fargate_metadata;
 use counting::allocations;
 use tracing::{info, info_span};
-use tracing_aws_ecs::{ExtraFields, FieldScheme};
+use tracing_aws_ecs::{ExtraFields, FieldScheme, Timestamp};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug)]
@@ -22,10 +22,17 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 fn per_event_allocations(scheme: FieldScheme, extra: ExtraFields, nested_spans: bool) -> usize {
-    let layer = tracing_aws_ecs::builder()
+    per_event_allocations_with(
+        tracing_aws_ecs::builder()
+            .with_scheme(scheme)
+            .with_fields(extra),
+        nested_spans,
+    )
+}
+
+fn per_event_allocations_with(builder: tracing_aws_ecs::Builder, nested_spans: bool) -> usize {
+    let layer = builder
         .with_metadata(fargate_metadata())
-        .with_scheme(scheme)
-        .with_fields(extra)
         .with_writer(std::io::sink)
         .layer();
     let subscriber = tracing_subscriber::registry().with(layer);
@@ -71,6 +78,34 @@ fn zero_allocations_per_event_in_every_scheme() {
                     "{scheme} {extra:?} nested={nested}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn zero_allocations_per_event_with_every_line_option_on() {
+    for timestamp in [
+        Timestamp::Rfc3339Micros,
+        Timestamp::Rfc3339Millis,
+        Timestamp::UnixMillis,
+        Timestamp::None,
+    ] {
+        for nested in [false, true] {
+            let builder = tracing_aws_ecs::builder()
+                .with_file(true)
+                .with_line_number(true)
+                .with_thread_ids(true)
+                .with_thread_names(true)
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_timestamp(timestamp)
+                .with_static_field("service", "orders")
+                .with_static_field("version", 3);
+            assert_eq!(
+                per_event_allocations_with(builder, nested),
+                0,
+                "{timestamp:?} nested={nested}"
+            );
         }
     }
 }

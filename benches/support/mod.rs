@@ -34,18 +34,23 @@ pub fn ecs_object(meta: &EcsMetadata) -> Value {
 pub enum Config {
     Baseline,
     Ours(Option<FieldScheme>),
+    /// The baseline and ours (Nested) with the callsite's file and line and the thread name.
+    BaselineWithOptions,
+    OursWithOptions,
     JsonSubscriber,
     Bunyan,
     NaiveRootSpan,
     Floor,
 }
 
-pub const CONFIGS: [Config; 9] = [
+pub const CONFIGS: [Config; 11] = [
     Config::Baseline,
     Config::Ours(None),
     Config::Ours(Some(FieldScheme::Nested)),
     Config::Ours(Some(FieldScheme::FireLens)),
     Config::Ours(Some(FieldScheme::OpenTelemetry)),
+    Config::BaselineWithOptions,
+    Config::OursWithOptions,
     Config::JsonSubscriber,
     Config::Bunyan,
     Config::NaiveRootSpan,
@@ -60,6 +65,8 @@ impl Config {
             Config::Ours(Some(FieldScheme::Nested)) => "ours, Nested",
             Config::Ours(Some(FieldScheme::FireLens)) => "ours, FireLens",
             Config::Ours(Some(_)) => "ours, OpenTelemetry",
+            Config::BaselineWithOptions => "fmt().json() with file, line, thread names",
+            Config::OursWithOptions => "ours, Nested, with file, line, thread names",
             Config::JsonSubscriber => "json-subscriber + static fields",
             Config::Bunyan => "tracing-bunyan-formatter + default fields",
             Config::NaiveRootSpan => "fmt().json() + root span with ECS fields",
@@ -77,6 +84,27 @@ impl Config {
             Config::Baseline | Config::NaiveRootSpan => Dispatch::new(
                 tracing_subscriber::registry()
                     .with(tracing_subscriber::fmt::layer().json().with_writer(writer)),
+            ),
+            Config::BaselineWithOptions => Dispatch::new(
+                tracing_subscriber::registry().with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_file(true)
+                        .with_line_number(true)
+                        .with_thread_names(true)
+                        .with_writer(writer),
+                ),
+            ),
+            Config::OursWithOptions => Dispatch::new(
+                tracing_subscriber::registry().with(
+                    tracing_aws_ecs::builder()
+                        .with_metadata(meta)
+                        .with_file(true)
+                        .with_line_number(true)
+                        .with_thread_names(true)
+                        .with_writer(writer)
+                        .layer(),
+                ),
             ),
             Config::Ours(scheme) => {
                 let builder = tracing_aws_ecs::builder()

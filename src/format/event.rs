@@ -7,24 +7,24 @@ use std::time::SystemTime;
 use tracing::field::Field;
 use tracing::{Event, Level};
 
+use super::options::LineOptions;
 use super::truncate::{Line, StringValue};
 use super::{EcsFormat, ValueSink, name_bit};
 use crate::json::{NEEDS_ESCAPE, escaped_eq, write_json_str};
-use crate::time::write_timestamp;
 
 /// `{"timestamp":"…","level":"…","target":"…"`.
 pub(super) fn write_prelude(
-    w: &mut impl fmt::Write,
+    out: &mut String,
+    options: &LineOptions,
     now: SystemTime,
     level: Level,
     target: &str,
 ) -> fmt::Result {
-    w.write_str("{\"timestamp\":\"")?;
-    write_timestamp(w, now)?;
-    w.write_str("\",\"level\":\"")?;
-    w.write_str(level.as_str())?;
-    w.write_str("\",\"target\":")?;
-    write_json_str(w, target)
+    options.write_start(out, now)?;
+    out.push_str("\"level\":\"");
+    out.push_str(level.as_str());
+    out.push_str("\",\"target\":");
+    write_json_str(out, target)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,16 @@ impl<'a> EventNames<'a> {
         thread_local! {
             /// (callsite metadata address, mask, may repeat); address 0 is an empty slot.
             static CACHE: [Cell<(usize, u64, bool)>; SLOTS] = const { [const { Cell::new((0, 0, false)) }; SLOTS] };
+        }
+        // A span's own lines (span events) borrow the span's metadata with field sets of their
+        // own: the callsite does not decide their names, so they are not cached.
+        if event.metadata().is_span() {
+            let (mask, may_repeat) = Self::compute(event);
+            return EventNames {
+                event,
+                mask,
+                may_repeat,
+            };
         }
         let key = std::ptr::from_ref(event.metadata()) as usize;
         // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.

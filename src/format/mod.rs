@@ -16,6 +16,9 @@
 //!   the nearest wins**: the event's own field over any span's, an inner span's over an outer
 //!   one's (names are compared as given, before the renaming below). Within one event or span, the first field of a name wins; `span.record` replaces
 //!   a span's value.
+//! - The optional keys, when their options are on (see [`EcsFormat::with_file`] and the
+//!   methods after it): `filename`, `line_number`, `threadName`, `threadId`, `span`, `spans`,
+//!   and the static fields.
 //! - The ECS identity, as the [`FieldScheme`] lays it out.
 //!
 //! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields),
@@ -34,9 +37,11 @@
 //! is created or recorded. Formatting an event copies those bytes and allocates nothing.
 
 mod event;
+mod options;
 mod spans;
 mod truncate;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -55,6 +60,8 @@ use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, write_prelude};
+use options::LineOptions;
+pub use options::Timestamp;
 pub use spans::SpanFields;
 use spans::{StoredFields, inner_span_has};
 use truncate::{Line, StringValue, Strings, share};
@@ -93,7 +100,9 @@ pub struct EcsFormat {
     /// `,"ecs":{…}` or the flat keys: empty when there is no metadata.
     identity: Arc<LiveIdentity>,
     /// Keys event and span fields must not take.
-    reserved: Box<[&'static str]>,
+    reserved: Vec<Cow<'static, str>>,
+    /// The optional keys: file, line, thread, span names, timestamp form, static fields.
+    options: LineOptions,
     /// The key prefixes they must not take either (the scheme's families and `fields.`).
     reserved_prefixes: Box<[&'static str]>,
     /// The first bytes of those prefixes, less 64 (they are lowercase ASCII letters), to clear
@@ -101,6 +110,8 @@ pub struct EcsFormat {
     prefix_firsts: u64,
     /// Their [`name_bit`]s, to clear most names without a comparison.
     reserved_mask: u64,
+    /// The bits of the reserved keys that only this formatter's options add.
+    own_mask: u64,
     /// The longest line, newline excluded.
     max_line: usize,
     /// The subscriber the layer joined, for the trace context of spans.
@@ -115,8 +126,12 @@ impl EcsFormat {
         let initial = metadata
             .map(|m| scheme.render(m, extra))
             .unwrap_or_default();
-        let mut reserved: Vec<&'static str> = BASE_KEYS.to_vec();
-        reserved.extend(scheme.top_level_keys(extra));
+        let reserved: Vec<Cow<'static, str>> = BASE_KEYS
+            .iter()
+            .copied()
+            .chain(scheme.top_level_keys(extra))
+            .map(Cow::Borrowed)
+            .collect();
         let mut reserved_prefixes = vec![RENAMED];
         reserved_prefixes.extend(scheme.reserved_prefixes());
         EcsFormat {
@@ -127,7 +142,9 @@ impl EcsFormat {
                 recovered: OnceCell::new(),
             }),
             reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
-            reserved: reserved.into_boxed_slice(),
+            reserved,
+            own_mask: 0,
+            options: LineOptions::default(),
             prefix_firsts: reserved_prefixes
                 .iter()
                 .fold(0, |mask, prefix| mask | first_byte_bit(prefix)),
@@ -153,6 +170,89 @@ impl EcsFormat {
         self
     }
 
+    /// Writes the callsite's source file as `"filename"` (default off).
+    pub fn with_file(mut self, on: bool) -> Self {
+        self.options.file = on;
+        self.reserve_options()
+    }
+
+    /// Writes the callsite's line as `"line_number"` (default off).
+    pub fn with_line_number(mut self, on: bool) -> Self {
+        self.options.line_number = on;
+        self.reserve_options()
+    }
+
+    /// Writes the thread's id as `"threadId"` (`"ThreadId(1)"`, default off).
+    pub fn with_thread_ids(mut self, on: bool) -> Self {
+        self.options.thread_ids = on;
+        self.reserve_options()
+    }
+
+    /// Writes the thread's name as `"threadName"` (its id when unnamed; default off).
+    pub fn with_thread_names(mut self, on: bool) -> Self {
+        self.options.thread_names = on;
+        self.reserve_options()
+    }
+
+    /// Writes the name of the span the event is in as `"span"` (default off). Its fields are
+    /// on the line already.
+    pub fn with_current_span(mut self, on: bool) -> Self {
+        self.options.current_span = on;
+        self.reserve_options()
+    }
+
+    /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
+    /// off).
+    pub fn with_span_list(mut self, on: bool) -> Self {
+        self.options.span_list = on;
+        self.reserve_options()
+    }
+
+    /// How the `timestamp` is written (default [`Timestamp::Rfc3339Micros`]).
+    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
+        self.options.timestamp = timestamp;
+        self
+    }
+
+    /// A field written on every line, rendered once like the identity: `service`, `env`,
+    /// `version`. Its key is reserved: an event or span field of that name is written as
+    /// `fields.<name>`. A key the formatter owns already is renamed the same way.
+    pub fn with_static_field(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        let key = key.into();
+        let mut rendered = String::from(self.options.statics.clone());
+        // Writing to a String cannot fail.
+        let _ = self.write_key(&mut rendered, &key, false);
+        let _ = crate::json::write_value(&mut rendered, &value.into());
+        self.options.statics = rendered.into_boxed_str();
+        let written = if self.is_reserved(&key, false) {
+            format!("{RENAMED}{key}")
+        } else {
+            key
+        };
+        self.reserve(Cow::Owned(written));
+        self
+    }
+
+    /// Reserves the keys the options write.
+    fn reserve_options(mut self) -> Self {
+        for key in self.options.keys() {
+            self.reserve(Cow::Borrowed(key));
+        }
+        self
+    }
+
+    fn reserve(&mut self, key: Cow<'static, str>) {
+        if !self.reserved.contains(&key) {
+            self.reserved_mask |= name_bit(&key);
+            self.own_mask |= name_bit(&key);
+            self.reserved.push(key);
+        }
+    }
+
     /// Whether lines carry ECS fields.
     pub fn is_enriched(&self) -> bool {
         !self.identity.current().is_empty()
@@ -174,7 +274,7 @@ impl EcsFormat {
     fn is_reserved(&self, key: &str, traced: bool) -> bool {
         (self.prefix_firsts & first_byte_bit(key) != 0
             && self.reserved_prefixes.iter().any(|p| key.starts_with(p)))
-            || (self.reserved_mask & name_bit(key) != 0 && self.reserved.contains(&key))
+            || (self.reserved_mask & name_bit(key) != 0 && self.reserved.iter().any(|k| k == key))
             || (traced && TRACE_KEYS.contains(&key))
     }
 
@@ -246,7 +346,7 @@ impl EcsFormat {
     {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        write_prelude(line.out, now, *meta.level(), meta.target())?;
+        write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
 
         let names = EventNames::of(event);
         let mut visitor = Values(EventVisitor {
@@ -280,7 +380,9 @@ impl EcsFormat {
                 let nearer = names.mask | inner_mask;
                 inner_mask |= stored.mask;
                 let whole = matches!(line.strings, Strings::Whole);
-                if whole && !stored.maybe_reserved && stored.mask & nearer == 0 {
+                // The keys this formatter reserves beyond what every configuration does (line
+                // options, static fields) are not marked in the store: their bits are.
+                if whole && !stored.maybe_reserved && stored.mask & (nearer | self.own_mask) == 0 {
                     line.out.push_str(stored.fragment);
                     continue;
                 }
@@ -301,6 +403,9 @@ impl EcsFormat {
             }
         }
 
+        if self.options.any() {
+            self.options.write_keys(line.out, meta, ctx)?;
+        }
         if line.cut {
             line.out.push_str(TRUNCATED);
         }

@@ -1,0 +1,125 @@
+//! A panic is one JSON ERROR line with the identity, the message, the location, the thread
+//! and, when asked for, the backtrace; the previous hook still runs and the exit status stays
+//! 101. The panicking service is this file re-run as a child process, which is why it has no
+//! test harness (libtest would catch the panic and exit on its own terms).
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tracing_aws_ecs::emulator::{Emulator, Scenario};
+use tracing_subscriber::prelude::*;
+
+const CASE: &str = "TRACING_AWS_ECS_PANIC_CASE";
+
+fn main() {
+    if let Ok(case) = std::env::var(CASE) {
+        return child(&case);
+    }
+    let cases: [(&str, fn()); 4] = [
+        (
+            "init_writes_the_panic_as_one_line",
+            init_writes_the_panic_as_one_line,
+        ),
+        ("the_backtrace_when_asked_for", the_backtrace_when_asked_for),
+        ("the_hook_can_be_left_out", the_hook_can_be_left_out),
+        (
+            "the_layer_path_installs_it_itself",
+            the_layer_path_installs_it_itself,
+        ),
+    ];
+    let mut failed = 0;
+    for (name, case) in cases {
+        let ok = std::panic::catch_unwind(case).is_ok();
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        failed += usize::from(!ok);
+    }
+    println!("panic: {} passed, {failed} failed", cases.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// The child: a service that panics in `main`, on a named thread's behalf or not.
+fn child(case: &str) {
+    match case {
+        "no-hook" => tracing_aws_ecs::builder().with_panic_hook(false).init(),
+        "layer" => {
+            tracing_subscriber::registry()
+                .with(tracing_aws_ecs::layer())
+                .init();
+            tracing_aws_ecs::install_panic_hook();
+        }
+        _ => tracing_aws_ecs::init(),
+    }
+    tracing::info!("about to fail");
+    let order = 42;
+    panic!("order {order} vanished\nsecond line");
+}
+
+fn run(case: &str, env: &[(&str, &str)]) -> (Output, Vec<Value>) {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let (var, url) = emulator.env_var();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CASE, case)
+        .env(var, url)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (out, lines)
+}
+
+/// The panic's line (this test binary's own target is `panic` too: its ERROR line is the one).
+fn the_panic(lines: &[Value]) -> &Value {
+    let panics: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "panic" && l["level"] == "ERROR")
+        .collect();
+    assert_eq!(panics.len(), 1, "{lines:#?}");
+    panics[0]
+}
+
+fn init_writes_the_panic_as_one_line() {
+    let (out, lines) = run("init", &[]);
+    assert_eq!(out.status.code(), Some(101), "Rust's exit status");
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let line = the_panic(&lines);
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["message"], "order 42 vanished\nsecond line");
+    let location = line["location"].as_str().unwrap();
+    assert!(location.starts_with("tests/panic.rs:"), "{location}");
+    assert_eq!(location.split(':').count(), 3, "file:line:column");
+    assert_eq!(line["thread"], "main");
+    assert_eq!(line["ecs"]["cluster"], "prod-web");
+    assert!(line.get("backtrace").is_none(), "not asked for");
+    // The previous hook (Rust's) still ran.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("panicked at"), "{stderr}");
+}
+
+fn the_backtrace_when_asked_for() {
+    let (out, lines) = run("init", &[("RUST_BACKTRACE", "1")]);
+    assert_eq!(out.status.code(), Some(101));
+    let backtrace = the_panic(&lines)["backtrace"].as_str().unwrap().to_owned();
+    assert!(backtrace.contains("panic"), "{backtrace}");
+    assert!(backtrace.lines().count() > 3);
+}
+
+fn the_hook_can_be_left_out() {
+    let (out, lines) = run("no-hook", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    assert!(lines.iter().all(|l| l["level"] != "ERROR"), "{lines:#?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("order 42 vanished"));
+}
+
+fn the_layer_path_installs_it_itself() {
+    let (out, lines) = run("layer", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    assert_eq!(the_panic(&lines)["ecs"]["cluster"], "prod-web");
+}
