@@ -16,6 +16,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::buffering::{Buffer, Buffering, Route, Routed};
 use crate::cache::{self, Startup};
 use crate::client::DEFAULT_DEADLINE;
 use crate::endpoint::Endpoint;
@@ -35,11 +36,13 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
     dispatch: Arc<OnceCell<WeakDispatch>>,
     /// Lines for spans opening and closing, on the JSON path (the text path has `fmt`'s own).
     span_events: SpanEvents,
+    /// Request-scoped buffering, on the JSON path.
+    buffer: Option<Buffer>,
 }
 
 /// The JSON lines, or human-readable text off ECS.
 enum Inner<S, W> {
-    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, W>),
+    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, Routed<W>>),
     Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>),
 }
 
@@ -107,7 +110,14 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        delegate!(&self.inner, layer => layer.on_event(event, ctx));
+        match (&self.inner, &self.buffer) {
+            (Inner::Json(layer), Some(buffer)) => match buffer.route(event, &ctx) {
+                Route::Write => layer.on_event(event, ctx),
+                Route::Drop => {}
+                Route::Hold(held) => Buffer::hold_while(held, || layer.on_event(event, ctx)),
+            },
+            _ => delegate!(&self.inner, layer => layer.on_event(event, ctx)),
+        }
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
@@ -166,6 +176,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     recover: bool,
     text_off_ecs: bool,
     line: LineConfig,
+    buffering: Option<Buffering>,
 }
 
 /// The line options of a [`Builder`], applied to the formatter it builds.
@@ -229,6 +240,7 @@ impl Default for Builder {
             recover: true,
             text_off_ecs: false,
             line: LineConfig::default(),
+            buffering: None,
         }
     }
 }
@@ -267,6 +279,7 @@ impl<W> Builder<W> {
             recover: self.recover,
             text_off_ecs: self.text_off_ecs,
             line: self.line,
+            buffering: self.buffering,
         }
     }
 
@@ -368,6 +381,17 @@ impl<W> Builder<W> {
         self
     }
 
+    /// Holds the lines at the lower levels per request and writes them only when the request
+    /// logs an error (default off); see [`Buffering`] for the rules. On the JSON lines only.
+    ///
+    /// The buffered levels must reach the layer: with buffering on, [`init`](Self::init)
+    /// enables them when `RUST_LOG` is unset (DEBUG by default, where INFO would be); with
+    /// [`layer`](Self::layer), let them through your filter.
+    pub fn with_buffering(mut self, buffering: Buffering) -> Self {
+        self.buffering = Some(buffering);
+        self
+    }
+
     /// Off ECS only ([`on_ecs`](crate::on_ecs) false), write `tracing-subscriber`'s
     /// human-readable text instead of JSON lines (default `false`): pretty output on a
     /// laptop, JSON on ECS from the same `main`. On ECS the lines stay JSON, even when the
@@ -428,12 +452,21 @@ impl<W> Builder<W> {
                 inner: Inner::Text(inner),
                 dispatch,
                 span_events: SpanEvents::new(&FmtSpan::NONE),
+                buffer: None,
             };
         }
-        let format = line
+        let mut format = line
             .apply(EcsFormat::new(metadata.as_ref(), self.scheme, self.extra))
             .with_max_line_bytes(self.max_line_bytes)
             .with_dispatch(Arc::clone(&dispatch));
+        let writer = Arc::new(writer);
+        let buffer = self
+            .buffering
+            .map(|buffering| Buffer::new(buffering, Arc::clone(&writer)));
+        if buffer.is_some() {
+            format = format.reserving(crate::buffering::DROPPED_KEY);
+        }
+        let writer = Routed::new(writer, buffer.is_some());
         if !given {
             format.follow_recovery();
         }
@@ -449,6 +482,7 @@ impl<W> Builder<W> {
             inner: Inner::Json(inner),
             dispatch,
             span_events: SpanEvents::new(&line.span_events),
+            buffer,
         }
     }
 
@@ -468,8 +502,13 @@ impl<W> Builder<W> {
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
+        // Buffered levels must reach the layer to be held.
+        let default_level = match &self.buffering {
+            Some(buffering) => self.default_level.max(buffering.buffered_level()),
+            None => self.default_level,
+        };
         let filter = EnvFilter::builder()
-            .with_default_directive(self.default_level.into())
+            .with_default_directive(default_level.into())
             .from_env_lossy();
         let fetched = self.metadata.is_none();
         let panic_hook = self.line.panic_hook;

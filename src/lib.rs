@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buffering;
 mod cache;
 mod client;
 pub mod emf;
@@ -51,6 +52,7 @@ mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 
+pub use buffering::{Buffering, flush_buffered};
 pub use client::MetadataClient;
 pub use endpoint::{ApiVersion, Endpoint, Path, V3_VARIABLE, V4_VARIABLE};
 pub use error::Error;

@@ -119,3 +119,41 @@ fn the_counter_counts() {
     });
     assert_eq!(n, 1);
 }
+
+/// Buffering allocates per request (its buffer, its place in the list of live requests), not
+/// per event: a request of 40 held lines costs what one of 10 does, but for the held text
+/// doubling its room now and then.
+#[test]
+fn buffering_allocates_per_request_not_per_event() {
+    let per_request = |events: usize| {
+        let layer = tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_buffering(tracing_aws_ecs::Buffering::default())
+            .with_writer(std::io::sink)
+            .layer();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let request = || {
+                let span = info_span!("request", id = 7);
+                let _e = span.enter();
+                for i in 0..events {
+                    tracing::debug!(i, "held");
+                }
+                info!("served");
+            };
+            for _ in 0..10 {
+                request();
+            }
+            allocations(|| {
+                for _ in 0..100 {
+                    request();
+                }
+            }) / 100
+        })
+    };
+    let (ten, forty) = (per_request(10), per_request(40));
+    println!("allocations per request: {ten} with 10 held lines, {forty} with 40");
+    assert!(forty <= ten + 3, "{ten} with 10 lines, {forty} with 40");
+}

@@ -15,7 +15,7 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 4] = [
+    let cases: [(&str, fn()); 5] = [
         (
             "init_writes_the_panic_as_one_line",
             init_writes_the_panic_as_one_line,
@@ -25,6 +25,10 @@ fn main() {
         (
             "the_layer_path_installs_it_itself",
             the_layer_path_installs_it_itself,
+        ),
+        (
+            "a_panic_writes_what_requests_held",
+            a_panic_writes_what_requests_held,
         ),
     ];
     let mut failed = 0;
@@ -48,6 +52,17 @@ fn child(case: &str) {
                 .with(tracing_aws_ecs::layer())
                 .init();
             tracing_aws_ecs::install_panic_hook();
+        }
+        "buffered" => {
+            tracing_aws_ecs::builder()
+                .with_buffering(tracing_aws_ecs::Buffering::default())
+                .init();
+            let request = tracing::info_span!("request", id = 9);
+            let _entered = request.enter();
+            // RUST_LOG is unset: buffering lets DEBUG reach the layer, and holds it.
+            tracing::debug!("held until the crash");
+            tracing::info!("about to fail");
+            panic!("crashed mid-request");
         }
         _ => tracing_aws_ecs::init(),
     }
@@ -122,4 +137,23 @@ fn the_layer_path_installs_it_itself() {
     let (out, lines) = run("layer", &[]);
     assert_eq!(out.status.code(), Some(101));
     assert_eq!(the_panic(&lines)["ecs"]["cluster"], "prod-web");
+}
+
+fn a_panic_writes_what_requests_held() {
+    let (out, lines) = run("buffered", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "about to fail",
+            "held until the crash",
+            "crashed mid-request"
+        ]
+    );
+    assert_eq!(lines[1]["level"], "DEBUG");
+    assert_eq!(lines[1]["id"], 9);
 }

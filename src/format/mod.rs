@@ -237,6 +237,12 @@ impl EcsFormat {
         self
     }
 
+    /// Reserves a key the layer writes itself on some lines.
+    pub(crate) fn reserving(mut self, key: &'static str) -> Self {
+        self.reserve(Cow::Borrowed(key));
+        self
+    }
+
     /// Reserves the keys the options write.
     fn reserve_options(mut self) -> Self {
         for key in self.options.keys() {
