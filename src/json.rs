@@ -3,12 +3,18 @@
 
 use std::fmt;
 
+/// A finite float in the shortest form that reads back as the same value, with an exponent
+/// for magnitudes from 10^21 or under 10^-6 (as `serde_json` and `ryu` write them), so that
+/// every mainstream parser reads it; NaN and infinities as the strings `"NaN"`, `"inf"` and
+/// `"-inf"`, since JSON has no such numbers.
 pub(crate) fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
-    if value.is_finite() {
-        write!(w, "{value}")
-    } else {
-        // JSON has no NaN or infinity.
+    let magnitude = value.abs();
+    if !value.is_finite() {
         write!(w, "\"{value}\"")
+    } else if magnitude >= 1e21 || (magnitude != 0.0 && magnitude < 1e-6) {
+        write!(w, "{value:e}")
+    } else {
+        write!(w, "{value}")
     }
 }
 
@@ -33,8 +39,9 @@ pub(crate) fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
     w.write_char('"')
 }
 
-/// Which bytes need escaping: `"`, `\`, control characters, and 0xE2, which starts U+2028
-/// and U+2029 (looked at more closely when met).
+/// Which bytes need escaping: `"`, `\`, control characters, 0xC2, which starts the C1 control
+/// characters U+0080–U+009F, and 0xE2, which starts U+2028 and U+2029 (both looked at more
+/// closely when met).
 pub(crate) const NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -45,6 +52,7 @@ pub(crate) const NEEDS_ESCAPE: [bool; 256] = {
     table[b'"' as usize] = true;
     table[b'\\' as usize] = true;
     table[0x7f] = true;
+    table[0xc2] = true;
     table[0xe2] = true;
     table
 };
@@ -86,6 +94,25 @@ pub(crate) fn escape_pieces(
                 ("\\u2029", 3)
             }
             0xe2 => {
+                i += 1;
+                continue;
+            }
+            // C1 controls (U+0085 NEL breaks lines for many readers, U+009B starts ANSI
+            // sequences): U+00XX is 0xC2 0xXX.
+            0xc2 if bytes.get(i + 1).is_some_and(|b| (0x80..=0x9f).contains(b)) => {
+                let code = bytes[i + 1];
+                control = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(code >> 4)],
+                    HEX[usize::from(code & 0xf)],
+                ];
+                // Only ASCII was put in it.
+                (std::str::from_utf8(&control).map_err(|_| fmt::Error)?, 2)
+            }
+            0xc2 => {
                 i += 1;
                 continue;
             }
@@ -200,6 +227,42 @@ mod tests {
         for s in ["x\u{2028}", "\"\n€\u{2029}\u{1}"] {
             let parsed: String = serde_json::from_str(&format!("\"{}\"", escaped(s))).unwrap();
             assert_eq!(parsed, s);
+        }
+    }
+
+    #[test]
+    fn c1_controls_are_escaped_and_their_neighbours_are_not() {
+        assert_eq!(
+            escaped("a\u{85}b\u{9b}31m\u{80}\u{9f}"),
+            "a\\u0085b\\u009b31m\\u0080\\u009f"
+        );
+        // Other characters starting with 0xC2 pass through.
+        assert_eq!(escaped("\u{a0}©°"), "\u{a0}©°");
+        let parsed: String = serde_json::from_str(&format!("\"{}\"", escaped("x\u{85}y"))).unwrap();
+        assert_eq!(parsed, "x\u{85}y");
+    }
+
+    #[test]
+    fn floats_in_a_form_every_parser_reads() {
+        let written = |v: f64| {
+            let mut out = String::new();
+            write_f64(&mut out, v).unwrap();
+            out
+        };
+        assert_eq!(written(f64::MAX), "1.7976931348623157e308");
+        assert_eq!(written(-1e300), "-1e300");
+        assert_eq!(written(1e21), "1e21");
+        assert_eq!(written(1e20), "100000000000000000000");
+        assert_eq!(written(1.5e-7), "1.5e-7");
+        assert_eq!(written(f64::MIN_POSITIVE), "2.2250738585072014e-308");
+        assert_eq!(written(0.1), "0.1");
+        assert_eq!(written(0.0), "0");
+        assert_eq!(written(-2.5), "-2.5");
+        assert_eq!(written(f64::NAN), "\"NaN\"");
+        assert_eq!(written(f64::NEG_INFINITY), "\"-inf\"");
+        for v in [f64::MAX, f64::MIN, 1e-300, 123456.789, 5e-324, 1.0 / 3.0] {
+            let back: f64 = serde_json::from_str(&written(v)).unwrap();
+            assert_eq!(back, v, "{v:e}");
         }
     }
 

@@ -97,23 +97,34 @@ impl<'a> EventNames<'a> {
         (mask, may_repeat)
     }
 
-    /// Whether a field before `field` has its name.
-    pub(super) fn repeats(&self, field: &Field) -> bool {
+    /// Whether a field before `field` with a value (its bit in `valued`) has its name. A
+    /// field without a value is as if absent: it is not the first of its name.
+    pub(super) fn repeats(&self, field: &Field, valued: u64) -> bool {
         self.may_repeat
             && self
                 .event
                 .fields()
                 .take_while(|f| f.index() < field.index())
-                .any(|f| f.name() == field.name())
+                .any(|f| valued & index_bit(&f) != 0 && f.name() == field.name())
     }
 
-    /// Whether the event has a field whose escaped name is `escaped`.
-    pub(super) fn contains(&self, escaped: &str) -> bool {
-        self.event.fields().any(|f| escaped_eq(f.name(), escaped))
+    /// Whether the event has a field with a value (its bit in `valued`) whose escaped name is
+    /// `escaped`: a field without one hides no span's field.
+    pub(super) fn contains(&self, escaped: &str, valued: u64) -> bool {
+        self.event
+            .fields()
+            .any(|f| valued & index_bit(&f) != 0 && escaped_eq(f.name(), escaped))
     }
 }
 
+/// A field's bit in a set of field indices (a callsite has at most 32 fields).
+fn index_bit(field: &Field) -> u64 {
+    1 << field.index().min(63)
+}
+
 pub(super) struct EventVisitor<'a, 'l> {
+    /// The fields that had a value, by index: the visitor sees only those.
+    pub(super) valued: u64,
     pub(super) format: &'a EcsFormat,
     pub(super) line: &'a mut Line<'l>,
     pub(super) names: &'a EventNames<'a>,
@@ -130,13 +141,17 @@ impl EventVisitor<'_, '_> {
         if self.result.is_err() {
             return false;
         }
+        // Visited, so it has a value; both passes visit in index order.
+        self.valued |= index_bit(field);
         let name = field.name();
         let is_message = name == "message";
         if (self.pass == Pass::Message) != is_message {
             return false;
         }
         // The first field of a name wins.
-        if self.names.repeats(field) || (self.skip_log_fields && name.starts_with("log.")) {
+        if self.names.repeats(field, self.valued)
+            || (self.skip_log_fields && name.starts_with("log."))
+        {
             return false;
         }
         self.result = if is_message {

@@ -9,13 +9,18 @@
 //!
 //! - `timestamp` (RFC 3339, UTC, microseconds), `level`, `target`, then `message` when the
 //!   event has one.
-//! - The event's fields at the top level: integers and floats as numbers (non-finite floats
-//!   as strings), booleans as booleans, strings as strings, `Debug` and `Display` values as
-//!   strings, errors as their message followed by their `source()` chain, `": "`-separated.
+//! - The event's fields at the top level: integers as numbers, finite floats as numbers in
+//!   the shortest form that reads back as the same value (with an exponent for magnitudes
+//!   from 10^21 or under 10^-6, as `serde_json` writes them, so that every mainstream parser
+//!   reads every line), NaN and infinities as the strings `"NaN"`, `"inf"` and `"-inf"`,
+//!   booleans as booleans, strings as strings, `Debug` and `Display` values as strings,
+//!   errors as their message followed by their `source()` chain, `": "`-separated.
 //! - The fields of the current span and of its parents, at the top level too. **On a clash
 //!   the nearest wins**: the event's own field over any span's, an inner span's over an outer
-//!   one's (names are compared as given, before the renaming below). Within one event or span, the first field of a name wins; `span.record` replaces
-//!   a span's value.
+//!   one's (names are compared as given, before the renaming below). Within one event or
+//!   span, the first field of a name wins; `span.record` replaces a span's value.
+//! - **A field without a value is as if absent** (an `Option` that is `None`, a span field
+//!   declared `Empty` and not recorded): it hides nothing and is not the first of its name.
 //! - The optional keys, when their options are on (see [`EcsFormat::with_file`] and the
 //!   methods after it): `filename`, `line_number`, `threadName`, `threadId`, `span`, `spans`,
 //!   and the static fields.
@@ -30,7 +35,10 @@
 //! passes for the identity, and nothing is dropped.
 //!
 //! **One event, one line.** Every string is escaped: quotes, backslashes, every control
-//! character (newlines, ANSI escapes) and U+2028/U+2029 — a message cannot forge a second line.
+//! character — C0 (U+0000–U+001F, newlines and the ESC of ANSI sequences among them), DEL
+//! (U+007F) and C1 (U+0080–U+009F, among them NEL and the 8-bit CSI) — and U+2028/U+2029:
+//! a message cannot forge a second line for any reader. **Numbers are never cut** when a line
+//! is cut to its limit, nor are keys or the identity; only string values are.
 //!
 //! The identity is rendered once, when the formatter is built (and once more if the metadata
 //! is recovered in the background after a failed start-up); span fields once, when the span
@@ -360,6 +368,7 @@ impl EcsFormat {
             line: &mut *line,
             names: &names,
             pass: Pass::Message,
+            valued: 0,
             skip_log_fields: normalized.is_some(),
             traced: false,
             result: Ok(()),
@@ -373,6 +382,7 @@ impl EcsFormat {
         visitor.0.pass = Pass::Fields;
         event.record(&mut visitor);
         visitor.0.result?;
+        let valued = visitor.0.valued;
 
         if let Some(scope) = ctx.event_scope() {
             // The name bits of the spans nearer the event than the one at hand.
@@ -393,7 +403,8 @@ impl EcsFormat {
                     continue;
                 }
                 // Maybe a clash, or values to measure or cut: field by field.
-                let hidden = |key: &str| names.contains(key) || inner_span_has(ctx, depth, key);
+                let hidden =
+                    |key: &str| names.contains(key, valued) || inner_span_has(ctx, depth, key);
                 for (key, value) in stored.entries() {
                     if hidden(key) {
                         continue;

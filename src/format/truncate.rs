@@ -75,7 +75,12 @@ impl<'a> Line<'a> {
 
     /// A span's stored JSON value, measured or cut as a string value would be.
     pub(super) fn stored_value(&mut self, value: &str) {
-        let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+        // A non-finite float is stored as its spelling in quotes: a number, never cut.
+        let number = matches!(value, "\"NaN\"" | "\"inf\"" | "\"-inf\"");
+        let inner = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .filter(|_| !number);
         match (&mut self.strings, inner) {
             (Strings::Capped(cap), Some(inner)) => {
                 let kept = cut_escaped(inner, *cap);
