@@ -71,7 +71,7 @@ use event::{EventNames, EventVisitor, Pass, write_prelude};
 use options::LineOptions;
 pub use options::Timestamp;
 pub use spans::SpanFields;
-use spans::{StoredFields, inner_span_has};
+use spans::{LineKeys, StoredFields};
 use truncate::{Line, StringValue, Strings, share};
 
 /// Keys the formatter writes itself.
@@ -385,39 +385,45 @@ impl EcsFormat {
         let valued = visitor.0.valued;
 
         if let Some(scope) = ctx.event_scope() {
-            // The name bits of the spans nearer the event than the one at hand.
-            let mut inner_mask = 0u64;
-            for (depth, span) in scope.enumerate() {
-                let extensions = span.extensions();
-                let Some(stored) = extensions.get::<FormattedFields<SpanFields>>() else {
-                    continue;
-                };
-                let stored = StoredFields::parse(&stored.fields);
-                let nearer = names.mask | inner_mask;
-                inner_mask |= stored.mask;
-                let whole = matches!(line.strings, Strings::Whole);
-                // The keys this formatter reserves beyond what every configuration does (line
-                // options, static fields) are not marked in the store: their bits are.
-                if whole && !stored.maybe_reserved && stored.mask & (nearer | self.own_mask) == 0 {
-                    line.out.push_str(stored.fragment);
-                    continue;
-                }
-                // Maybe a clash, or values to measure or cut: field by field.
-                let hidden =
-                    |key: &str| names.contains(key, valued) || inner_span_has(ctx, depth, key);
-                for (key, value) in stored.entries() {
-                    if hidden(key) {
-                        continue;
-                    }
-                    line.out.push_str(",\"");
-                    if self.is_reserved(key, traced) {
-                        line.out.push_str(RENAMED);
-                    }
-                    line.out.push_str(key);
-                    line.out.push_str("\":");
-                    line.stored_value(value);
-                }
+            thread_local! {
+                static KEYS: RefCell<String> = const { RefCell::new(String::new()) };
             }
+            KEYS.with(|cell| {
+                let mut fresh = String::new();
+                let mut borrowed = cell.try_borrow_mut();
+                // Formatting that logs re-enters: it gets a key list of its own.
+                let mut on_line = LineKeys::new(borrowed.as_deref_mut().unwrap_or(&mut fresh));
+                for span in scope {
+                    let extensions = span.extensions();
+                    let Some(stored) = extensions.get::<FormattedFields<SpanFields>>() else {
+                        continue;
+                    };
+                    let stored = StoredFields::parse(&stored.fields);
+                    let nearer = names.mask | on_line.mask() | self.own_mask;
+                    let whole = matches!(line.strings, Strings::Whole);
+                    // The keys this formatter reserves beyond what every configuration does
+                    // (line options, static fields) are not marked in the store: their bits
+                    // are in `own_mask`.
+                    if whole && !stored.maybe_reserved && stored.mask & nearer == 0 {
+                        line.out.push_str(stored.fragment);
+                    } else {
+                        // Maybe a clash, or values to measure or cut: field by field.
+                        for (key, value) in stored.entries() {
+                            if names.contains(key, valued) || on_line.contains(key) {
+                                continue;
+                            }
+                            line.out.push_str(",\"");
+                            if self.is_reserved(key, traced) {
+                                line.out.push_str(RENAMED);
+                            }
+                            line.out.push_str(key);
+                            line.out.push_str("\":");
+                            line.stored_value(value);
+                        }
+                    }
+                    on_line.add(&stored);
+                }
+            });
         }
 
         if self.options.any() {
@@ -584,15 +590,11 @@ fn first_byte_bit(key: &str) -> u64 {
 }
 
 /// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits
-/// differ cannot be equal.
+/// differ cannot be equal. FNV-1a over every byte, so that names that merely look alike
+/// (`order_id`, `offer_id`) rarely share a bit.
 fn name_bit(escaped: &str) -> u64 {
-    let bytes = escaped.as_bytes();
-    let (first, last) = match bytes {
-        [] => (0, 0),
-        [first, .., last] => (*first, *last),
-        [only] => (*only, *only),
-    };
-    let hash =
-        bytes.len().wrapping_mul(31) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last);
-    1 << (hash % 64)
+    let hash = escaped.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    1 << (hash >> 58)
 }

@@ -1,28 +1,34 @@
 //! The span-field store: each span's fields rendered once, when the span is created or
-//! recorded, in a form that events copy whole or read back field by field.
+//! recorded, in a form that events copy whole or read back without parsing.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
-use tracing::Subscriber;
 use tracing::field::Field;
 use tracing::span::Record;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, may_be_reserved, name_bit};
 use crate::json::write_escaped;
 
-/// A span's fields are stored as `<fragment>` `FRAGMENT_END` `<'R' or '-'>` `<16 hex digits>`
-/// then `<escaped key>` `KEY_END` `<JSON value>` `FIELD_END`, once per field. The fragment is
-/// the fields as they go on a line (`,"k":v,…`), copied whole when no name clashes; the
-/// entries serve the rare line where one does. 'R' marks a span with a field name that some
-/// configuration reserves; the hex digits are the [`name_bit`]s of its keys, so that most
-/// events rule out a clash without comparing a single name. None of these bytes can occur in
-/// escaped JSON.
-pub(super) const FRAGMENT_END: char = '\u{1d}';
+/// A span's fields are stored as a fixed header, then three sections:
+///
+/// - header: `'R'` or `'-'`, then 16 hex digits, then the lengths of the fragment and of the
+///   keys, 8 hex digits each ([`HEADER`] bytes in all). `'R'` marks a span with a field name
+///   that some configuration reserves; the 16 digits are the [`name_bit`]s of its keys, so
+///   that most events rule out a clash without comparing a single name;
+/// - the fragment: the fields as they go on a line (`,"k":v,…`), copied whole when no name
+///   clashes;
+/// - the keys: each escaped key followed by `FIELD_END`, for the keys already on a line;
+/// - the entries: `<escaped key>` `KEY_END` `<JSON value>` `FIELD_END`, for the line where a
+///   name clashes.
+///
+/// Reading it back is a slice of each section: no scan, no parse. None of the separators can
+/// occur in escaped JSON.
+pub(super) const HEADER: usize = 1 + 16 + 8 + 8;
 pub(super) const KEY_END: char = '\u{1f}';
 pub(super) const FIELD_END: char = '\u{1e}';
 
@@ -33,16 +39,41 @@ pub struct SpanFields {
     _private: (),
 }
 
+thread_local! {
+    /// Scratch for the entries being recorded and the store being built: spans are created
+    /// and recorded often, and reusing these keeps it to the store's own allocation.
+    static SCRATCH: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+}
+
+/// Runs `f` with two empty scratch strings (fresh ones when a `Debug` impl re-enters).
+fn with_scratch<R>(f: impl FnOnce(&mut String, &mut String) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut pair) => {
+            let (entries, built) = &mut *pair;
+            entries.clear();
+            built.clear();
+            f(entries, built)
+        }
+        Err(_) => f(&mut String::new(), &mut String::new()),
+    })
+}
+
 impl<'writer> FormatFields<'writer> for SpanFields {
     fn format_fields<R: RecordFields>(
         &self,
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut visitor = Values(SpanVisitor::new());
-        fields.record(&mut visitor);
-        visitor.0.result?;
-        writer.write_str(&StoredFields::build(&visitor.0.entries))
+        with_scratch(|entries, built| {
+            let mut visitor = Values(SpanVisitor {
+                entries,
+                result: Ok(()),
+            });
+            fields.record(&mut visitor);
+            visitor.0.result?;
+            build(built, entries);
+            writer.write_str(built)
+        })
     }
 
     fn add_fields(
@@ -51,42 +82,110 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         fields: &Record<'_>,
     ) -> fmt::Result {
         // `span.record`: the new values replace the old ones of the same name.
-        let mut visitor = Values(SpanVisitor::new());
-        fields.record(&mut visitor);
-        visitor.0.result?;
-        let added = visitor.0.entries;
-        let old = StoredFields::parse(&current.fields);
-        let mut entries: Vec<(String, String)> = old
-            .entries()
-            .filter(|(key, _)| added.iter().all(|(k, _)| k != key))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        entries.extend(added);
-        current.fields = StoredFields::build(&entries);
-        Ok(())
+        with_scratch(|added, merged| {
+            let mut visitor = Values(SpanVisitor {
+                entries: added,
+                result: Ok(()),
+            });
+            fields.record(&mut visitor);
+            visitor.0.result?;
+            let old = StoredFields::parse(&current.fields);
+            for (key, value) in old.entries() {
+                if !has_key(added, key) {
+                    push_entry(merged, key, value);
+                }
+            }
+            merged.push_str(added);
+            // Built into the scratch, then copied: the store keeps its own capacity.
+            let entries = std::mem::take(merged);
+            build(merged, &entries);
+            current.fields.clear();
+            current.fields.push_str(merged);
+            *merged = entries;
+            Ok(())
+        })
     }
 }
 
-/// A span's stored fields, read back (see [`FRAGMENT_END`] for the layout).
+fn push_entry(entries: &mut String, key: &str, value: &str) {
+    entries.push_str(key);
+    entries.push(KEY_END);
+    entries.push_str(value);
+    entries.push(FIELD_END);
+}
+
+/// Whether `entries` has an entry of `key`.
+fn has_key(entries: &str, key: &str) -> bool {
+    entries
+        .split(FIELD_END)
+        .filter_map(|entry| entry.split_once(KEY_END))
+        .any(|(k, _)| k == key)
+}
+
+/// The stored form of `entries` (`<key>` `KEY_END` `<value>` `FIELD_END`, …), into `out`.
+fn build(out: &mut String, entries: &str) {
+    let pairs = || {
+        entries
+            .split(FIELD_END)
+            .filter_map(|entry| entry.split_once(KEY_END))
+    };
+    let reserved = pairs().any(|(key, _)| may_be_reserved(key));
+    let mask = pairs().fold(0, |mask, (key, _)| mask | name_bit(key));
+    let fragment_len: usize = pairs().map(|(k, v)| 4 + k.len() + v.len()).sum();
+    let keys_len: usize = pairs().map(|(k, _)| k.len() + 1).sum();
+    out.reserve(HEADER + fragment_len + keys_len + entries.len());
+    out.push(if reserved { 'R' } else { '-' });
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{mask:016x}{fragment_len:08x}{keys_len:08x}");
+    for (key, value) in pairs() {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(value);
+    }
+    for (key, _) in pairs() {
+        out.push_str(key);
+        out.push(FIELD_END);
+    }
+    out.push_str(entries);
+}
+
+/// A span's stored fields, read back (see [`HEADER`] for the layout).
 pub(super) struct StoredFields<'a> {
     pub(super) fragment: &'a str,
     pub(super) maybe_reserved: bool,
     pub(super) mask: u64,
-    pub(super) entries: &'a str,
+    /// The keys, each followed by `FIELD_END`.
+    pub(super) keys: &'a str,
+    entries: &'a str,
 }
 
 impl<'a> StoredFields<'a> {
     pub(super) fn parse(stored: &'a str) -> Self {
-        let (fragment, rest) = stored.split_once(FRAGMENT_END).unwrap_or(("", ""));
+        let hex = |range: std::ops::Range<usize>| {
+            stored
+                .get(range)
+                .and_then(|digits| u64::from_str_radix(digits, 16).ok())
+        };
+        let header = (hex(1..17), hex(17..25), hex(25..HEADER));
+        let (Some(mask), Some(fragment_len), Some(keys_len)) = header else {
+            // Not a store of ours: nothing to copy, everything to compare.
+            return StoredFields {
+                fragment: "",
+                maybe_reserved: true,
+                mask: u64::MAX,
+                keys: "",
+                entries: "",
+            };
+        };
+        let fragment_end = HEADER + fragment_len as usize;
+        let keys_end = fragment_end + keys_len as usize;
         StoredFields {
-            fragment,
-            maybe_reserved: rest.starts_with('R'),
-            // Unreadable bits would only cost the fast path: read them as "all".
-            mask: rest
-                .get(1..17)
-                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                .unwrap_or(u64::MAX),
-            entries: rest.get(17..).unwrap_or(""),
+            fragment: stored.get(HEADER..fragment_end).unwrap_or(""),
+            maybe_reserved: stored.starts_with('R'),
+            mask,
+            keys: stored.get(fragment_end..keys_end).unwrap_or(""),
+            entries: stored.get(keys_end..).unwrap_or(""),
         }
     }
 
@@ -96,62 +195,33 @@ impl<'a> StoredFields<'a> {
             .split(FIELD_END)
             .filter_map(|field| field.split_once(KEY_END))
     }
-
-    /// The stored form of `(escaped key, JSON value)` pairs.
-    pub(super) fn build(entries: &[(String, String)]) -> String {
-        let mut stored = String::new();
-        for (key, value) in entries {
-            stored.push_str(",\"");
-            stored.push_str(key);
-            stored.push_str("\":");
-            stored.push_str(value);
-        }
-        stored.push(FRAGMENT_END);
-        let reserved = entries.iter().any(|(key, _)| may_be_reserved(key));
-        stored.push(if reserved { 'R' } else { '-' });
-        let mask = entries
-            .iter()
-            .fold(0, |mask, (key, _)| mask | name_bit(key));
-        let _ = write!(stored, "{mask:016x}");
-        for (key, value) in entries {
-            stored.push_str(key);
-            stored.push(KEY_END);
-            stored.push_str(value);
-            stored.push(FIELD_END);
-        }
-        stored
-    }
 }
 
-/// Records span fields as `(escaped key, JSON value)`; spans are created far less often
-/// than events, so this may allocate. The first field of a name wins.
-pub(super) struct SpanVisitor {
-    pub(super) entries: Vec<(String, String)>,
-    pub(super) result: fmt::Result,
+/// Records span fields as entries (see [`HEADER`]), into a scratch string. The first field
+/// of a name wins; a field without a value is never visited, so it is as if absent.
+struct SpanVisitor<'s> {
+    entries: &'s mut String,
+    result: fmt::Result,
 }
 
-impl SpanVisitor {
-    pub(super) fn new() -> Self {
-        SpanVisitor {
-            entries: Vec::new(),
-            result: Ok(()),
-        }
-    }
-
-    pub(super) fn field(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+impl SpanVisitor<'_> {
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        let mut key = String::new();
-        let mut value = String::new();
-        self.result = write_escaped(&mut key, field.name()).and_then(|()| write(&mut value));
-        if self.result.is_ok() && self.entries.iter().all(|(k, _)| *k != key) {
-            self.entries.push((key, value));
+        let start = self.entries.len();
+        self.result = write_escaped(self.entries, field.name());
+        if has_key(&self.entries[..start], &self.entries[start..]) {
+            self.entries.truncate(start);
+            return;
         }
+        self.entries.push(KEY_END);
+        self.result = self.result.and_then(|()| write(self.entries));
+        self.entries.push(FIELD_END);
     }
 }
 
-impl ValueSink for SpanVisitor {
+impl ValueSink for SpanVisitor<'_> {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
         self.field(field, write);
     }
@@ -161,30 +231,32 @@ impl ValueSink for SpanVisitor {
     }
 }
 
-/// Whether one of the `depth` spans nearer the event than this one stores `key`.
-pub(super) fn inner_span_has<S>(
-    ctx: &FmtContext<'_, S, SpanFields>,
-    depth: usize,
-    key: &str,
-) -> bool
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    if depth == 0 {
-        return false;
+/// The keys already on a line, for the spans further out: kept per thread, reused.
+pub(super) struct LineKeys<'a> {
+    keys: &'a mut String,
+    mask: u64,
+}
+
+impl<'a> LineKeys<'a> {
+    pub(super) fn new(keys: &'a mut String) -> Self {
+        keys.clear();
+        LineKeys { keys, mask: 0 }
     }
-    let Some(scope) = ctx.event_scope() else {
-        return false;
-    };
-    scope.take(depth).any(|span| {
-        span.extensions()
-            .get::<FormattedFields<SpanFields>>()
-            .is_some_and(|stored| {
-                StoredFields::parse(&stored.fields)
-                    .entries()
-                    .any(|(k, _)| k == key)
-            })
-    })
+
+    /// Adds a span's keys (its `keys` section) and their bits.
+    pub(super) fn add(&mut self, stored: &StoredFields<'_>) {
+        self.keys.push_str(stored.keys);
+        self.mask |= stored.mask;
+    }
+
+    pub(super) fn mask(&self) -> u64 {
+        self.mask
+    }
+
+    /// Whether `key` (escaped) is on the line already.
+    pub(super) fn contains(&self, key: &str) -> bool {
+        self.mask & name_bit(key) != 0 && self.keys.split_terminator(FIELD_END).any(|k| k == key)
+    }
 }
 
 #[cfg(test)]
@@ -192,21 +264,28 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn stored_fields_round_trip() {
-        let entries = [
-            ("a".to_owned(), "1".to_owned()),
-            ("b\\n".to_owned(), "\"x\"".to_owned()),
-        ];
-        let stored = StoredFields::build(&entries);
+    fn stored_fields_round_trip() {
+        let mut entries = String::new();
+        push_entry(&mut entries, "a", "1");
+        push_entry(&mut entries, "b\\n", "\"x\"");
+        let mut stored = String::new();
+        build(&mut stored, &entries);
         let parsed = StoredFields::parse(&stored);
         assert_eq!(parsed.fragment, r#","a":1,"b\n":"x""#);
+        assert_eq!(parsed.keys, "a\u{1e}b\\n\u{1e}");
         assert_eq!(parsed.mask, name_bit("a") | name_bit("b\\n"));
         assert!(!parsed.maybe_reserved);
         assert_eq!(
             parsed.entries().collect::<Vec<_>>(),
             [("a", "1"), ("b\\n", "\"x\"")]
         );
-        let reserved = StoredFields::build(&[("container.id".to_owned(), "1".to_owned())]);
+        let mut reserved_entries = String::new();
+        push_entry(&mut reserved_entries, "container.id", "1");
+        let mut reserved = String::new();
+        build(&mut reserved, &reserved_entries);
         assert!(StoredFields::parse(&reserved).maybe_reserved);
+        // Anything else reads as "compare everything".
+        let foreign = StoredFields::parse("a=1");
+        assert_eq!((foreign.fragment, foreign.mask), ("", u64::MAX));
     }
 }
