@@ -2,7 +2,8 @@
 //! `fmt().json()`, to `io::sink()`: time per operation (Criterion) and allocations per
 //! operation (a counting allocator). Prints one `alloc` line per row for `scripts/shapes.sh`.
 //!
-//! `cargo bench --features opentelemetry --bench shapes`
+//! `scripts/shapes.sh` runs it twice: without features, then the OpenTelemetry row with
+//! `--features opentelemetry`.
 
 mod support;
 
@@ -296,6 +297,7 @@ fn shapes(c: &mut Criterion) {
         fn(),
         Option<fn() -> Vec<tracing::Span>>,
     );
+    #[allow(unused_mut)] // The OpenTelemetry row is added with its feature.
     let mut rows: Vec<Row> = SHAPES
         .iter()
         .map(|s| (s.name, ours.clone(), stock.clone(), s.op, s.tree))

@@ -214,25 +214,6 @@ impl FieldScheme {
         }
     }
 
-    /// Whether a field named `key` must be renamed so as not to pass for the identity this
-    /// scheme writes with `extra`: one of its top-level keys, or in one of its families.
-    pub(crate) fn reserves(self, key: &str, extra: ExtraFields) -> bool {
-        let top_level = match self {
-            FieldScheme::Nested => key == "ecs",
-            _ => {
-                self.base().iter().any(|(k, _)| *k == key)
-                    || EXTRAS
-                        .iter()
-                        .any(|(flag, _, keys)| extra.contains(*flag) && keys[self.column()] == key)
-            }
-        };
-        top_level
-            || self
-                .reserved_prefixes()
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
-    }
-
     fn base(self) -> &'static [(&'static str, Datum)] {
         match self {
             FieldScheme::Nested => &[

@@ -33,59 +33,68 @@ pub(super) enum Pass {
     Message,
     /// Everything else.
     Fields,
+    /// Everything, in one visit: `message`, if any, comes first among the fields.
+    All,
 }
 
 /// What the formatter needs to know of an event's field names: their [`name_bit`]s (all bits
-/// when a name needs escaping), and whether two share a bit, so that one may repeat another.
-/// Both depend only on the callsite, so they are worked out once per callsite and thread and
-/// kept in a small direct-mapped cache; the rare events that need the names themselves (a
-/// possible repeat or clash) walk the field set.
+/// when a name needs escaping), whether two share a bit, so that one may repeat another, and
+/// whether `message`, if there is one, comes first (so one pass writes it first). All depend
+/// only on the callsite, so they are worked out once per callsite and thread and kept in a
+/// small direct-mapped cache; the rare events that need the names themselves (a possible
+/// repeat or clash) walk the field set.
 pub(super) struct EventNames<'a> {
     pub(super) event: &'a Event<'a>,
     pub(super) mask: u64,
     pub(super) may_repeat: bool,
+    pub(super) message_first: bool,
 }
+
+/// What [`EventNames`] keeps of a callsite: (mask, may repeat, message first).
+type Facts = (u64, bool, bool);
 
 impl<'a> EventNames<'a> {
     pub(super) fn of(event: &'a Event<'a>) -> Self {
         const SLOTS: usize = 64;
         thread_local! {
-            /// (callsite metadata address, mask, may repeat); address 0 is an empty slot.
-            static CACHE: [Cell<(usize, u64, bool)>; SLOTS] = const { [const { Cell::new((0, 0, false)) }; SLOTS] };
+            /// (callsite metadata address, facts); address 0 is an empty slot.
+            static CACHE: [Cell<(usize, Facts)>; SLOTS] =
+                const { [const { Cell::new((0, (0, false, false))) }; SLOTS] };
         }
         // A span's own lines (span events) borrow the span's metadata with field sets of their
         // own: the callsite does not decide their names, so they are not cached.
-        if event.metadata().is_span() {
-            let (mask, may_repeat) = Self::compute(event);
-            return EventNames {
-                event,
-                mask,
-                may_repeat,
-            };
-        }
-        let key = std::ptr::from_ref(event.metadata()) as usize;
-        // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.
-        let slot = (key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
-        let (cached, mask, may_repeat) = CACHE.with(|cache| cache[slot].get());
-        let (mask, may_repeat) = if cached == key {
-            (mask, may_repeat)
+        let (mask, may_repeat, message_first) = if event.metadata().is_span() {
+            Self::compute(event)
         } else {
-            let computed = Self::compute(event);
-            CACHE.with(|cache| cache[slot].set((key, computed.0, computed.1)));
-            computed
+            let key = std::ptr::from_ref(event.metadata()) as usize;
+            // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.
+            let slot = (key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
+            let (cached, facts) = CACHE.with(|cache| cache[slot].get());
+            if cached == key {
+                facts
+            } else {
+                let computed = Self::compute(event);
+                CACHE.with(|cache| cache[slot].set((key, computed)));
+                computed
+            }
         };
         EventNames {
             event,
             mask,
             may_repeat,
+            message_first,
         }
     }
 
-    pub(super) fn compute(event: &Event<'_>) -> (u64, bool) {
+    pub(super) fn compute(event: &Event<'_>) -> Facts {
         let mut mask = 0;
         let mut may_repeat = false;
+        let mut message_first = true;
         for field in event.fields() {
             let name = field.name();
+            if name == "message" && field.index() > 0 {
+                message_first = false;
+            }
             let bit = name_bit(name);
             may_repeat |= mask & bit != 0;
             mask |= if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
@@ -94,7 +103,7 @@ impl<'a> EventNames<'a> {
                 bit
             };
         }
-        (mask, may_repeat)
+        (mask, may_repeat, message_first)
     }
 
     /// Whether a field before `field` with a value (its bit in `valued`) has its name. A
@@ -145,7 +154,7 @@ impl EventVisitor<'_, '_> {
         self.valued |= index_bit(field);
         let name = field.name();
         let is_message = name == "message";
-        if (self.pass == Pass::Message) != is_message {
+        if self.pass != Pass::All && (self.pass == Pass::Message) != is_message {
             return false;
         }
         // The first field of a name wins.

@@ -50,7 +50,7 @@ mod spans;
 mod truncate;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -335,11 +335,7 @@ where
                 self.render_truncated(ctx, event, now, identity, out)?;
             }
             writer.write_str(out)?;
-            // One huge event must not pin its size in memory for the thread's life.
-            if out.capacity() > 2 * (self.max_line + 1) {
-                out.clear();
-                out.shrink_to(self.max_line + 1);
-            }
+            shrink_after_huge_lines(out);
             Ok(())
         })
     }
@@ -363,11 +359,14 @@ impl EcsFormat {
         write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
 
         let names = EventNames::of(event);
+        // One visit when `message` comes first anyway; with trace correlation compiled in,
+        // the trace ids go between `message` and the rest, so two.
+        let one_pass = names.message_first && cfg!(not(feature = "opentelemetry"));
         let mut visitor = Values(EventVisitor {
             format: self,
             line: &mut *line,
             names: &names,
-            pass: Pass::Message,
+            pass: if one_pass { Pass::All } else { Pass::Message },
             valued: 0,
             skip_log_fields: normalized.is_some(),
             traced: false,
@@ -379,8 +378,10 @@ impl EcsFormat {
             visitor.0.traced = self.write_trace_ids(ctx, visitor.0.line.out);
         }
         let traced = visitor.0.traced;
-        visitor.0.pass = Pass::Fields;
-        event.record(&mut visitor);
+        if !one_pass {
+            visitor.0.pass = Pass::Fields;
+            event.record(&mut visitor);
+        }
         visitor.0.result?;
         let valued = visitor.0.valued;
 
@@ -450,18 +451,27 @@ impl EcsFormat {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let mut lengths = Vec::new();
-        out.clear();
-        self.render(
-            ctx,
-            event,
-            now,
-            identity,
-            &mut Line::new(out, Strings::Measure(&mut lengths)),
-        )?;
-        let values: usize = lengths.iter().sum();
-        let fixed = out.len() - values + TRUNCATED.len();
-        let cap = share(&mut lengths, (self.max_line + 1).saturating_sub(fixed));
+        thread_local! {
+            static LENGTHS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        }
+        let cap = LENGTHS.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let lengths = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+            lengths.clear();
+            out.clear();
+            // A count of the strings' escaped lengths, not a rendering: the line gets only
+            // what is not a string value.
+            self.render(
+                ctx,
+                event,
+                now,
+                identity,
+                &mut Line::new(out, Strings::Measure(lengths)),
+            )?;
+            let fixed = out.len() + TRUNCATED.len();
+            Ok(share(lengths, (self.max_line + 1).saturating_sub(fixed)))
+        })?;
         out.clear();
         self.render(
             ctx,
@@ -569,15 +579,57 @@ impl<T: ValueSink> Visit for Values<T> {
     }
 }
 
+/// The size a thread's line buffer returns to.
+const STEADY_LINE_BYTES: usize = 16 * 1024;
+
+/// One huge line must not pin its size in memory for the thread's life: after 64 lines in a
+/// row that fit in half the steady size, the buffer shrinks back to it. A thread that keeps
+/// writing big lines keeps its buffer, and allocates nothing per line.
+fn shrink_after_huge_lines(out: &mut String) {
+    thread_local! {
+        static SMALL_RUN: Cell<u32> = const { Cell::new(0) };
+    }
+    if out.capacity() <= STEADY_LINE_BYTES {
+        return;
+    }
+    let run = if out.len() <= STEADY_LINE_BYTES / 2 {
+        SMALL_RUN.with(|n| n.get()) + 1
+    } else {
+        0
+    };
+    if run >= 64 {
+        out.clear();
+        out.shrink_to(STEADY_LINE_BYTES);
+        SMALL_RUN.with(|n| n.set(0));
+    } else {
+        SMALL_RUN.with(|n| n.set(run));
+    }
+}
+
 /// Whether some configuration reserves `key` (span fields are stored before the formatter
 /// that reads them is known): the formatter's own keys, `fields.`, or any scheme's.
 fn may_be_reserved(key: &str) -> bool {
-    key.starts_with(RENAMED)
-        || BASE_KEYS.contains(&key)
-        || TRACE_KEYS.contains(&key)
-        || FieldScheme::ALL
+    /// Every key and key family any configuration reserves, worked out once.
+    struct Reserved {
+        exact: Vec<&'static str>,
+        prefixes: Vec<&'static str>,
+    }
+    static RESERVED: once_cell::sync::Lazy<Reserved> = once_cell::sync::Lazy::new(|| {
+        let mut exact: Vec<&str> = BASE_KEYS.iter().chain(TRACE_KEYS).copied().collect();
+        let mut prefixes = vec![RENAMED];
+        for scheme in FieldScheme::ALL {
+            exact.extend(scheme.top_level_keys(ExtraFields::ALL));
+            prefixes.extend(scheme.reserved_prefixes());
+        }
+        exact.sort_unstable();
+        exact.dedup();
+        Reserved { exact, prefixes }
+    });
+    RESERVED.exact.binary_search(&key).is_ok()
+        || RESERVED
+            .prefixes
             .iter()
-            .any(|scheme| scheme.reserves(key, ExtraFields::ALL))
+            .any(|prefix| key.starts_with(prefix))
 }
 
 /// A bit for the first byte of `key` when it is in 64..128 (where lowercase letters are),

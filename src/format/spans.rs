@@ -1,8 +1,9 @@
 //! The span-field store: each span's fields rendered once, when the span is created or
 //! recorded, in a form that events copy whole or read back without parsing.
 
+use std::cell::Cell;
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::field::Field;
 use tracing::span::Record;
@@ -67,11 +68,14 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         with_scratch(|entries, built| {
             let mut visitor = Values(SpanVisitor {
                 entries,
+                seen: 0,
+                reserved: false,
                 result: Ok(()),
             });
             fields.record(&mut visitor);
             visitor.0.result?;
-            build(built, entries);
+            let reserved = visitor.0.reserved;
+            build(built, entries, reserved);
             writer.write_str(built)
         })
     }
@@ -85,11 +89,15 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         with_scratch(|added, merged| {
             let mut visitor = Values(SpanVisitor {
                 entries: added,
+                seen: 0,
+                reserved: false,
                 result: Ok(()),
             });
             fields.record(&mut visitor);
             visitor.0.result?;
             let old = StoredFields::parse(&current.fields);
+            // Kept keys keep their mark; a replaced one may leave it set: only a cost.
+            let reserved = visitor.0.reserved || old.maybe_reserved;
             for (key, value) in old.entries() {
                 if !has_key(added, key) {
                     push_entry(merged, key, value);
@@ -98,7 +106,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
             merged.push_str(added);
             // Built into the scratch, then copied: the store keeps its own capacity.
             let entries = std::mem::take(merged);
-            build(merged, &entries);
+            build(merged, &entries, reserved);
             current.fields.clear();
             current.fields.push_str(merged);
             *merged = entries;
@@ -122,32 +130,59 @@ fn has_key(entries: &str, key: &str) -> bool {
         .any(|(k, _)| k == key)
 }
 
-/// The stored form of `entries` (`<key>` `KEY_END` `<value>` `FIELD_END`, …), into `out`.
-fn build(out: &mut String, entries: &str) {
+/// The stored form of `entries` (`<key>` `KEY_END` `<value>` `FIELD_END`, …), into `out`;
+/// `reserved` when some configuration reserves one of the keys.
+fn build(out: &mut String, entries: &str, reserved: bool) {
     let pairs = || {
         entries
-            .split(FIELD_END)
+            .split_terminator(FIELD_END)
             .filter_map(|entry| entry.split_once(KEY_END))
     };
-    let reserved = pairs().any(|(key, _)| may_be_reserved(key));
-    let mask = pairs().fold(0, |mask, (key, _)| mask | name_bit(key));
-    let fragment_len: usize = pairs().map(|(k, v)| 4 + k.len() + v.len()).sum();
-    let keys_len: usize = pairs().map(|(k, _)| k.len() + 1).sum();
-    out.reserve(HEADER + fragment_len + keys_len + entries.len());
-    out.push(if reserved { 'R' } else { '-' });
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{mask:016x}{fragment_len:08x}{keys_len:08x}");
+    out.reserve(HEADER + 2 * entries.len() + 8);
+    // The header's numbers are known once the fragment is written: filled in after it.
+    let header_at = out.len();
+    if let Ok(placeholder) = std::str::from_utf8(&PLACEHOLDER) {
+        out.push_str(placeholder);
+    }
+    let (mut mask, mut keys_len) = (0u64, 0usize);
+    let fragment_at = out.len();
     for (key, value) in pairs() {
+        mask |= name_bit(key);
+        keys_len += key.len() + 1;
         out.push_str(",\"");
         out.push_str(key);
         out.push_str("\":");
         out.push_str(value);
     }
+    let fragment_len = out.len() - fragment_at;
     for (key, _) in pairs() {
         out.push_str(key);
         out.push(FIELD_END);
     }
     out.push_str(entries);
+    let mut header = [b'-'; HEADER];
+    if reserved {
+        header[0] = b'R';
+    }
+    put_hex(&mut header[1..17], mask);
+    put_hex(&mut header[17..25], fragment_len as u64);
+    put_hex(&mut header[25..HEADER], keys_len as u64);
+    // Only ASCII was put in it.
+    if let Ok(header) = std::str::from_utf8(&header) {
+        out.replace_range(header_at..header_at + HEADER, header);
+    }
+}
+
+/// Where the header goes until its numbers are known.
+const PLACEHOLDER: [u8; HEADER] = [b'-'; HEADER];
+
+/// `value` in lowercase hex, filling `digits`.
+fn put_hex(digits: &mut [u8], mut value: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for digit in digits.iter_mut().rev() {
+        *digit = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 /// A span's stored fields, read back (see [`HEADER`] for the layout).
@@ -201,7 +236,30 @@ impl<'a> StoredFields<'a> {
 /// of a name wins; a field without a value is never visited, so it is as if absent.
 struct SpanVisitor<'s> {
     entries: &'s mut String,
+    /// The name bits of the keys recorded so far: most names need no comparison.
+    seen: u64,
+    /// Whether some configuration reserves one of the names.
+    reserved: bool,
     result: fmt::Result,
+}
+
+/// [`may_be_reserved`] of a callsite's field name, remembered per thread by the name's
+/// address: spans of a callsite are made again and again with the same names.
+fn name_may_be_reserved(name: &'static str) -> bool {
+    const SLOTS: usize = 64;
+    thread_local! {
+        static CACHE: [Cell<(usize, bool)>; SLOTS] = const { [const { Cell::new((0, false)) }; SLOTS] };
+    }
+    let key = name.as_ptr() as usize ^ name.len().rotate_left(48);
+    let slot = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
+    let (cached, reserved) = CACHE.with(|cache| cache[slot].get());
+    if cached == key && key != 0 {
+        return reserved;
+    }
+    let mut escaped = String::new();
+    let reserved = write_escaped(&mut escaped, name).is_ok() && may_be_reserved(&escaped);
+    CACHE.with(|cache| cache[slot].set((key, reserved)));
+    reserved
 }
 
 impl SpanVisitor<'_> {
@@ -211,10 +269,13 @@ impl SpanVisitor<'_> {
         }
         let start = self.entries.len();
         self.result = write_escaped(self.entries, field.name());
-        if has_key(&self.entries[..start], &self.entries[start..]) {
+        let bit = name_bit(&self.entries[start..]);
+        if self.seen & bit != 0 && has_key(&self.entries[..start], &self.entries[start..]) {
             self.entries.truncate(start);
             return;
         }
+        self.seen |= bit;
+        self.reserved |= name_may_be_reserved(field.name());
         self.entries.push(KEY_END);
         self.result = self.result.and_then(|()| write(self.entries));
         self.entries.push(FIELD_END);
@@ -269,7 +330,7 @@ mod tests {
         push_entry(&mut entries, "a", "1");
         push_entry(&mut entries, "b\\n", "\"x\"");
         let mut stored = String::new();
-        build(&mut stored, &entries);
+        build(&mut stored, &entries, false);
         let parsed = StoredFields::parse(&stored);
         assert_eq!(parsed.fragment, r#","a":1,"b\n":"x""#);
         assert_eq!(parsed.keys, "a\u{1e}b\\n\u{1e}");
@@ -282,8 +343,10 @@ mod tests {
         let mut reserved_entries = String::new();
         push_entry(&mut reserved_entries, "container.id", "1");
         let mut reserved = String::new();
-        build(&mut reserved, &reserved_entries);
+        build(&mut reserved, &reserved_entries, true);
         assert!(StoredFields::parse(&reserved).maybe_reserved);
+        assert!(name_may_be_reserved("container.id") && name_may_be_reserved("fields.x"));
+        assert!(!name_may_be_reserved("order_id"));
         // Anything else reads as "compare everything".
         let foreign = StoredFields::parse("a=1");
         assert_eq!((foreign.fragment, foreign.mask), ("", u64::MAX));

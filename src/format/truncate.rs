@@ -24,7 +24,8 @@ pub(super) fn share(lengths: &mut [usize], mut room: usize) -> usize {
 pub(super) enum Strings<'a> {
     /// As they are.
     Whole,
-    /// As they are, noting each one's escaped length.
+    /// Counted, not written: each one's escaped length is noted, and only its quotes go on
+    /// the line, so that what the line takes besides its strings is the line's length.
     Measure(&'a mut Vec<usize>),
     /// Cut to this many escaped bytes.
     Capped(usize),
@@ -62,6 +63,7 @@ impl<'a> Line<'a> {
             remaining,
             written: 0,
             cut: false,
+            count_only: matches!(self.strings, Strings::Measure(_)),
         };
         content(&mut value)?;
         let (written, cut) = (value.written, value.cut);
@@ -91,7 +93,7 @@ impl<'a> Line<'a> {
             }
             (Strings::Measure(lengths), Some(inner)) => {
                 lengths.push(inner.len());
-                self.out.push_str(value);
+                self.out.push_str("\"\"");
             }
             _ => self.out.push_str(value),
         }
@@ -127,12 +129,20 @@ pub(super) struct StringValue<'a> {
     pub(super) remaining: usize,
     pub(super) written: usize,
     pub(super) cut: bool,
+    /// Count the escaped bytes without writing them.
+    pub(super) count_only: bool,
 }
 
 impl fmt::Write for StringValue<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if self.cut {
             return Ok(());
+        }
+        if self.count_only {
+            return escape_pieces(s, |piece, _| {
+                self.written += piece.len();
+                Ok(())
+            });
         }
         escape_pieces(s, |piece, raw| {
             if piece.len() <= self.remaining {
