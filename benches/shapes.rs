@@ -221,6 +221,11 @@ fn ours() -> Dispatch {
     )
 }
 
+/// The registry alone: what spans and dispatch cost before any formatting.
+fn floor() -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry())
+}
+
 fn stock() -> Dispatch {
     Dispatch::new(
         tracing_subscriber::registry().with(
@@ -289,7 +294,7 @@ fn traced() {
 }
 
 fn shapes(c: &mut Criterion) {
-    let (ours, stock) = (ours(), stock());
+    let (ours, stock, floor) = (ours(), stock(), floor());
     type Row = (
         &'static str,
         Dispatch,
@@ -315,7 +320,7 @@ fn shapes(c: &mut Criterion) {
     }
     for (name, ours, stock, op, shape_tree) in rows {
         let mut group = c.benchmark_group(format!("shape | {name}"));
-        for (who, dispatch) in [("ours", &ours), ("stock", &stock)] {
+        for (who, dispatch) in [("ours", &ours), ("stock", &stock), ("floor", &floor)] {
             println!(
                 "alloc\t{name}\t{who}\t{}",
                 allocations(dispatch, shape_tree, op)

@@ -18,7 +18,7 @@ import re, sys
 
 times, allocs, order = {}, {}, []
 for line in open(sys.argv[1]):
-    m = re.match(r"test shape \| (.+)/(ours|stock) \.\.\. bench:\s+([\d,]+) ns/iter", line)
+    m = re.match(r"test shape \| (.+)/(ours|stock|floor) \.\.\. bench:\s+([\d,]+) ns/iter", line)
     if m:
         times[(m.group(1), m.group(2))] = int(m.group(3).replace(",", ""))
         if m.group(1) not in order:
@@ -27,9 +27,11 @@ for line in open(sys.argv[1]):
     if m:
         allocs[(m.group(1), m.group(2))] = float(m.group(3))
 
-print("| shape | ours ns | stock ns | ratio | allocs ours/stock |")
-print("|---|---:|---:|---:|---:|")
+print("| shape | ours ns | stock ns | ratio | registry alone ns | allocs ours/stock |")
+print("|---|---:|---:|---:|---:|---:|")
 for name in order:
     o, s = times[(name, "ours")], times[(name, "stock")]
-    print(f"| {name} | {o:,} | {s:,} | {o / s:.2f} | {allocs[(name, 'ours')]:g}/{allocs[(name, 'stock')]:g} |")
+    f = times.get((name, "floor"))
+    floor = f"{f:,}" if f is not None else "–"
+    print(f"| {name} | {o:,} | {s:,} | {o / s:.2f} | {floor} | {allocs[(name, 'ours')]:g}/{allocs[(name, 'stock')]:g} |")
 PY

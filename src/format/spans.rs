@@ -66,12 +66,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         fields: R,
     ) -> fmt::Result {
         with_scratch(|entries, built| {
-            let mut visitor = Values(SpanVisitor {
-                entries,
-                seen: 0,
-                reserved: false,
-                result: Ok(()),
-            });
+            let mut visitor = Values(SpanVisitor::new(entries));
             fields.record(&mut visitor);
             visitor.0.result?;
             let reserved = visitor.0.reserved;
@@ -87,23 +82,19 @@ impl<'writer> FormatFields<'writer> for SpanFields {
     ) -> fmt::Result {
         // `span.record`: the new values replace the old ones of the same name.
         with_scratch(|added, merged| {
-            let mut visitor = Values(SpanVisitor {
-                entries: added,
-                seen: 0,
-                reserved: false,
-                result: Ok(()),
-            });
+            let mut visitor = Values(SpanVisitor::new(added));
             fields.record(&mut visitor);
             visitor.0.result?;
             let old = StoredFields::parse(&current.fields);
             // Kept keys keep their mark; a replaced one may leave it set: only a cost.
             let reserved = visitor.0.reserved || old.maybe_reserved;
             for (key, value) in old.entries() {
-                if !has_key(added, key) {
+                let bit = name_bit(key);
+                if visitor.0.seen & bit == 0 || !visitor.0.has(bit, key) {
                     push_entry(merged, key, value);
                 }
             }
-            merged.push_str(added);
+            merged.push_str(visitor.0.entries);
             // Built into the scratch, then copied: the store keeps its own capacity.
             let entries = std::mem::take(merged);
             build(merged, &entries, reserved);
@@ -238,6 +229,9 @@ struct SpanVisitor<'s> {
     entries: &'s mut String,
     /// The name bits of the keys recorded so far: most names need no comparison.
     seen: u64,
+    /// Each recorded key's bit and place in `entries` (a callsite has at most 32 fields).
+    keys: [(u64, usize, usize); 32],
+    count: usize,
     /// Whether some configuration reserves one of the names.
     reserved: bool,
     result: fmt::Result,
@@ -262,19 +256,46 @@ fn name_may_be_reserved(name: &'static str) -> bool {
     reserved
 }
 
-impl SpanVisitor<'_> {
+impl<'s> SpanVisitor<'s> {
+    fn new(entries: &'s mut String) -> Self {
+        SpanVisitor {
+            entries,
+            seen: 0,
+            keys: [(0, 0, 0); 32],
+            count: 0,
+            reserved: false,
+            result: Ok(()),
+        }
+    }
+
+    /// Whether a key recorded so far is `key`, whose bit is `bit`.
+    fn has(&self, bit: u64, key: &str) -> bool {
+        if self.count == self.keys.len() {
+            // More fields than a callsite has: look through the text.
+            return has_key(self.entries, key);
+        }
+        self.keys[..self.count]
+            .iter()
+            .any(|&(b, start, end)| b == bit && &self.entries[start..end] == key)
+    }
+
     fn field(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
         let start = self.entries.len();
         self.result = write_escaped(self.entries, field.name());
+        let end = self.entries.len();
         let bit = name_bit(&self.entries[start..]);
-        if self.seen & bit != 0 && has_key(&self.entries[..start], &self.entries[start..]) {
+        if self.seen & bit != 0 && self.has(bit, &self.entries[start..end]) {
             self.entries.truncate(start);
             return;
         }
         self.seen |= bit;
+        if let Some(slot) = self.keys.get_mut(self.count) {
+            *slot = (bit, start, end);
+            self.count += 1;
+        }
         self.reserved |= name_may_be_reserved(field.name());
         self.entries.push(KEY_END);
         self.result = self.result.and_then(|()| write(self.entries));
