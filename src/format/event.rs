@@ -46,12 +46,15 @@ pub(super) enum Pass {
 pub(super) struct EventNames<'a> {
     pub(super) event: &'a Event<'a>,
     pub(super) mask: u64,
-    pub(super) may_repeat: bool,
+    /// The fields (by index bit) whose name an earlier field has.
+    pub(super) repeated: u64,
     pub(super) message_first: bool,
+    /// The index of the first `message` field, if any (`u8::MAX` for none).
+    pub(super) message: u8,
 }
 
-/// What [`EventNames`] keeps of a callsite: (mask, may repeat, message first).
-type Facts = (u64, bool, bool);
+/// What [`EventNames`] keeps of a callsite: (mask, repeated, message first, message index).
+type Facts = (u64, u64, bool, u8);
 
 impl<'a> EventNames<'a> {
     pub(super) fn of(event: &'a Event<'a>) -> Self {
@@ -59,11 +62,11 @@ impl<'a> EventNames<'a> {
         thread_local! {
             /// (callsite metadata address, facts); address 0 is an empty slot.
             static CACHE: [Cell<(usize, Facts)>; SLOTS] =
-                const { [const { Cell::new((0, (0, false, false))) }; SLOTS] };
+                const { [const { Cell::new((0, (0, 0, false, u8::MAX))) }; SLOTS] };
         }
         // A span's own lines (span events) borrow the span's metadata with field sets of their
         // own: the callsite does not decide their names, so they are not cached.
-        let (mask, may_repeat, message_first) = if event.metadata().is_span() {
+        let (mask, repeated, message_first, message) = if event.metadata().is_span() {
             Self::compute(event)
         } else {
             let key = std::ptr::from_ref(event.metadata()) as usize;
@@ -81,35 +84,43 @@ impl<'a> EventNames<'a> {
         EventNames {
             event,
             mask,
-            may_repeat,
+            repeated,
             message_first,
+            message,
         }
     }
 
     pub(super) fn compute(event: &Event<'_>) -> Facts {
         let mut mask = 0;
-        let mut may_repeat = false;
+        let mut repeated = 0;
         let mut message_first = true;
-        for field in event.fields() {
+        let mut message = u8::MAX;
+        let fields: Vec<Field> = event.fields().collect();
+        for (i, field) in fields.iter().enumerate() {
             let name = field.name();
-            if name == "message" && field.index() > 0 {
-                message_first = false;
+            if name == "message" {
+                if message == u8::MAX {
+                    // A callsite has at most 32 fields.
+                    message = u8::try_from(field.index()).unwrap_or(u8::MAX - 1);
+                }
+                message_first &= field.index() == 0;
             }
-            let bit = name_bit(name);
-            may_repeat |= mask & bit != 0;
+            if fields[..i].iter().any(|earlier| earlier.name() == name) {
+                repeated |= index_bit(field);
+            }
             mask |= if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
                 u64::MAX
             } else {
-                bit
+                name_bit(name)
             };
         }
-        (mask, may_repeat, message_first)
+        (mask, repeated, message_first, message)
     }
 
     /// Whether a field before `field` with a value (its bit in `valued`) has its name. A
     /// field without a value is as if absent: it is not the first of its name.
     pub(super) fn repeats(&self, field: &Field, valued: u64) -> bool {
-        self.may_repeat
+        self.repeated & index_bit(field) != 0
             && self
                 .event
                 .fields()
@@ -153,7 +164,11 @@ impl EventVisitor<'_, '_> {
         // Visited, so it has a value; both passes visit in index order.
         self.valued |= index_bit(field);
         let name = field.name();
-        let is_message = name == "message";
+        // By index, not by name: the callsite's first `message`, or a later one whose earlier
+        // namesakes had no value.
+        let is_message = self.names.message != u8::MAX
+            && (field.index() == usize::from(self.names.message)
+                || (self.names.repeated & index_bit(field) != 0 && name == "message"));
         if self.pass != Pass::All && (self.pass == Pass::Message) != is_message {
             return false;
         }
