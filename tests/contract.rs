@@ -609,3 +609,50 @@ fn a_spans_non_finite_float_is_never_cut() {
     assert_eq!(line["ratio"], "NaN");
     assert_eq!(line["bound"], "-inf");
 }
+
+/// The rules on a deep tree whose spans share their names: nearest wins at every depth,
+/// the first of a name within a span, and `record` replaces a span's own value only.
+#[test]
+fn deep_trees_with_shared_names_keep_the_rules() {
+    let (line, _) = one_line(|| {
+        let mut spans: Vec<tracing::Span> = Vec::new();
+        for depth in 0..20u64 {
+            let parent = spans.last().and_then(tracing::Span::id);
+            let span = info_span!(
+                parent: parent,
+                "layer",
+                id = depth,
+                shared = depth,
+                first = depth,
+                first = 1000 + depth,
+                late = tracing::field::Empty,
+                own_0 = depth
+            );
+            spans.push(span);
+        }
+        // Records at the root, in the middle and at the leaf.
+        spans[0].record("late", "root");
+        spans[10].record("late", "middle");
+        spans[0].record("shared", 999u64);
+        spans[19].record("id", 77u64);
+        let _entered: Vec<_> = spans.iter().map(|s| s.enter()).collect();
+        info!(shared = "event", "deep");
+    });
+    // The event's own field beats every span's.
+    assert_eq!(line["shared"], "event");
+    // The leaf is nearest: its recorded value.
+    assert_eq!(line["id"], 77);
+    // Within a span the first of a name wins; the leaf's.
+    assert_eq!(line["first"], 19);
+    // `late` was recorded at depth 10 and 0: the nearer one.
+    assert_eq!(line["late"], "middle");
+    assert_eq!(line["own_0"], 19);
+    common::assert_no_duplicate_keys(&serde_json::to_string(&line).unwrap());
+    let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys.iter()
+            .filter(|k| ["id", "shared", "first", "late", "own_0"].contains(&k.as_str()))
+            .count(),
+        5
+    );
+}

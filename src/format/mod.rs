@@ -394,7 +394,8 @@ impl EcsFormat {
                 let mut borrowed = cell.try_borrow_mut();
                 // Formatting that logs re-enters: it gets a key list of its own.
                 let mut on_line = LineKeys::new(borrowed.as_deref_mut().unwrap_or(&mut fresh));
-                for span in scope {
+                let mut scope = scope.peekable();
+                while let Some(span) = scope.next() {
                     let extensions = span.extensions();
                     let Some(stored) = extensions.get::<FormattedFields<SpanFields>>() else {
                         continue;
@@ -422,7 +423,10 @@ impl EcsFormat {
                             line.stored_value(value);
                         }
                     }
-                    on_line.add(&stored);
+                    // Only spans further out need to know this one's keys.
+                    if scope.peek().is_some() {
+                        on_line.add(&stored);
+                    }
                 }
             });
         }
@@ -649,4 +653,29 @@ fn name_bit(escaped: &str) -> u64 {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     1 << (hash >> 58)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_line_does_not_pin_its_buffer() {
+        let mut out = String::with_capacity(300 * 1024);
+        out.push_str("a huge line");
+        // Big lines keep the buffer: no allocation per line for a thread that writes them.
+        out.push_str(&"x".repeat(20 * 1024));
+        for _ in 0..100 {
+            shrink_after_huge_lines(&mut out);
+        }
+        assert!(out.capacity() >= 300 * 1024);
+        // Then 64 small lines in a row give the memory back.
+        for i in 0..64 {
+            out.clear();
+            out.push_str("small");
+            assert!(out.capacity() >= 300 * 1024, "not before 64: {i}");
+            shrink_after_huge_lines(&mut out);
+        }
+        assert!(out.capacity() <= STEADY_LINE_BYTES);
+    }
 }

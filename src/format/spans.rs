@@ -167,6 +167,18 @@ fn build(out: &mut String, entries: &str, reserved: bool) {
 /// Where the header goes until its numbers are known.
 const PLACEHOLDER: [u8; HEADER] = [b'-'; HEADER];
 
+/// The value of lowercase hex digits (as [`put_hex`] writes them); `None` for anything else.
+fn parse_hex(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &d| {
+        let nibble = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u64::from(nibble))
+    })
+}
+
 /// `value` in lowercase hex, filling `digits`.
 fn put_hex(digits: &mut [u8], mut value: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -188,11 +200,7 @@ pub(super) struct StoredFields<'a> {
 
 impl<'a> StoredFields<'a> {
     pub(super) fn parse(stored: &'a str) -> Self {
-        let hex = |range: std::ops::Range<usize>| {
-            stored
-                .get(range)
-                .and_then(|digits| u64::from_str_radix(digits, 16).ok())
-        };
+        let hex = |range: std::ops::Range<usize>| stored.as_bytes().get(range).and_then(parse_hex);
         let header = (hex(1..17), hex(17..25), hex(25..HEADER));
         let (Some(mask), Some(fragment_len), Some(keys_len)) = header else {
             // Not a store of ours: nothing to copy, everything to compare.
