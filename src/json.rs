@@ -78,13 +78,25 @@ pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt:
     escape_pieces(s, |piece, _| w.write_str(piece))
 }
 
+/// `\u00XX` for the code point `XX` (a C0 or C1 control, or DEL).
+fn unicode_escape(code: u8) -> [u8; 6] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [
+        b'\\',
+        b'u',
+        b'0',
+        b'0',
+        HEX[usize::from(code >> 4)],
+        HEX[usize::from(code & 0xf)],
+    ]
+}
+
 /// Hands `s` to `emit` as escaped pieces: runs of characters that need no escaping
 /// (`raw` true) and single escape sequences (`raw` false).
 pub(crate) fn escape_pieces(
     s: &str,
     mut emit: impl FnMut(&str, bool) -> fmt::Result,
 ) -> fmt::Result {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -128,15 +140,7 @@ pub(crate) fn escape_pieces(
             // C1 controls (U+0085 NEL breaks lines for many readers, U+009B starts ANSI
             // sequences): U+00XX is 0xC2 0xXX.
             0xc2 if bytes.get(i + 1).is_some_and(|b| (0x80..=0x9f).contains(b)) => {
-                let code = bytes[i + 1];
-                control = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(code >> 4)],
-                    HEX[usize::from(code & 0xf)],
-                ];
+                control = unicode_escape(bytes[i + 1]);
                 // Only ASCII was put in it.
                 (std::str::from_utf8(&control).map_err(|_| fmt::Error)?, 2)
             }
@@ -145,14 +149,7 @@ pub(crate) fn escape_pieces(
                 continue;
             }
             other => {
-                control = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(other >> 4)],
-                    HEX[usize::from(other & 0xf)],
-                ];
+                control = unicode_escape(other);
                 // Only ASCII was put in it.
                 (std::str::from_utf8(&control).map_err(|_| fmt::Error)?, 1)
             }

@@ -10,15 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Capture, assert_no_duplicate_keys, fargate_metadata};
-use once_cell::sync::OnceCell;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value as Json, json};
-use tracing::callsite::{Callsite, Identifier};
-use tracing::field::{FieldSet, Value};
+use tracing::field::Value;
 use tracing::metadata::Kind;
-use tracing::subscriber::Interest;
-use tracing::{Level, Metadata, info, info_span};
+use tracing::{Metadata, info, info_span};
 use tracing_aws_ecs::FieldScheme;
 use tracing_subscriber::prelude::*;
 
@@ -148,33 +145,9 @@ fn reference(case: &Case) -> Map<String, Json> {
 // ---------------------------------------------------------------------------------------
 // Driving the real layer with names made at run time.
 
-struct DynamicCallsite(OnceCell<Metadata<'static>>);
-
-impl Callsite for DynamicCallsite {
-    fn set_interest(&self, _: Interest) {}
-
-    fn metadata(&self) -> &Metadata<'_> {
-        self.0.get().expect("set at creation")
-    }
-}
-
 /// A callsite with these names (leaked: one per case).
 fn callsite(names: Vec<&'static str>, kind: Kind) -> &'static Metadata<'static> {
-    let names: &'static [&'static str] = Box::leak(names.into_boxed_slice());
-    let site: &'static DynamicCallsite = Box::leak(Box::new(DynamicCallsite(OnceCell::new())));
-    let meta = Metadata::new(
-        "dynamic",
-        "contract",
-        Level::INFO,
-        None,
-        None,
-        None,
-        FieldSet::new(names, Identifier(site)),
-        kind,
-    );
-    let _ = site.0.set(meta);
-    tracing::callsite::register(site);
-    site.metadata()
+    common::dynamic_callsite(Box::leak(names.into_boxed_slice()), "contract", kind)
 }
 
 /// Calls `f` with the values as `dyn Value`s (`None` for absent ones).

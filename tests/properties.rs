@@ -6,31 +6,16 @@
 
 mod common;
 
-use once_cell::sync::OnceCell;
-
 use common::{Capture, assert_no_duplicate_keys, fixture};
 use proptest::prelude::*;
 use serde_json::Value;
-use tracing::callsite::{Callsite, Identifier};
-use tracing::field::{FieldSet, Value as TracingValue};
+use tracing::Metadata;
+use tracing::field::Value as TracingValue;
 use tracing::metadata::Kind;
-use tracing::subscriber::Interest;
-use tracing::{Level, Metadata};
 use tracing_aws_ecs::metadata::{Container, Task};
 use tracing_aws_ecs::stats::{ContainerFigures, ContainerStats, TaskFigures, TaskStats};
 use tracing_aws_ecs::{EcsMetadata, FieldScheme};
 use tracing_subscriber::prelude::*;
-
-/// A callsite made at run time, so that field names can be anything.
-struct DynamicCallsite(OnceCell<Metadata<'static>>);
-
-impl Callsite for DynamicCallsite {
-    fn set_interest(&self, _: Interest) {}
-
-    fn metadata(&self) -> &Metadata<'_> {
-        self.0.get().expect("set at creation")
-    }
-}
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -39,20 +24,7 @@ fn leak(s: String) -> &'static str {
 /// A callsite with these four field names (leaked: a few hundred per run).
 fn callsite(names: [String; 4], kind: Kind) -> &'static Metadata<'static> {
     let names: &'static [&'static str] = Box::leak(Box::new(names.map(leak)));
-    let site: &'static DynamicCallsite = Box::leak(Box::new(DynamicCallsite(OnceCell::new())));
-    let meta = Metadata::new(
-        "dynamic",
-        "properties",
-        Level::INFO,
-        None,
-        None,
-        None,
-        FieldSet::new(names, Identifier(site)),
-        kind,
-    );
-    let _ = site.0.set(meta);
-    tracing::callsite::register(site);
-    site.metadata()
+    common::dynamic_callsite(names, "properties", kind)
 }
 
 fn text() -> impl Strategy<Value = String> {

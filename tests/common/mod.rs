@@ -320,3 +320,38 @@ pub fn by_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
         .find(|l| l["message"] == message)
         .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))
 }
+
+/// A callsite made at run time, so that field names can be anything: `names`, with
+/// `target`, at INFO (leaked: one per call).
+pub fn dynamic_callsite(
+    names: &'static [&'static str],
+    target: &'static str,
+    kind: tracing::metadata::Kind,
+) -> &'static tracing::Metadata<'static> {
+    use tracing::callsite::{Callsite, Identifier};
+
+    struct Dynamic(once_cell::sync::OnceCell<tracing::Metadata<'static>>);
+
+    impl Callsite for Dynamic {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            self.0.get().expect("set at creation")
+        }
+    }
+
+    let site: &'static Dynamic = Box::leak(Box::new(Dynamic(once_cell::sync::OnceCell::new())));
+    let meta = tracing::Metadata::new(
+        "dynamic",
+        target,
+        tracing::Level::INFO,
+        None,
+        None,
+        None,
+        tracing::field::FieldSet::new(names, Identifier(site)),
+        kind,
+    );
+    let _ = site.0.set(meta);
+    tracing::callsite::register(site);
+    site.metadata()
+}
