@@ -261,7 +261,7 @@ fn allocations(
 }
 
 #[cfg(feature = "opentelemetry")]
-fn otel_pair() -> (Dispatch, Dispatch) {
+fn otel_trio() -> (Dispatch, Dispatch, Dispatch) {
     use opentelemetry::trace::TracerProvider as _;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let ours = Dispatch::new(
@@ -283,7 +283,12 @@ fn otel_pair() -> (Dispatch, Dispatch) {
                     .with_writer(std::io::sink),
             ),
     );
-    (ours, stock)
+    // The floor of this row: the registry and the OpenTelemetry layer, no formatter.
+    let floor = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+    );
+    (ours, stock, floor)
 }
 
 #[cfg(feature = "opentelemetry")]
@@ -297,28 +302,29 @@ fn shapes(c: &mut Criterion) {
     let (ours, stock, floor) = (ours(), stock(), floor());
     type Row = (
         &'static str,
-        Dispatch,
-        Dispatch,
+        [Dispatch; 3],
         fn(),
         Option<fn() -> Vec<tracing::Span>>,
     );
     #[allow(unused_mut)] // The OpenTelemetry row is added with its feature.
     let mut rows: Vec<Row> = SHAPES
         .iter()
-        .map(|s| (s.name, ours.clone(), stock.clone(), s.op, s.tree))
+        .map(|s| {
+            let dispatches = [ours.clone(), stock.clone(), floor.clone()];
+            (s.name, dispatches, s.op, s.tree)
+        })
         .collect();
     #[cfg(feature = "opentelemetry")]
     {
-        let (o, s) = otel_pair();
+        let (o, s, f) = otel_trio();
         rows.push((
             "OpenTelemetry: a short traced span and one event",
-            o,
-            s,
+            [o, s, f],
             traced,
             None,
         ));
     }
-    for (name, ours, stock, op, shape_tree) in rows {
+    for (name, [ours, stock, floor], op, shape_tree) in rows {
         let mut group = c.benchmark_group(format!("shape | {name}"));
         for (who, dispatch) in [("ours", &ours), ("stock", &stock), ("floor", &floor)] {
             println!(

@@ -110,25 +110,49 @@ impl EcsMetadata {
 }
 
 /// A span's trace context as it goes on a line: `,"trace_id":"…","span_id":"…",
-/// "trace_flags":"01","xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry` layer traces it.
-/// Worked out on a span's first event and kept in its extensions.
-pub(crate) struct TraceIds(Option<Box<str>>);
+/// "trace_flags":"01","xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry`
+/// layer traces it. Worked out on a span's first event and kept in its extensions, as hex
+/// digits in fixed arrays: nothing is formatted or allocated for it but the extension.
+pub(crate) struct TraceIds(Option<Ids>);
+
+struct Ids {
+    trace: Hex<32>,
+    span: Hex<16>,
+    flags: Hex<2>,
+}
 
 impl TraceIds {
     pub(crate) fn of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Self {
-        TraceIds(render(id, dispatch))
+        TraceIds(ids_of(id, dispatch))
     }
 
     /// Writes the ids, if the span is traced; whether it wrote them.
     pub(crate) fn write(&self, out: &mut String) -> bool {
-        if let Some(ids) = &self.0 {
-            out.push_str(ids);
-        }
-        self.0.is_some()
+        let Some(ids) = &self.0 else {
+            return false;
+        };
+        let (Some(trace), Some(span), Some(flags)) =
+            (ids.trace.as_str(), ids.span.as_str(), ids.flags.as_str())
+        else {
+            return false;
+        };
+        out.push_str(",\"trace_id\":\"");
+        out.push_str(trace);
+        out.push_str("\",\"span_id\":\"");
+        out.push_str(span);
+        out.push_str("\",\"trace_flags\":\"");
+        out.push_str(flags);
+        // X-Ray's form of the trace id: version 1, the first 8 digits, the other 24.
+        out.push_str("\",\"xray_trace_id\":\"1-");
+        out.push_str(&trace[..8]);
+        out.push('-');
+        out.push_str(&trace[8..]);
+        out.push('"');
+        true
     }
 }
 
-fn render(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Box<str>> {
+fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Ids> {
     let dispatch = dispatch.upgrade()?;
     let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
     let span = cx.span();
@@ -136,23 +160,16 @@ fn render(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Box<str>> {
     if !context.is_valid() {
         return None;
     }
-    let mut trace = Hex::<32>::default();
-    let mut span_id = Hex::<16>::default();
-    // Both write exactly as many hex digits as they hold.
-    write!(trace, "{}", context.trace_id()).ok()?;
-    write!(span_id, "{}", context.span_id()).ok()?;
-    let (trace, span_id) = (trace.as_str()?, span_id.as_str()?);
-    // The W3C flags (01: sampled, so exported), then X-Ray's form of the trace id: version 1,
-    // the first 8 digits, the other 24.
-    Some(
-        format!(
-            r#","trace_id":"{trace}","span_id":"{span_id}","trace_flags":"{:02x}","xray_trace_id":"1-{}-{}""#,
-            context.trace_flags().to_u8(),
-            &trace[..8],
-            &trace[8..]
-        )
-        .into_boxed_str(),
-    )
+    let mut ids = Ids {
+        trace: Hex::default(),
+        span: Hex::default(),
+        flags: Hex::default(),
+    };
+    // Each writes exactly as many hex digits as it holds (the W3C flags: 01 when sampled).
+    write!(ids.trace, "{}", context.trace_id()).ok()?;
+    write!(ids.span, "{}", context.span_id()).ok()?;
+    write!(ids.flags, "{:02x}", context.trace_flags().to_u8()).ok()?;
+    Some(ids)
 }
 
 /// A fixed-size buffer for hex digits, filled through `fmt::Write` without allocating.
