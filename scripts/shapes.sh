@@ -27,7 +27,7 @@ for line in open(sys.argv[1]):
     if m:
         allocs[(m.group(1), m.group(2))] = float(m.group(3))
 
-print("| shape | ours ns | stock ns | ratio | registry alone ns | allocs ours/stock |")
+print("| shape | ours ns | stock ns | ratio | no formatter ns | allocs ours/stock |")
 print("|---|---:|---:|---:|---:|---:|")
 for name in order:
     o, s = times[(name, "ours")], times[(name, "stock")]
