@@ -309,40 +309,34 @@ impl<W> Builder<W> {
     }
 
     /// Writes the callsite's source file as `"filename"` (default off).
-    pub fn with_file(mut self, on: bool) -> Self {
-        self.line.file = on;
-        self
+    pub fn with_file(self, on: bool) -> Self {
+        self.line(|line| line.file = on)
     }
 
     /// Writes the callsite's line as `"line_number"` (default off).
-    pub fn with_line_number(mut self, on: bool) -> Self {
-        self.line.line_number = on;
-        self
+    pub fn with_line_number(self, on: bool) -> Self {
+        self.line(|line| line.line_number = on)
     }
 
     /// Writes the thread's id as `"threadId"` (default off).
-    pub fn with_thread_ids(mut self, on: bool) -> Self {
-        self.line.thread_ids = on;
-        self
+    pub fn with_thread_ids(self, on: bool) -> Self {
+        self.line(|line| line.thread_ids = on)
     }
 
     /// Writes the thread's name as `"threadName"` (default off).
-    pub fn with_thread_names(mut self, on: bool) -> Self {
-        self.line.thread_names = on;
-        self
+    pub fn with_thread_names(self, on: bool) -> Self {
+        self.line(|line| line.thread_names = on)
     }
 
     /// Writes the name of the span the event is in as `"span"` (default off).
-    pub fn with_current_span(mut self, on: bool) -> Self {
-        self.line.current_span = on;
-        self
+    pub fn with_current_span(self, on: bool) -> Self {
+        self.line(|line| line.current_span = on)
     }
 
     /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
     /// off).
-    pub fn with_span_list(mut self, on: bool) -> Self {
-        self.line.span_list = on;
-        self
+    pub fn with_span_list(self, on: bool) -> Self {
+        self.line(|line| line.span_list = on)
     }
 
     /// How the `timestamp` is written (default RFC 3339 with microseconds).
@@ -370,6 +364,11 @@ impl<W> Builder<W> {
     /// Insights (`stats avg(elapsed_ms) by span`).
     pub fn with_span_events(mut self, kind: FmtSpan) -> Self {
         self.line.span_events = kind;
+        self
+    }
+
+    fn line(mut self, set: impl FnOnce(&mut LineConfig)) -> Self {
+        set(&mut self.line);
         self
     }
 

@@ -179,41 +179,35 @@ impl EcsFormat {
     }
 
     /// Writes the callsite's source file as `"filename"` (default off).
-    pub fn with_file(mut self, on: bool) -> Self {
-        self.options.file = on;
-        self.reserve_options()
+    pub fn with_file(self, on: bool) -> Self {
+        self.option(|options| options.file = on)
     }
 
     /// Writes the callsite's line as `"line_number"` (default off).
-    pub fn with_line_number(mut self, on: bool) -> Self {
-        self.options.line_number = on;
-        self.reserve_options()
+    pub fn with_line_number(self, on: bool) -> Self {
+        self.option(|options| options.line_number = on)
     }
 
     /// Writes the thread's id as `"threadId"` (`"ThreadId(1)"`, default off).
-    pub fn with_thread_ids(mut self, on: bool) -> Self {
-        self.options.thread_ids = on;
-        self.reserve_options()
+    pub fn with_thread_ids(self, on: bool) -> Self {
+        self.option(|options| options.thread_ids = on)
     }
 
     /// Writes the thread's name as `"threadName"` (its id when unnamed; default off).
-    pub fn with_thread_names(mut self, on: bool) -> Self {
-        self.options.thread_names = on;
-        self.reserve_options()
+    pub fn with_thread_names(self, on: bool) -> Self {
+        self.option(|options| options.thread_names = on)
     }
 
     /// Writes the name of the span the event is in as `"span"` (default off). Its fields are
     /// on the line already.
-    pub fn with_current_span(mut self, on: bool) -> Self {
-        self.options.current_span = on;
-        self.reserve_options()
+    pub fn with_current_span(self, on: bool) -> Self {
+        self.option(|options| options.current_span = on)
     }
 
     /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
     /// off).
-    pub fn with_span_list(mut self, on: bool) -> Self {
-        self.options.span_list = on;
-        self.reserve_options()
+    pub fn with_span_list(self, on: bool) -> Self {
+        self.option(|options| options.span_list = on)
     }
 
     /// How the `timestamp` is written (default [`Timestamp::Rfc3339Micros`]).
@@ -251,8 +245,9 @@ impl EcsFormat {
         self
     }
 
-    /// Reserves the keys the options write.
-    fn reserve_options(mut self) -> Self {
+    /// Sets an option, then reserves the keys the options write.
+    fn option(mut self, set: impl FnOnce(&mut LineOptions)) -> Self {
+        set(&mut self.options);
         for key in self.options.keys() {
             self.reserve(Cow::Borrowed(key));
         }
