@@ -8,13 +8,13 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::BuildHasher;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Instant;
 
 use once_cell::sync::Lazy;
+
+use crate::time::random_fraction;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
@@ -142,14 +142,15 @@ struct Held {
     lines: String,
     lengths: VecDeque<usize>,
     dropped: usize,
-    /// Flushed, or sampled: lines at the buffered levels are written as they come.
-    writes_through: bool,
 }
 
 /// One request's buffer, in its root span's extensions and in the list of live buffers.
 pub(crate) struct RequestBuffer {
     id: u64,
     held: Mutex<Held>,
+    /// Flushed, or sampled: lines at the buffered levels are written as they come. Read for
+    /// every such line, so not behind the lock.
+    writes_through: AtomicBool,
     sink: Arc<dyn Sink>,
     config: Arc<Buffering>,
 }
@@ -168,11 +169,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RequestBuffer {
     fn new(sink: Arc<dyn Sink>, config: Arc<Buffering>) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let sampled = config.sample_rate > 0.0 && {
-            let random =
-                std::collections::hash_map::RandomState::new().hash_one((Instant::now(), id));
-            ((random >> 11) as f64 / (1u64 << 53) as f64) < config.sample_rate
-        };
+        let sampled = config.sample_rate > 0.0 && random_fraction() < config.sample_rate;
         // Room for a few dozen lines up front: the held text grows per request, rarely per line.
         let room = config.max_request_bytes.min(8 * 1024);
         let buffer = Arc::new(RequestBuffer {
@@ -181,8 +178,8 @@ impl RequestBuffer {
                 lines: String::with_capacity(room),
                 lengths: VecDeque::with_capacity(32),
                 dropped: 0,
-                writes_through: sampled,
             }),
+            writes_through: AtomicBool::new(sampled),
             sink,
             config,
         });
@@ -191,7 +188,7 @@ impl RequestBuffer {
     }
 
     fn writes_through(&self) -> bool {
-        lock(&self.held).writes_through
+        self.writes_through.load(Ordering::Acquire)
     }
 
     /// Holds one rendered line, dropping the request's oldest ones to stay within the caps.
@@ -225,7 +222,7 @@ impl RequestBuffer {
     /// from then on the request's lines are written as they come.
     fn flush(&self) {
         let mut held = lock(&self.held);
-        held.writes_through = true;
+        self.writes_through.store(true, Ordering::Release);
         let mut at = 0;
         let dropped = std::mem::take(&mut held.dropped);
         let mut first = true;
@@ -326,15 +323,24 @@ impl Buffer {
         let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
             return if buffered { Route::Drop } else { Route::Write };
         };
-        let buffer = {
-            let mut extensions = root.extensions_mut();
-            match extensions.get_mut::<RootBuffer>() {
-                Some(RootBuffer(buffer)) => Arc::clone(buffer),
-                None => {
-                    let buffer =
-                        RequestBuffer::new(Arc::clone(&self.sink), Arc::clone(&self.config));
-                    extensions.insert(RootBuffer(Arc::clone(&buffer)));
-                    buffer
+        // The request's buffer, made on its first line that needs one.
+        let existing = root
+            .extensions()
+            .get::<RootBuffer>()
+            .map(|RootBuffer(buffer)| Arc::clone(buffer));
+        let buffer = match existing {
+            Some(buffer) => buffer,
+            None => {
+                let mut extensions = root.extensions_mut();
+                match extensions.get_mut::<RootBuffer>() {
+                    // Another thread of the request made it meanwhile.
+                    Some(RootBuffer(buffer)) => Arc::clone(buffer),
+                    None => {
+                        let buffer =
+                            RequestBuffer::new(Arc::clone(&self.sink), Arc::clone(&self.config));
+                        extensions.insert(RootBuffer(Arc::clone(&buffer)));
+                        buffer
+                    }
                 }
             }
         };

@@ -1,6 +1,5 @@
 //! The HTTP client for the metadata endpoint: an overall deadline, retries, a body cap.
 
-use std::hash::BuildHasher;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -346,10 +345,7 @@ fn backoff(attempt: u32) -> Duration {
 /// A pause drawn at random from the upper half of `full`, so that many tasks started
 /// together do not retry in step.
 pub(crate) fn jitter(full: Duration) -> Duration {
-    // A per-process random key hashed with the clock: jitter without a dependency.
-    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
-    full.mul_f64(0.5 + fraction / 2.0)
+    full.mul_f64(0.5 + crate::time::random_fraction() / 2.0)
 }
 #[cfg(test)]
 mod tests {

@@ -141,39 +141,25 @@ fn emit<S, L>(
     S: Subscriber + for<'a> LookupSpan<'a>,
     L: Layer<S>,
 {
-    const MESSAGE: &[&str] = &["message"];
-    const TIMED: &[&str] = &["message", "elapsed_ms", "busy_ms"];
+    const FIELDS: &[&str] = &["message", "elapsed_ms", "busy_ms"];
     let Some(span) = ctx.span(id) else {
         return;
     };
     let meta = span.metadata();
     drop(span);
-    match times {
-        None => {
-            let fields = FieldSet::new(MESSAGE, meta.callsite());
-            let mut names = fields.iter();
-            let (Some(m),) = (names.next(),) else {
-                return;
-            };
-            let values = [(&m, Some(&message as &dyn Value))];
-            let values = fields.value_set(&values);
-            let event = Event::new_child_of(id.clone(), meta, &values);
-            layer.on_event(&event, ctx.clone());
-        }
-        Some((elapsed_ms, busy_ms)) => {
-            let fields = FieldSet::new(TIMED, meta.callsite());
-            let mut names = fields.iter();
-            let (Some(m), Some(e), Some(b)) = (names.next(), names.next(), names.next()) else {
-                return;
-            };
-            let values = [
-                (&m, Some(&message as &dyn Value)),
-                (&e, Some(&elapsed_ms as &dyn Value)),
-                (&b, Some(&busy_ms as &dyn Value)),
-            ];
-            let values = fields.value_set(&values);
-            let event = Event::new_child_of(id.clone(), meta, &values);
-            layer.on_event(&event, ctx.clone());
-        }
-    }
+    let fields = FieldSet::new(FIELDS, meta.callsite());
+    let mut names = fields.iter();
+    let (Some(m), Some(e), Some(b)) = (names.next(), names.next(), names.next()) else {
+        return;
+    };
+    // Without times the two fields have no value: as if absent from the line.
+    let (elapsed_ms, busy_ms) = times.unzip();
+    let values = [
+        (&m, Some(&message as &dyn Value)),
+        (&e, elapsed_ms.as_ref().map(|v| v as &dyn Value)),
+        (&b, busy_ms.as_ref().map(|v| v as &dyn Value)),
+    ];
+    let values = fields.value_set(&values);
+    let event = Event::new_child_of(id.clone(), meta, &values);
+    layer.on_event(&event, ctx.clone());
 }

@@ -4,6 +4,14 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A fraction in [0, 1), from a per-process random key hashed with the clock: jitter and
+/// sampling without a dependency. Not for anything that must be unpredictable.
+pub(crate) fn random_fraction() -> f64 {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    (random >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A UTC civil date and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Civil {

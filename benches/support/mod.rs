@@ -197,7 +197,7 @@ impl Shape {
 }
 
 #[allow(unused_imports)] // Not every bench writes to a pipe.
-pub use common::{Capture, Pipe};
+pub use common::Pipe;
 
 /// Our enriched line for a shape, to give the floor the same length.
 pub fn our_line(shape: Shape) -> Vec<u8> {

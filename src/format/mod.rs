@@ -65,7 +65,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::json::{write_error_chain, write_escaped, write_f64};
+use crate::json::{write_error_chain, write_escaped, write_f64, write_json_str};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, write_prelude};
 use options::LineOptions;
@@ -225,16 +225,18 @@ impl EcsFormat {
         value: impl Into<serde_json::Value>,
     ) -> Self {
         let key = key.into();
-        let mut rendered = String::from(self.options.statics.clone());
-        // Writing to a String cannot fail.
-        let _ = self.write_key(&mut rendered, &key, false);
-        let _ = crate::json::write_value(&mut rendered, &value.into());
-        self.options.statics = rendered.into_boxed_str();
         let written = if self.is_reserved(&key, false) {
             format!("{RENAMED}{key}")
         } else {
             key
         };
+        let mut rendered = String::from(std::mem::take(&mut self.options.statics));
+        rendered.push(',');
+        // Writing to a String cannot fail.
+        let _ = write_json_str(&mut rendered, &written);
+        rendered.push(':');
+        let _ = crate::json::write_value(&mut rendered, &value.into());
+        self.options.statics = rendered.into_boxed_str();
         self.reserve(Cow::Owned(written));
         self
     }

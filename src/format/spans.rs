@@ -25,12 +25,15 @@ use crate::json::write_escaped;
 ///   clashes;
 /// - the keys: each escaped key followed by `FIELD_END`, for the keys already on a line;
 /// - the entries: `<escaped key>` `KEY_END` `<JSON value>` `FIELD_END`, for the line where a
-///   name clashes.
+///   name clashes; a value that is not a string starts with `PLAIN`.
 ///
 /// Reading it back is a slice of each section: no scan, no parse. None of the separators can
 /// occur in escaped JSON.
 pub(super) const HEADER: usize = 1 + 16 + 8 + 8;
 pub(super) const KEY_END: char = '\u{1f}';
+/// Marks an entry's value that is not a string (a number, a boolean, a NaN or infinity
+/// spelled in quotes): never cut when a line is cut to its limit. In the entries only.
+pub(super) const PLAIN: char = '\u{1c}';
 pub(super) const FIELD_END: char = '\u{1e}';
 
 /// The field formatter for spans: stores each span's fields as escaped key and JSON value
@@ -138,6 +141,7 @@ fn build(out: &mut String, entries: &str, reserved: bool) {
     let (mut mask, mut keys_len) = (0u64, 0usize);
     let fragment_at = out.len();
     for (key, value) in pairs() {
+        let value = value.strip_prefix(PLAIN).unwrap_or(value);
         mask |= name_bit(key);
         keys_len += key.len() + 1;
         out.push_str(",\"");
@@ -313,7 +317,10 @@ impl<'s> SpanVisitor<'s> {
 
 impl ValueSink for SpanVisitor<'_> {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
-        self.field(field, write);
+        self.field(field, |w| {
+            w.push(PLAIN);
+            write(w)
+        });
     }
 
     fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::spans::PLAIN;
 use crate::json::escape_pieces;
 
 /// The largest cap such that the values, each cut to it, fit in `room` bytes together.
@@ -77,12 +78,12 @@ impl<'a> Line<'a> {
 
     /// A span's stored JSON value, measured or cut as a string value would be.
     pub(super) fn stored_value(&mut self, value: &str) {
-        // A non-finite float is stored as its spelling in quotes: a number, never cut.
-        let number = matches!(value, "\"NaN\"" | "\"inf\"" | "\"-inf\"");
-        let inner = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .filter(|_| !number);
+        // Numbers, booleans, NaN and infinities (spelled in quotes) are marked: never cut.
+        if let Some(plain) = value.strip_prefix(PLAIN) {
+            self.out.push_str(plain);
+            return;
+        }
+        let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
         match (&mut self.strings, inner) {
             (Strings::Capped(cap), Some(inner)) => {
                 let kept = cut_escaped(inner, *cap);
