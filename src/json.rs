@@ -18,6 +18,13 @@ pub(crate) fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
     }
 }
 
+/// An integer in decimal. Integers are the commonest field values; `itoa` writes them two
+/// digits at a time, without `core::fmt`'s machinery, which costs more than the digits.
+pub(crate) fn write_integer(w: &mut String, value: impl itoa::Integer) -> fmt::Result {
+    w.push_str(itoa::Buffer::new().format(value));
+    Ok(())
+}
+
 /// The error's message, then each `source()`'s, separated by `": "`.
 pub(crate) fn write_error_chain(
     w: &mut impl fmt::Write,
@@ -170,8 +177,13 @@ pub(crate) fn escape_pieces(
 /// Whether `raw`, escaped, equals `escaped`: span keys are stored escaped, event field
 /// names are raw. Field names rarely need escaping, so the fast path is a plain compare.
 pub(crate) fn escaped_eq(raw: &str, escaped: &str) -> bool {
-    if !raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
-        return raw == escaped;
+    let needs_escape = |raw: &str| raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]);
+    // Escaping only lengthens: most names are told apart by their length alone.
+    match raw.len().cmp(&escaped.len()) {
+        std::cmp::Ordering::Greater => return false,
+        std::cmp::Ordering::Equal => return raw == escaped && !needs_escape(raw),
+        std::cmp::Ordering::Less if !needs_escape(raw) => return false,
+        std::cmp::Ordering::Less => {}
     }
     struct Compare<'a> {
         rest: &'a str,
@@ -230,6 +242,24 @@ pub(crate) fn write_value(w: &mut impl fmt::Write, value: &serde_json::Value) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_as_display_writes_them() {
+        let mut out = String::new();
+        for value in [0, 7, -7, 10, 99, -100, i64::MAX, i64::MIN] {
+            out.clear();
+            write_integer(&mut out, value).unwrap();
+            assert_eq!(out, value.to_string());
+        }
+        for value in [u64::MAX.into(), u128::MAX, 0] {
+            out.clear();
+            write_integer(&mut out, value).unwrap();
+            assert_eq!(out, value.to_string());
+        }
+        out.clear();
+        write_integer(&mut out, i128::MIN).unwrap();
+        assert_eq!(out, i128::MIN.to_string());
+    }
 
     fn escaped(s: &str) -> String {
         let mut out = String::new();
@@ -319,5 +349,8 @@ mod tests {
         assert!(escaped_eq("a\nb", "a\\nb"));
         assert!(!escaped_eq("a\nb", "a\\nc"));
         assert!(!escaped_eq("a\nb", "a\\nbc"));
+        // Equal bytes, but the raw name escapes to something longer.
+        assert!(!escaped_eq("a\\b", "a\\b"));
+        assert!(escaped_eq("a\\b", "a\\\\b"));
     }
 }

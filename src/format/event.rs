@@ -9,7 +9,7 @@ use tracing::{Event, Level};
 
 use super::options::LineOptions;
 use super::truncate::{Line, StringValue};
-use super::{EcsFormat, ValueSink, name_bit};
+use super::{EcsFormat, ValueSink, may_be_reserved, name_bit};
 use crate::json::{NEEDS_ESCAPE, escaped_eq, write_json_str};
 
 /// `{"timestamp":"…","level":"…","target":"…"`.
@@ -38,23 +38,40 @@ pub(super) enum Pass {
 }
 
 /// What the formatter needs to know of an event's field names: their [`name_bit`]s (all bits
-/// when a name needs escaping), whether two share a bit, so that one may repeat another, and
-/// whether `message`, if there is one, comes first (so one pass writes it first). All depend
-/// only on the callsite, so they are worked out once per callsite and thread and kept in a
-/// small direct-mapped cache; the rare events that need the names themselves (a possible
-/// repeat or clash) walk the field set.
+/// when a name needs escaping), whether two share a bit, so that one may repeat another,
+/// whether `message`, if there is one, comes first (so one pass writes it first), and which
+/// names need a closer look when written (escaping, or a name some configuration reserves).
+/// All depend only on the callsite, so they are worked out once per callsite and thread and
+/// kept in a small direct-mapped cache; the rare events that need the names themselves (a
+/// possible repeat or clash) walk the field set.
 pub(super) struct EventNames<'a> {
     pub(super) event: &'a Event<'a>,
+    pub(super) facts: Facts,
+}
+
+/// What [`EventNames`] keeps of a callsite.
+#[derive(Clone, Copy)]
+pub(super) struct Facts {
     pub(super) mask: u64,
     /// The fields (by index bit) whose name an earlier field has.
     pub(super) repeated: u64,
     pub(super) message_first: bool,
     /// The index of the first `message` field, if any (`u8::MAX` for none).
     pub(super) message: u8,
+    /// The fields (by index bit) whose name needs escaping or may be reserved: the others
+    /// are written as they are, unless the formatter reserves keys of its own.
+    pub(super) looked_at: u64,
 }
 
-/// What [`EventNames`] keeps of a callsite: (mask, repeated, message first, message index).
-type Facts = (u64, u64, bool, u8);
+impl Facts {
+    const NONE: Facts = Facts {
+        mask: 0,
+        repeated: 0,
+        message_first: false,
+        message: u8::MAX,
+        looked_at: 0,
+    };
+}
 
 impl<'a> EventNames<'a> {
     pub(super) fn of(event: &'a Event<'a>) -> Self {
@@ -62,11 +79,11 @@ impl<'a> EventNames<'a> {
         thread_local! {
             /// (callsite metadata address, facts); address 0 is an empty slot.
             static CACHE: [Cell<(usize, Facts)>; SLOTS] =
-                const { [const { Cell::new((0, (0, 0, false, u8::MAX))) }; SLOTS] };
+                const { [const { Cell::new((0, Facts::NONE)) }; SLOTS] };
         }
         // A span's own lines (span events) borrow the span's metadata with field sets of their
         // own: the callsite does not decide their names, so they are not cached.
-        let (mask, repeated, message_first, message) = if event.metadata().is_span() {
+        let facts = if event.metadata().is_span() {
             Self::compute(event)
         } else {
             let key = std::ptr::from_ref(event.metadata()) as usize;
@@ -81,46 +98,44 @@ impl<'a> EventNames<'a> {
                 computed
             }
         };
-        EventNames {
-            event,
-            mask,
-            repeated,
-            message_first,
-            message,
-        }
+        EventNames { event, facts }
     }
 
     pub(super) fn compute(event: &Event<'_>) -> Facts {
-        let mut mask = 0;
-        let mut repeated = 0;
-        let mut message_first = true;
-        let mut message = u8::MAX;
+        let mut facts = Facts {
+            message_first: true,
+            ..Facts::NONE
+        };
         let fields: Vec<Field> = event.fields().collect();
         for (i, field) in fields.iter().enumerate() {
             let name = field.name();
             if name == "message" {
-                if message == u8::MAX {
+                if facts.message == u8::MAX {
                     // A callsite has at most 32 fields.
-                    message = u8::try_from(field.index()).unwrap_or(u8::MAX - 1);
+                    facts.message = u8::try_from(field.index()).unwrap_or(u8::MAX - 1);
                 }
-                message_first &= field.index() == 0;
+                facts.message_first &= field.index() == 0;
             }
             if fields[..i].iter().any(|earlier| earlier.name() == name) {
-                repeated |= index_bit(field);
+                facts.repeated |= index_bit(field);
             }
-            mask |= if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
-                u64::MAX
+            if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
+                facts.mask = u64::MAX;
+                facts.looked_at |= index_bit(field);
             } else {
-                name_bit(name)
-            };
+                facts.mask |= name_bit(name);
+                if may_be_reserved(name) {
+                    facts.looked_at |= index_bit(field);
+                }
+            }
         }
-        (mask, repeated, message_first, message)
+        facts
     }
 
     /// Whether a field before `field` with a value (its bit in `valued`) has its name. A
     /// field without a value is as if absent: it is not the first of its name.
     pub(super) fn repeats(&self, field: &Field, valued: u64) -> bool {
-        self.repeated & index_bit(field) != 0
+        self.facts.repeated & index_bit(field) != 0
             && self
                 .event
                 .fields()
@@ -131,9 +146,12 @@ impl<'a> EventNames<'a> {
     /// Whether the event has a field with a value (its bit in `valued`) whose escaped name is
     /// `escaped`: a field without one hides no span's field.
     pub(super) fn contains(&self, escaped: &str, valued: u64) -> bool {
-        self.event
-            .fields()
-            .any(|f| valued & index_bit(&f) != 0 && escaped_eq(f.name(), escaped))
+        // The mask has every bit when a name needs escaping: a bit not in it rules out all.
+        self.facts.mask & name_bit(escaped) != 0
+            && self
+                .event
+                .fields()
+                .any(|f| valued & index_bit(&f) != 0 && escaped_eq(f.name(), escaped))
     }
 }
 
@@ -166,9 +184,10 @@ impl EventVisitor<'_, '_> {
         let name = field.name();
         // By index, not by name: the callsite's first `message`, or a later one whose earlier
         // namesakes had no value.
-        let is_message = self.names.message != u8::MAX
-            && (field.index() == usize::from(self.names.message)
-                || (self.names.repeated & index_bit(field) != 0 && name == "message"));
+        let facts = &self.names.facts;
+        let is_message = facts.message != u8::MAX
+            && (field.index() == usize::from(facts.message)
+                || (facts.repeated & index_bit(field) != 0 && name == "message"));
         if self.pass != Pass::All && (self.pass == Pass::Message) != is_message {
             return false;
         }
@@ -178,8 +197,17 @@ impl EventVisitor<'_, '_> {
         {
             return false;
         }
+        let plain_name =
+            facts.looked_at & index_bit(field) == 0 && facts.mask & self.format.own_mask == 0;
         self.result = if is_message {
             self.line.out.write_str(",\"message\":")
+        } else if plain_name {
+            // Needs no escaping, and no configuration reserves it.
+            let out = &mut *self.line.out;
+            out.push_str(",\"");
+            out.push_str(name);
+            out.push_str("\":");
+            Ok(())
         } else {
             self.format.write_key(self.line.out, name, self.traced)
         };

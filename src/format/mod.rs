@@ -65,7 +65,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::json::{write_error_chain, write_escaped, write_f64, write_json_str};
+use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, write_prelude};
 use options::LineOptions;
@@ -358,7 +358,7 @@ impl EcsFormat {
         let names = EventNames::of(event);
         // One visit when `message` comes first anyway; with trace correlation compiled in,
         // the trace ids go between `message` and the rest, so two.
-        let one_pass = names.message_first && cfg!(not(feature = "opentelemetry"));
+        let one_pass = names.facts.message_first && cfg!(not(feature = "opentelemetry"));
         let mut visitor = Values(EventVisitor {
             format: self,
             line: &mut *line,
@@ -398,7 +398,7 @@ impl EcsFormat {
                         continue;
                     };
                     let stored = StoredFields::parse(&stored.fields);
-                    let nearer = names.mask | on_line.mask() | self.own_mask;
+                    let nearer = names.facts.mask | on_line.mask() | self.own_mask;
                     let whole = matches!(line.strings, Strings::Whole);
                     // The keys this formatter reserves beyond what every configuration does
                     // (line options, static fields) are not marked in the store: their bits
@@ -407,7 +407,8 @@ impl EcsFormat {
                         line.out.push_str(stored.fragment);
                     } else {
                         // Maybe a clash, or values to measure or cut: field by field.
-                        for (key, value) in stored.entries() {
+                        for entry in stored.entries() {
+                            let key = entry.key;
                             if names.contains(key, valued) || on_line.contains(key) {
                                 continue;
                             }
@@ -417,7 +418,7 @@ impl EcsFormat {
                             }
                             line.out.push_str(key);
                             line.out.push_str("\":");
-                            line.stored_value(value);
+                            line.stored_value(entry.value, entry.plain);
                         }
                     }
                     // Only spans further out need to know this one's keys.
@@ -551,19 +552,19 @@ impl<T: ValueSink> Visit for Values<T> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write_integer(w, value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write_integer(w, value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.0.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write_integer(w, value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.0.plain(field, |w| write!(w, "{value}"));
+        self.0.plain(field, |w| write_integer(w, value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -643,18 +644,40 @@ fn first_byte_bit(key: &str) -> u64 {
 }
 
 /// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits
-/// differ cannot be equal. FNV-1a over every byte, so that names that merely look alike
-/// (`order_id`, `offer_id`) rarely share a bit.
+/// differ cannot be equal. FNV-1a over every byte, then mixed: FNV's top bits never see the
+/// last byte, and names that differ only there (`f01`, `f02`) are the commonest look-alikes.
 fn name_bit(escaped: &str) -> u64 {
     let hash = escaped.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    1 << (hash >> 58)
+    let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    1 << (mixed >> 58)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_names_spread_over_the_bits() {
+        // 20 names into 64 bits: about 17 bits expected; all in one bit (as when the last
+        // byte is not mixed in) sends every name to the slow path.
+        let bits = |names: &[String]| {
+            names
+                .iter()
+                .fold(0u64, |mask, name| mask | name_bit(name))
+                .count_ones()
+        };
+        let numbered: Vec<String> = (1..=20).map(|i| format!("f{i:02}")).collect();
+        let letters: Vec<String> = ('a'..='t').map(String::from).collect();
+        let ids: Vec<String> = ["order", "offer", "owner", "other", "outer"]
+            .iter()
+            .flat_map(|stem| [format!("{stem}_id"), format!("{stem}_ids")])
+            .collect();
+        assert!(bits(&numbered) >= 12, "{}", bits(&numbered));
+        assert!(bits(&letters) >= 12, "{}", bits(&letters));
+        assert!(bits(&ids) >= 6, "{}", bits(&ids));
+    }
 
     #[test]
     fn a_huge_line_does_not_pin_its_buffer() {

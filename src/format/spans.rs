@@ -1,9 +1,11 @@
-//! The span-field store: each span's fields rendered once, when the span is created or
-//! recorded, in a form that events copy whole or read back without parsing.
+//! The span-field store: each span's fields rendered once, when the span is created, in a
+//! form that events copy whole or read back without parsing, and that `span.record` changes
+//! in place.
 
 use std::cell::Cell;
 use std::cell::RefCell;
 use std::fmt;
+use std::ops::Range;
 
 use tracing::field::Field;
 use tracing::span::Record;
@@ -17,24 +19,30 @@ use crate::json::write_escaped;
 
 /// A span's fields are stored as a fixed header, then three sections:
 ///
-/// - header: `'R'` or `'-'`, then 16 hex digits, then the lengths of the fragment and of the
-///   keys, 8 hex digits each ([`HEADER`] bytes in all). `'R'` marks a span with a field name
+/// - header: `'R'` or `'-'`, then 16 hex digits, then the lengths of the keys and of the
+///   table, 8 hex digits each ([`HEADER`] bytes in all). `'R'` marks a span with a field name
 ///   that some configuration reserves; the 16 digits are the [`name_bit`]s of its keys, so
 ///   that most events rule out a clash without comparing a single name;
-/// - the fragment: the fields as they go on a line (`,"k":v,…`), copied whole when no name
-///   clashes;
 /// - the keys: each escaped key followed by `FIELD_END`, for the keys already on a line;
-/// - the entries: `<escaped key>` `KEY_END` `<JSON value>` `FIELD_END`, for the line where a
-///   name clashes; a value that is not a string starts with `PLAIN`.
+/// - the table: for each field, in the same order, [`SLOT`] bytes: `PLAIN_VALUE` or
+///   `STRING_VALUE`, then the length of its value in the fragment in 8 hex digits;
+/// - the fragment, to the end: the fields as they go on a line (`,"k":v,…`), copied whole
+///   when no name clashes.
 ///
-/// Reading it back is a slice of each section: no scan, no parse. None of the separators can
-/// occur in escaped JSON.
+/// With the keys, the table finds every value in the fragment without a scan of the values:
+/// for the line where a name clashes, and for `span.record`, which replaces only the values
+/// it records. A recorded value changes its slot and moves only the fragment after it; a
+/// recorded new name goes at the end of each section. `FIELD_END` cannot occur in an
+/// escaped key.
 pub(super) const HEADER: usize = 1 + 16 + 8 + 8;
-pub(super) const KEY_END: char = '\u{1f}';
-/// Marks an entry's value that is not a string (a number, a boolean, a NaN or infinity
-/// spelled in quotes): never cut when a line is cut to its limit. In the entries only.
-pub(super) const PLAIN: char = '\u{1c}';
-pub(super) const FIELD_END: char = '\u{1e}';
+pub(super) const FIELD_END: u8 = 0x1e;
+const FIELD_END_STR: &str = "\u{1e}";
+/// The size of a field's entry in the table.
+const SLOT: usize = 1 + 8;
+/// A value that is not a string (a number, a boolean, a NaN or infinity spelled in quotes):
+/// never cut when a line is cut to its limit.
+const PLAIN_VALUE: u8 = b'p';
+const STRING_VALUE: u8 = b's';
 
 /// The field formatter for spans: stores each span's fields as escaped key and JSON value
 /// pairs, ready to copy into every event inside the span. Use it with [`EcsFormat`](super::EcsFormat).
@@ -43,22 +51,37 @@ pub struct SpanFields {
     _private: (),
 }
 
-thread_local! {
-    /// Scratch for the entries being recorded and the store being built: spans are created
-    /// and recorded often, and reusing these keeps it to the store's own allocation.
-    static SCRATCH: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+/// Strings reused per thread: a [`Builder`]'s three sections, and the store they make.
+#[derive(Default)]
+struct Scratch {
+    fragment: String,
+    keys: String,
+    table: String,
+    store: String,
 }
 
-/// Runs `f` with two empty scratch strings (fresh ones when a `Debug` impl re-enters).
-fn with_scratch<R>(f: impl FnOnce(&mut String, &mut String) -> R) -> R {
+thread_local! {
+    /// Spans are created and recorded often: reusing these keeps it to the store's own
+    /// allocation.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Runs `f` with a [`Builder`] on empty scratch strings, and a string for the store (fresh
+/// ones when a `Debug` impl re-enters).
+fn with_builder<R>(f: impl FnOnce(Builder<'_>, &mut String) -> R) -> R {
+    let run = |scratch: &mut Scratch| {
+        let Scratch {
+            fragment,
+            keys,
+            table,
+            store,
+        } = scratch;
+        store.clear();
+        f(Builder::new(fragment, keys, table), store)
+    };
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut pair) => {
-            let (entries, built) = &mut *pair;
-            entries.clear();
-            built.clear();
-            f(entries, built)
-        }
-        Err(_) => f(&mut String::new(), &mut String::new()),
+        Ok(mut scratch) => run(&mut scratch),
+        Err(_) => run(&mut Scratch::default()),
     })
 }
 
@@ -68,13 +91,17 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        with_scratch(|entries, built| {
-            let mut visitor = Values(SpanVisitor::new(entries));
+        with_builder(|builder, store| {
+            let mut visitor = Values(builder);
             fields.record(&mut visitor);
-            visitor.0.result?;
-            let reserved = visitor.0.reserved;
-            build(built, entries, reserved);
-            writer.write_str(built)
+            let built = visitor.0.finish()?;
+            if built.header.mask == 0 {
+                // No field: no store, and no allocation.
+                return Ok(());
+            }
+            // Whole, in one write: the span's string is allocated once, to its size.
+            store.extend(built.sections());
+            writer.write_str(store)
         })
     }
 
@@ -83,93 +110,129 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> fmt::Result {
-        // `span.record`: the new values replace the old ones of the same name.
-        with_scratch(|added, merged| {
-            let mut visitor = Values(SpanVisitor::new(added));
+        // `span.record`: the new values replace the old ones of the same name, in place.
+        with_builder(|builder, _| {
+            let mut visitor = Values(builder);
             fields.record(&mut visitor);
-            visitor.0.result?;
-            let old = StoredFields::parse(&current.fields);
-            // Kept keys keep their mark; a replaced one may leave it set: only a cost.
-            let reserved = visitor.0.reserved || old.maybe_reserved;
-            for (key, value) in old.entries() {
-                let bit = name_bit(key);
-                if visitor.0.seen & bit == 0 || !visitor.0.has(bit, key) {
-                    push_entry(merged, key, value);
-                }
-            }
-            merged.push_str(visitor.0.entries);
-            // Built into the scratch, then copied: the store keeps its own capacity.
-            let entries = std::mem::take(merged);
-            build(merged, &entries, reserved);
-            current.fields.clear();
-            current.fields.push_str(merged);
-            *merged = entries;
+            merge(&mut current.fields, &visitor.0.finish()?);
             Ok(())
         })
     }
 }
 
-fn push_entry(entries: &mut String, key: &str, value: &str) {
-    entries.push_str(key);
-    entries.push(KEY_END);
-    entries.push_str(value);
-    entries.push(FIELD_END);
+/// A store's header, read and written back.
+#[derive(Clone, Copy)]
+struct Header {
+    reserved: bool,
+    mask: u64,
+    keys_len: usize,
+    table_len: usize,
 }
 
-/// Whether `entries` has an entry of `key`.
-fn has_key(entries: &str, key: &str) -> bool {
-    entries
-        .split(FIELD_END)
-        .filter_map(|entry| entry.split_once(KEY_END))
-        .any(|(k, _)| k == key)
+impl Header {
+    /// The header of `stored`, if it is a store of ours.
+    fn read(stored: &str) -> Option<Header> {
+        let hex = |range: Range<usize>| stored.as_bytes().get(range).and_then(parse_hex);
+        let header = Header {
+            reserved: stored.starts_with('R'),
+            mask: hex(1..17)?,
+            keys_len: usize::try_from(hex(17..25)?).ok()?,
+            table_len: usize::try_from(hex(25..HEADER)?).ok()?,
+        };
+        let fits = header.fragment_at() <= stored.len() && header.table_len % SLOT == 0;
+        fits.then_some(header)
+    }
+
+    fn bytes(self) -> [u8; HEADER] {
+        let mut header = [b'-'; HEADER];
+        if self.reserved {
+            header[0] = b'R';
+        }
+        put_hex(&mut header[1..17], self.mask);
+        put_hex(&mut header[17..25], self.keys_len as u64);
+        put_hex(&mut header[25..HEADER], self.table_len as u64);
+        header
+    }
+
+    fn table_at(self) -> usize {
+        HEADER + self.keys_len
+    }
+
+    fn fragment_at(self) -> usize {
+        HEADER + self.keys_len + self.table_len
+    }
 }
 
-/// The stored form of `entries` (`<key>` `KEY_END` `<value>` `FIELD_END`, …), into `out`;
-/// `reserved` when some configuration reserves one of the keys.
-fn build(out: &mut String, entries: &str, reserved: bool) {
-    let pairs = || {
-        entries
-            .split_terminator(FIELD_END)
-            .filter_map(|entry| entry.split_once(KEY_END))
+/// ASCII bytes as text.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// A field's entry in the table.
+fn slot(plain: bool, value_len: usize) -> [u8; SLOT] {
+    let mut slot = [if plain { PLAIN_VALUE } else { STRING_VALUE }; SLOT];
+    put_hex(&mut slot[1..], value_len as u64);
+    slot
+}
+
+/// Appends ASCII bytes.
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    out.push_str(ascii(bytes));
+}
+
+/// Applies a record's fields (`added`) to `stored`: a recorded value replaces the one of its
+/// name, where it is; a new name goes at the end. Nothing else changes.
+fn merge(stored: &mut String, added: &Built<'_>) {
+    let Some(mut header) = Header::read(stored) else {
+        // Not a store of ours: the recorded fields are all it can hold.
+        stored.clear();
+        stored.extend(added.sections());
+        return;
     };
-    out.reserve(HEADER + 2 * entries.len() + 8);
-    // The header's numbers are known once the fragment is written: filled in after it.
-    let header_at = out.len();
-    if let Ok(placeholder) = std::str::from_utf8(&PLACEHOLDER) {
-        out.push_str(placeholder);
+    let mut changed = false;
+    for entry in added.fields().entries() {
+        let bit = name_bit(entry.key);
+        let found = if header.mask & bit == 0 {
+            None
+        } else {
+            StoredFields::at(stored, header)
+                .entries()
+                .enumerate()
+                .find(|(_, old)| old.key == entry.key)
+                .map(|(index, old)| (index, old.value_at))
+        };
+        let slot = slot(entry.plain, entry.value.len());
+        match found {
+            Some((index, value_at)) => {
+                let fragment_at = header.fragment_at();
+                stored.replace_range(
+                    fragment_at + value_at.start..fragment_at + value_at.end,
+                    entry.value,
+                );
+                let slot_at = header.table_at() + index * SLOT;
+                stored.replace_range(slot_at..slot_at + SLOT, ascii(&slot));
+            }
+            None => {
+                let keys_end = header.table_at();
+                stored.insert_str(keys_end, FIELD_END_STR);
+                stored.insert_str(keys_end, entry.key);
+                header.keys_len += entry.key.len() + 1;
+                stored.insert_str(header.fragment_at(), ascii(&slot));
+                header.table_len += SLOT;
+                stored.extend([",\"", entry.key, "\":", entry.value]);
+                header.mask |= bit;
+                changed = true;
+            }
+        }
     }
-    let (mut mask, mut keys_len) = (0u64, 0usize);
-    let fragment_at = out.len();
-    for (key, value) in pairs() {
-        let value = value.strip_prefix(PLAIN).unwrap_or(value);
-        mask |= name_bit(key);
-        keys_len += key.len() + 1;
-        out.push_str(",\"");
-        out.push_str(key);
-        out.push_str("\":");
-        out.push_str(value);
+    if added.header.reserved && !header.reserved {
+        header.reserved = true;
+        changed = true;
     }
-    let fragment_len = out.len() - fragment_at;
-    for (key, _) in pairs() {
-        out.push_str(key);
-        out.push(FIELD_END);
-    }
-    out.push_str(entries);
-    let mut header = [b'-'; HEADER];
-    if reserved {
-        header[0] = b'R';
-    }
-    put_hex(&mut header[1..17], mask);
-    put_hex(&mut header[17..25], fragment_len as u64);
-    put_hex(&mut header[25..HEADER], keys_len as u64);
-    // Only ASCII was put in it.
-    if let Ok(header) = std::str::from_utf8(&header) {
-        out.replace_range(header_at..header_at + HEADER, header);
+    if changed {
+        stored.replace_range(..HEADER, ascii(&header.bytes()));
     }
 }
-
-/// Where the header goes until its numbers are known.
-const PLACEHOLDER: [u8; HEADER] = [b'-'; HEADER];
 
 /// The value of lowercase hex digits (as [`put_hex`] writes them); `None` for anything else.
 fn parse_hex(digits: &[u8]) -> Option<u64> {
@@ -199,54 +262,158 @@ pub(super) struct StoredFields<'a> {
     pub(super) mask: u64,
     /// The keys, each followed by `FIELD_END`.
     pub(super) keys: &'a str,
-    entries: &'a str,
+    table: &'a [u8],
 }
 
 impl<'a> StoredFields<'a> {
     pub(super) fn parse(stored: &'a str) -> Self {
-        let hex = |range: std::ops::Range<usize>| stored.as_bytes().get(range).and_then(parse_hex);
-        let header = (hex(1..17), hex(17..25), hex(25..HEADER));
-        let (Some(mask), Some(fragment_len), Some(keys_len)) = header else {
-            // Not a store of ours: nothing to copy, everything to compare.
+        if stored.is_empty() {
+            // A span without fields.
             return StoredFields {
+                fragment: "",
+                maybe_reserved: false,
+                mask: 0,
+                keys: "",
+                table: &[],
+            };
+        }
+        match Header::read(stored) {
+            Some(header) => Self::at(stored, header),
+            // Not a store of ours: nothing to copy, everything to compare.
+            None => StoredFields {
                 fragment: "",
                 maybe_reserved: true,
                 mask: u64::MAX,
                 keys: "",
-                entries: "",
-            };
-        };
-        let fragment_end = HEADER + fragment_len as usize;
-        let keys_end = fragment_end + keys_len as usize;
-        StoredFields {
-            fragment: stored.get(HEADER..fragment_end).unwrap_or(""),
-            maybe_reserved: stored.starts_with('R'),
-            mask,
-            keys: stored.get(fragment_end..keys_end).unwrap_or(""),
-            entries: stored.get(keys_end..).unwrap_or(""),
+                table: &[],
+            },
         }
     }
 
-    /// `(escaped key, JSON value)` pairs.
-    pub(super) fn entries(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
-        self.entries
-            .split(FIELD_END)
-            .filter_map(|field| field.split_once(KEY_END))
+    /// The sections of `stored`, whose header (checked) is `header`.
+    fn at(stored: &'a str, header: Header) -> Self {
+        StoredFields {
+            fragment: stored.get(header.fragment_at()..).unwrap_or(""),
+            maybe_reserved: header.reserved,
+            mask: header.mask,
+            keys: stored.get(HEADER..header.table_at()).unwrap_or(""),
+            table: stored
+                .as_bytes()
+                .get(header.table_at()..header.fragment_at())
+                .unwrap_or(&[]),
+        }
+    }
+
+    /// The fields, in order.
+    pub(super) fn entries(&self) -> Entries<'a> {
+        Entries {
+            fragment: self.fragment,
+            keys: self.keys,
+            table: self.table,
+            at: 0,
+        }
     }
 }
 
-/// Records span fields as entries (see [`HEADER`]), into a scratch string. The first field
-/// of a name wins; a field without a value is never visited, so it is as if absent.
-struct SpanVisitor<'s> {
-    entries: &'s mut String,
+/// One stored field.
+pub(super) struct Entry<'a> {
+    /// The escaped key.
+    pub(super) key: &'a str,
+    /// The JSON value.
+    pub(super) value: &'a str,
+    /// Whether the value is not a string: never cut.
+    pub(super) plain: bool,
+    /// Where the value is in the fragment.
+    value_at: Range<usize>,
+}
+
+/// The fields of a store, walked by the lengths of its keys and values.
+pub(super) struct Entries<'a> {
+    fragment: &'a str,
+    keys: &'a str,
+    table: &'a [u8],
+    /// Where the next field starts in the fragment.
+    at: usize,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        // Keys are short: a plain loop beats a searcher's set-up.
+        let key_len = self.keys.bytes().position(|b| b == FIELD_END)?;
+        let key = self.keys.get(..key_len)?;
+        let (slot, table) = self.table.split_at_checked(SLOT)?;
+        let value_len = usize::try_from(parse_hex(&slot[1..])?).ok()?;
+        // `,"` key `":` value
+        let start = self.at + 2 + key.len() + 2;
+        let value_at = start..start.checked_add(value_len)?;
+        let value = self.fragment.get(value_at.clone())?;
+        self.keys = self.keys.get(key_len + 1..)?;
+        self.table = table;
+        self.at = value_at.end;
+        Some(Entry {
+            key,
+            value,
+            plain: slot[0] == PLAIN_VALUE,
+            value_at,
+        })
+    }
+}
+
+/// The keys of a keys section.
+fn each_key(keys: &str) -> impl Iterator<Item = &[u8]> {
+    let keys = keys.as_bytes().strip_suffix(&[FIELD_END]);
+    keys.into_iter()
+        .flat_map(|keys| keys.split(|&b| b == FIELD_END))
+}
+
+/// Builds a store from fields as they are visited, in one pass over them: the fragment, the
+/// keys and the table each in a scratch string. The first field of a name wins; a field
+/// without a value is never visited, so it is as if absent.
+struct Builder<'s> {
+    fragment: &'s mut String,
+    keys: &'s mut String,
+    table: &'s mut String,
     /// The name bits of the keys recorded so far: most names need no comparison.
     seen: u64,
-    /// Each recorded key's bit and place in `entries` (a callsite has at most 32 fields).
-    keys: [(u64, usize, usize); 32],
+    /// Each recorded key's bit and place in `fragment` (a callsite has at most 32 fields).
+    recorded: [(u64, usize, usize); 32],
     count: usize,
     /// Whether some configuration reserves one of the names.
     reserved: bool,
     result: fmt::Result,
+}
+
+/// A store, built: its sections, in scratch strings.
+struct Built<'s> {
+    header: Header,
+    /// The header, written out.
+    header_bytes: [u8; HEADER],
+    keys: &'s str,
+    table: &'s str,
+    fragment: &'s str,
+}
+
+impl<'s> Built<'s> {
+    fn sections(&self) -> [&str; 4] {
+        [
+            ascii(&self.header_bytes),
+            self.keys,
+            self.table,
+            self.fragment,
+        ]
+    }
+
+    fn fields(&self) -> StoredFields<'s> {
+        StoredFields {
+            fragment: self.fragment,
+            maybe_reserved: self.header.reserved,
+            mask: self.header.mask,
+            keys: self.keys,
+            table: self.table.as_bytes(),
+        }
+    }
 }
 
 /// [`may_be_reserved`] of a callsite's field name, remembered per thread by the name's
@@ -268,12 +435,17 @@ fn name_may_be_reserved(name: &'static str) -> bool {
     reserved
 }
 
-impl<'s> SpanVisitor<'s> {
-    fn new(entries: &'s mut String) -> Self {
-        SpanVisitor {
-            entries,
+impl<'s> Builder<'s> {
+    fn new(fragment: &'s mut String, keys: &'s mut String, table: &'s mut String) -> Self {
+        fragment.clear();
+        keys.clear();
+        table.clear();
+        Builder {
+            fragment,
+            keys,
+            table,
             seen: 0,
-            keys: [(0, 0, 0); 32],
+            recorded: [(0, 0, 0); 32],
             count: 0,
             reserved: false,
             result: Ok(()),
@@ -282,49 +454,76 @@ impl<'s> SpanVisitor<'s> {
 
     /// Whether a key recorded so far is `key`, whose bit is `bit`.
     fn has(&self, bit: u64, key: &str) -> bool {
-        if self.count == self.keys.len() {
-            // More fields than a callsite has: look through the text.
-            return has_key(self.entries, key);
+        if self.count == self.recorded.len() {
+            // More fields than a callsite has: look through the keys.
+            return each_key(self.keys).any(|k| k == key.as_bytes());
         }
-        self.keys[..self.count]
+        self.recorded[..self.count]
             .iter()
-            .any(|&(b, start, end)| b == bit && &self.entries[start..end] == key)
+            .any(|&(b, start, end)| b == bit && &self.fragment[start..end] == key)
     }
 
-    fn field(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+    fn field(
+        &mut self,
+        field: &Field,
+        plain: bool,
+        write: impl FnOnce(&mut String) -> fmt::Result,
+    ) {
         if self.result.is_err() {
             return;
         }
-        let start = self.entries.len();
-        self.result = write_escaped(self.entries, field.name());
-        let end = self.entries.len();
-        let bit = name_bit(&self.entries[start..]);
-        if self.seen & bit != 0 && self.has(bit, &self.entries[start..end]) {
-            self.entries.truncate(start);
+        let item_at = self.fragment.len();
+        self.fragment.push_str(",\"");
+        let start = self.fragment.len();
+        self.result = write_escaped(self.fragment, field.name());
+        let end = self.fragment.len();
+        let key = &self.fragment[start..end];
+        let bit = name_bit(key);
+        if self.seen & bit != 0 && self.has(bit, key) {
+            self.fragment.truncate(item_at);
             return;
         }
         self.seen |= bit;
-        if let Some(slot) = self.keys.get_mut(self.count) {
+        if let Some(slot) = self.recorded.get_mut(self.count) {
             *slot = (bit, start, end);
             self.count += 1;
         }
         self.reserved |= name_may_be_reserved(field.name());
-        self.entries.push(KEY_END);
-        self.result = self.result.and_then(|()| write(self.entries));
-        self.entries.push(FIELD_END);
+        self.keys.push_str(key);
+        self.keys.push_str(FIELD_END_STR);
+        self.fragment.push_str("\":");
+        let value_at = self.fragment.len();
+        self.result = self.result.and_then(|()| write(self.fragment));
+        push_ascii(self.table, &slot(plain, self.fragment.len() - value_at));
+    }
+
+    fn finish(self) -> Result<Built<'s>, fmt::Error> {
+        self.result?;
+        let header = Header {
+            reserved: self.reserved,
+            mask: self.seen,
+            keys_len: self.keys.len(),
+            table_len: self.table.len(),
+        };
+        Ok(Built {
+            header,
+            header_bytes: header.bytes(),
+            keys: self.keys,
+            table: self.table,
+            fragment: self.fragment,
+        })
     }
 }
 
-impl ValueSink for SpanVisitor<'_> {
+impl ValueSink for Builder<'_> {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
-        self.field(field, |w| {
-            w.push(PLAIN);
-            write(w)
-        });
+        self.field(field, true, write);
     }
 
     fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
-        self.field(field, |w| Line::new(w, Strings::Whole).string(content));
+        self.field(field, false, |w| {
+            Line::new(w, Strings::Whole).string(content)
+        });
     }
 }
 
@@ -352,7 +551,7 @@ impl<'a> LineKeys<'a> {
 
     /// Whether `key` (escaped) is on the line already.
     pub(super) fn contains(&self, key: &str) -> bool {
-        self.mask & name_bit(key) != 0 && self.keys.split_terminator(FIELD_END).any(|k| k == key)
+        self.mask & name_bit(key) != 0 && each_key(self.keys).any(|k| k == key.as_bytes())
     }
 }
 
@@ -360,31 +559,112 @@ impl<'a> LineKeys<'a> {
 mod tests {
     use super::*;
 
+    /// Runs `f` on the store of fields `(name, JSON value, plain)`, as the builder makes it.
+    fn built<R>(fields: &[(&'static str, &str, bool)], f: impl FnOnce(&Built<'_>) -> R) -> R {
+        let (mut fragment, mut keys, mut table) = Default::default();
+        let mut builder = Builder::new(&mut fragment, &mut keys, &mut table);
+        for &(name, value, plain) in fields {
+            builder.field(&field_named(name), plain, |w| {
+                w.push_str(value);
+                Ok(())
+            });
+        }
+        f(&builder.finish().expect("no field fails"))
+    }
+
+    fn store(fields: &[(&'static str, &str, bool)]) -> String {
+        built(fields, |built| built.sections().concat())
+    }
+
+    /// `span.record` of `fields` on `stored`.
+    fn record(stored: &mut String, fields: &[(&'static str, &str, bool)]) {
+        built(fields, |added| merge(stored, added));
+    }
+
+    /// A `Field` of a callsite that has every name the tests use.
+    fn field_named(name: &str) -> Field {
+        struct Callsite;
+        static CALLSITE: Callsite = Callsite;
+        static FIELDS: &[&str] = &["a", "b\\n", "c", "container.id"];
+        static META: tracing::Metadata<'static> = tracing::metadata! {
+            name: "test",
+            target: "test",
+            level: tracing::Level::INFO,
+            fields: FIELDS,
+            callsite: &CALLSITE,
+            kind: tracing::metadata::Kind::SPAN,
+        };
+        impl tracing::callsite::Callsite for Callsite {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                &META
+            }
+        }
+        META.fields().field(name).expect("a test field")
+    }
+
+    fn entries(stored: &str) -> Vec<(String, String, bool)> {
+        StoredFields::parse(stored)
+            .entries()
+            .map(|e| (e.key.to_owned(), e.value.to_owned(), e.plain))
+            .collect()
+    }
+
     #[test]
     fn stored_fields_round_trip() {
-        let mut entries = String::new();
-        push_entry(&mut entries, "a", "1");
-        push_entry(&mut entries, "b\\n", "\"x\"");
-        let mut stored = String::new();
-        build(&mut stored, &entries, false);
+        let stored = store(&[("a", "1", true), ("b\\n", "\"x\"", false), ("a", "2", true)]);
         let parsed = StoredFields::parse(&stored);
-        assert_eq!(parsed.fragment, r#","a":1,"b\n":"x""#);
-        assert_eq!(parsed.keys, "a\u{1e}b\\n\u{1e}");
-        assert_eq!(parsed.mask, name_bit("a") | name_bit("b\\n"));
+        // The first of a name wins.
+        assert_eq!(parsed.fragment, r#","a":1,"b\\n":"x""#);
+        assert_eq!(parsed.keys, "a\u{1e}b\\\\n\u{1e}");
+        assert_eq!(parsed.mask, name_bit("a") | name_bit("b\\\\n"));
         assert!(!parsed.maybe_reserved);
         assert_eq!(
-            parsed.entries().collect::<Vec<_>>(),
-            [("a", "1"), ("b\\n", "\"x\"")]
+            entries(&stored),
+            [
+                ("a".into(), "1".into(), true),
+                ("b\\\\n".into(), "\"x\"".into(), false)
+            ]
         );
-        let mut reserved_entries = String::new();
-        push_entry(&mut reserved_entries, "container.id", "1");
-        let mut reserved = String::new();
-        build(&mut reserved, &reserved_entries, true);
-        assert!(StoredFields::parse(&reserved).maybe_reserved);
+        assert!(StoredFields::parse(&store(&[("container.id", "1", true)])).maybe_reserved);
         assert!(name_may_be_reserved("container.id") && name_may_be_reserved("fields.x"));
         assert!(!name_may_be_reserved("order_id"));
         // Anything else reads as "compare everything".
         let foreign = StoredFields::parse("a=1");
         assert_eq!((foreign.fragment, foreign.mask), ("", u64::MAX));
+    }
+
+    #[test]
+    fn a_record_changes_only_its_values() {
+        let mut stored = store(&[("a", "1", true), ("b\\n", "\"x\"", false)]);
+        // A longer value, a new name, a value that changes kind.
+        record(
+            &mut stored,
+            &[("b\\n", "\"longer\"", false), ("c", "true", true)],
+        );
+        record(&mut stored, &[("a", "\"one\"", false)]);
+        let parsed = StoredFields::parse(&stored);
+        assert_eq!(parsed.fragment, r#","a":"one","b\\n":"longer","c":true"#);
+        assert_eq!(parsed.keys, "a\u{1e}b\\\\n\u{1e}c\u{1e}");
+        assert_eq!(
+            entries(&stored),
+            [
+                ("a".into(), "\"one\"".into(), false),
+                ("b\\\\n".into(), "\"longer\"".into(), false),
+                ("c".into(), "true".into(), true)
+            ]
+        );
+        assert_eq!(
+            parsed.mask,
+            name_bit("a") | name_bit("b\\\\n") | name_bit("c")
+        );
+        // A reserved name marks the store.
+        assert!(!parsed.maybe_reserved);
+        record(&mut stored, &[("container.id", "1", true)]);
+        assert!(StoredFields::parse(&stored).maybe_reserved);
+        // A store that is not ours takes the recorded fields.
+        let mut foreign = String::from("a=1");
+        record(&mut foreign, &[("container.id", "1", true)]);
+        assert_eq!(foreign, store(&[("container.id", "1", true)]));
     }
 }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use super::spans::PLAIN;
 use crate::json::escape_pieces;
 
 /// The largest cap such that the values, each cut to it, fit in `room` bytes together.
@@ -77,10 +76,10 @@ impl<'a> Line<'a> {
     }
 
     /// A span's stored JSON value, measured or cut as a string value would be.
-    pub(super) fn stored_value(&mut self, value: &str) {
-        // Numbers, booleans, NaN and infinities (spelled in quotes) are marked: never cut.
-        if let Some(plain) = value.strip_prefix(PLAIN) {
-            self.out.push_str(plain);
+    /// `plain` for numbers, booleans, NaN and infinities (spelled in quotes): never cut.
+    pub(super) fn stored_value(&mut self, value: &str, plain: bool) {
+        if plain {
+            self.out.push_str(value);
             return;
         }
         let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
