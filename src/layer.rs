@@ -21,7 +21,7 @@ use crate::cache::{self, Startup};
 use crate::client::DEFAULT_DEADLINE;
 use crate::endpoint::Endpoint;
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::format::{EcsFormat, SpanFields, Timestamp};
+use crate::format::{EcsFormat, LayerSpans, SpanFields, Timestamp};
 use crate::metadata::EcsMetadata;
 use crate::span_events::SpanEvents;
 
@@ -42,8 +42,44 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
 
 /// The JSON lines, or human-readable text off ECS.
 enum Inner<S, W> {
-    Json(tracing_subscriber::fmt::Layer<S, SpanFields, EcsFormat, Routed<W>>),
+    Json(JsonLayer<S, W>),
     Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>),
+}
+
+/// The JSON path. `fmt`'s layer keeps each span's fields (with [`SpanFields`]); each event's
+/// line is rendered by [`EcsFormat`] in its own per-thread buffer and written straight to the
+/// writer. Through `fmt`'s `on_event`, every line would be copied into a second per-thread
+/// buffer, which keeps the size of the longest line for the thread's life.
+struct JsonLayer<S, W> {
+    /// `fmt`'s layer, for the span fields only: its own event formatter and writer are
+    /// never used.
+    spans: tracing_subscriber::fmt::Layer<S, SpanFields, Format, fn() -> io::Sink>,
+    format: EcsFormat,
+    writer: Routed<W>,
+}
+
+impl<S, W> Layer<S> for JsonLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.spans.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.spans.on_record(id, values, ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let spans = LayerSpans { ctx: &ctx, event };
+        // A line that cannot be written is lost: a note on stderr for each would only add to
+        // the trouble (stdout closed).
+        let _ = self.format.format_line(&spans, event, |line| {
+            let mut writer = self.writer.make_writer_for(event.metadata());
+            io::Write::write_all(&mut writer, line.as_bytes()).map_err(|_| fmt::Error)
+        });
+    }
 }
 
 /// Calls the same method on whichever layer `inner` holds.
@@ -469,14 +505,15 @@ impl<W> Builder<W> {
         if !given {
             format.follow_recovery();
         }
-        let inner = tracing_subscriber::fmt::layer()
+        let spans = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            // A failing writer (stdout closed) loses its lines; a note on stderr for each
-            // one would only add to the trouble.
-            .log_internal_errors(false)
             .fmt_fields(SpanFields::default())
-            .event_format(format)
-            .with_writer(writer);
+            .with_writer(io::sink as fn() -> io::Sink);
+        let inner = JsonLayer {
+            spans,
+            format,
+            writer,
+        };
         EcsLayer {
             inner: Inner::Json(inner),
             dispatch,

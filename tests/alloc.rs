@@ -7,7 +7,7 @@ mod common;
 mod counting;
 
 use common::fargate_metadata;
-use counting::allocations;
+use counting::{allocations, counted};
 use tracing::{info, info_span};
 use tracing_aws_ecs::{ExtraFields, FieldScheme, Timestamp};
 use tracing_subscriber::prelude::*;
@@ -113,11 +113,40 @@ fn zero_allocations_per_event_with_every_line_option_on() {
 #[test]
 fn the_counter_counts() {
     // The allocator really sees allocations on this thread while counting.
-    let n = allocations(|| {
+    let (n, kept) = counted(|| {
         let v: Vec<u8> = Vec::with_capacity(64);
         std::hint::black_box(v);
+        let kept: Vec<u8> = Vec::with_capacity(100);
+        std::mem::forget(kept);
     });
-    assert_eq!(n, 1);
+    assert_eq!((n, kept), (2, 100));
+}
+
+/// One huge line does not keep its size in memory for the thread's life: once small lines
+/// follow, no buffer on the line's way (the formatter's, or a second one the line is copied
+/// into) holds more than a small steady size.
+#[test]
+fn a_huge_line_leaves_no_huge_buffer_behind() {
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(std::io::sink)
+        .layer();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let huge = "x".repeat(200 * 1024);
+    tracing::subscriber::with_default(subscriber, || {
+        let span = info_span!("request", id = 7);
+        let _e = span.enter();
+        for _ in 0..10 {
+            info!("warm");
+        }
+        let (_, kept) = counted(|| {
+            info!(body = %huge, "huge");
+            for _ in 0..100 {
+                info!("small");
+            }
+        });
+        assert!(kept < 32 * 1024, "{kept} bytes kept after one huge line");
+    });
 }
 
 /// Buffering allocates per request (its buffer, its place in the list of live requests), not

@@ -58,11 +58,16 @@ use std::time::SystemTime;
 use once_cell::sync::OnceCell;
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
+#[cfg(feature = "opentelemetry")]
+use tracing::span::Id;
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::layer::Context;
+#[cfg(feature = "opentelemetry")]
+use tracing_subscriber::registry::SpanRef;
+use tracing_subscriber::registry::{LookupSpan, Scope};
 
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
@@ -310,6 +315,70 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        self.format_line(ctx, event, |line| writer.write_str(line))
+    }
+}
+
+/// The spans an event's line reads: through `fmt`'s context when the formatter is plugged
+/// into `fmt`'s layer, or through a layer's context when the crate's layer writes the line
+/// itself.
+pub(crate) trait EventSpans<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// The event's span and its parents, innermost first.
+    fn scope(&self) -> Option<Scope<'_, S>>;
+    /// A span by its id.
+    #[cfg(feature = "opentelemetry")]
+    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>>;
+}
+
+impl<S> EventSpans<S> for FmtContext<'_, S, SpanFields>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn scope(&self) -> Option<Scope<'_, S>> {
+        self.event_scope()
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>> {
+        FmtContext::span(self, id)
+    }
+}
+
+/// A layer's context, with the event it is asked about.
+pub(crate) struct LayerSpans<'c, 'a, S> {
+    pub(crate) ctx: &'c Context<'a, S>,
+    pub(crate) event: &'c Event<'c>,
+}
+
+impl<S> EventSpans<S> for LayerSpans<'_, '_, S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn scope(&self) -> Option<Scope<'_, S>> {
+        self.ctx.event_scope(self.event)
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>> {
+        self.ctx.span(id)
+    }
+}
+
+impl EcsFormat {
+    /// Renders the line for `event` in a per-thread buffer, cut to the line limit if need be,
+    /// and hands it to `emit`.
+    pub(crate) fn format_line<S>(
+        &self,
+        ctx: &impl EventSpans<S>,
+        event: &Event<'_>,
+        emit: impl FnOnce(&str) -> fmt::Result,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
@@ -331,9 +400,9 @@ where
             if out.len() > self.max_line + 1 {
                 self.render_truncated(ctx, event, now, identity, out)?;
             }
-            writer.write_str(out)?;
+            let emitted = emit(out);
             shrink_after_huge_lines(out);
-            Ok(())
+            emitted
         })
     }
 }
@@ -342,7 +411,7 @@ impl EcsFormat {
     /// Writes the line for `event`, ending with `identity`, into `line`.
     fn render<S>(
         &self,
-        ctx: &FmtContext<'_, S, SpanFields>,
+        ctx: &impl EventSpans<S>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -382,7 +451,7 @@ impl EcsFormat {
         visitor.0.result?;
         let valued = visitor.0.valued;
 
-        if let Some(scope) = ctx.event_scope() {
+        if let Some(scope) = ctx.scope() {
             thread_local! {
                 static KEYS: RefCell<String> = const { RefCell::new(String::new()) };
             }
@@ -444,7 +513,7 @@ impl EcsFormat {
     /// first measuring the values, then sharing the room left among them, longest cut first.
     fn render_truncated<S>(
         &self,
-        ctx: &FmtContext<'_, S, SpanFields>,
+        ctx: &impl EventSpans<S>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -489,14 +558,14 @@ impl EcsFormat {
 impl EcsFormat {
     /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it;
     /// whether it was written.
-    fn write_trace_ids<S>(&self, ctx: &FmtContext<'_, S, SpanFields>, out: &mut String) -> bool
+    fn write_trace_ids<S>(&self, ctx: &impl EventSpans<S>, out: &mut String) -> bool
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let Some(dispatch) = self.dispatch.as_ref().and_then(|d| d.get()) else {
             return false;
         };
-        let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) else {
+        let Some(span) = ctx.scope().and_then(|mut scope| scope.next()) else {
             return false;
         };
         if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {

@@ -5,10 +5,9 @@ use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Metadata, Subscriber};
-use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::SpanFields;
+use super::EventSpans;
 use crate::json::write_json_str;
 use crate::time::write_rfc3339;
 
@@ -104,7 +103,7 @@ impl LineOptions {
         &self,
         out: &mut String,
         meta: &Metadata<'_>,
-        ctx: &FmtContext<'_, S, SpanFields>,
+        ctx: &impl EventSpans<S>,
     ) -> fmt::Result
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -130,17 +129,14 @@ impl LineOptions {
             }
         }
         if self.current_span {
-            if let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+            if let Some(span) = ctx.scope().and_then(|mut scope| scope.next()) {
                 out.push_str(",\"span\":");
                 write_json_str(out, span.name())?;
             }
         }
-        if self.span_list && ctx.event_scope().is_some() {
+        if self.span_list && ctx.scope().is_some() {
             write_span_list(out, || {
-                ctx.event_scope()
-                    .into_iter()
-                    .flatten()
-                    .map(|span| span.name())
+                ctx.scope().into_iter().flatten().map(|span| span.name())
             })?;
         }
         out.push_str(&self.statics);

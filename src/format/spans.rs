@@ -100,7 +100,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
                 return Ok(());
             }
             // Whole, in one write: the span's string is allocated once, to its size.
-            store.extend(built.sections());
+            built.write_into(store);
             writer.write_str(store)
         })
     }
@@ -186,7 +186,7 @@ fn merge(stored: &mut String, added: &Built<'_>) {
     let Some(mut header) = Header::read(stored) else {
         // Not a store of ours: the recorded fields are all it can hold.
         stored.clear();
-        stored.extend(added.sections());
+        added.write_into(stored);
         return;
     };
     let mut changed = false;
@@ -236,14 +236,22 @@ fn merge(stored: &mut String, added: &Built<'_>) {
 
 /// The value of lowercase hex digits (as [`put_hex`] writes them); `None` for anything else.
 fn parse_hex(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |value, &d| {
-        let nibble = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            _ => return None,
-        };
-        Some(value << 4 | u64::from(nibble))
-    })
+    /// Each byte's digit value; 16 and over for a byte that is not a digit.
+    const VALUE: [u8; 256] = {
+        let mut value = [0xff; 256];
+        let mut d = 0;
+        while d < 16 {
+            value[b"0123456789abcdef"[d] as usize] = d as u8;
+            d += 1;
+        }
+        value
+    };
+    // No early exit: digits are nearly always valid, and a straight loop is quicker.
+    let (value, bad) = digits.iter().fold((0u64, 0u8), |(value, bad), &d| {
+        let digit = VALUE[usize::from(d)];
+        (value << 4 | u64::from(digit & 0xf), bad | digit)
+    });
+    (bad < 16).then_some(value)
 }
 
 /// `value` in lowercase hex, filling `digits`.
@@ -388,21 +396,19 @@ struct Builder<'s> {
 /// A store, built: its sections, in scratch strings.
 struct Built<'s> {
     header: Header,
-    /// The header, written out.
-    header_bytes: [u8; HEADER],
     keys: &'s str,
     table: &'s str,
     fragment: &'s str,
 }
 
 impl<'s> Built<'s> {
-    fn sections(&self) -> [&str; 4] {
-        [
-            ascii(&self.header_bytes),
-            self.keys,
-            self.table,
-            self.fragment,
-        ]
+    /// Appends the store to `out`.
+    fn write_into(&self, out: &mut String) {
+        let header = self.header.bytes();
+        out.reserve(HEADER + self.keys.len() + self.table.len() + self.fragment.len());
+        for section in [ascii(&header), self.keys, self.table, self.fragment] {
+            out.push_str(section);
+        }
     }
 
     fn fields(&self) -> StoredFields<'s> {
@@ -507,7 +513,6 @@ impl<'s> Builder<'s> {
         };
         Ok(Built {
             header,
-            header_bytes: header.bytes(),
             keys: self.keys,
             table: self.table,
             fragment: self.fragment,
@@ -573,7 +578,11 @@ mod tests {
     }
 
     fn store(fields: &[(&'static str, &str, bool)]) -> String {
-        built(fields, |built| built.sections().concat())
+        built(fields, |built| {
+            let mut store = String::new();
+            built.write_into(&mut store);
+            store
+        })
     }
 
     /// `span.record` of `fields` on `stored`.

@@ -11,11 +11,17 @@ thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     /// This thread's count: tests counting at once on other threads do not add to it.
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated less bytes freed on this thread while counting.
+    static NET_BYTES: Cell<isize> = const { Cell::new(0) };
 }
 
-fn count() {
+/// Counts an allocation of `bytes` (negative: freed) if this thread counts.
+fn count(allocation: bool, bytes: isize) {
     if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        if allocation {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        NET_BYTES.with(|n| n.set(n.get() + bytes));
     }
 }
 
@@ -23,16 +29,17 @@ fn count() {
 // writes const-initialised thread-locals, which does not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
+        count(true, layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(false, -(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
+        count(true, new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -42,9 +49,18 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations (and reallocations) made by `f`, on this thread.
 pub fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.with(Cell::get);
+    counted(f).0
+}
+
+/// Allocations (and reallocations) made by `f` on this thread, and the bytes it left
+/// allocated (those it allocated less those it freed).
+pub fn counted(f: impl FnOnce()) -> (usize, isize) {
+    let before = (ALLOCATIONS.with(Cell::get), NET_BYTES.with(Cell::get));
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get) - before
+    (
+        ALLOCATIONS.with(Cell::get) - before.0,
+        NET_BYTES.with(Cell::get) - before.1,
+    )
 }
