@@ -1,7 +1,5 @@
 //! OpenTelemetry (feature `opentelemetry`): the task as a resource, and trace ids on lines.
 
-use std::fmt::{self, Write as _};
-
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
@@ -111,15 +109,27 @@ impl EcsMetadata {
 
 /// A span's trace context as it goes on a line: `,"trace_id":"…","span_id":"…",
 /// "trace_flags":"01","xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry`
-/// layer traces it. Worked out on a span's first event and kept in its extensions, as hex
-/// digits in fixed arrays: nothing is formatted or allocated for it but the extension.
-pub(crate) struct TraceIds(Option<Ids>);
+/// layer traces it. Worked out on a span's first event and kept in its extensions, written
+/// out whole in a fixed array: nothing is formatted or allocated for it per event.
+pub(crate) struct TraceIds(Option<[u8; IDS_LEN]>);
 
-struct Ids {
-    trace: Hex<32>,
-    span: Hex<16>,
-    flags: Hex<2>,
-}
+/// The pieces of the ids' fragment between the hex digits.
+const TRACE_KEY: &str = ",\"trace_id\":\"";
+const SPAN_KEY: &str = "\",\"span_id\":\"";
+const FLAGS_KEY: &str = "\",\"trace_flags\":\"";
+/// X-Ray's form of the trace id: version 1, the first 8 digits, the other 24.
+const XRAY_KEY: &str = "\",\"xray_trace_id\":\"1-";
+const IDS_LEN: usize = TRACE_KEY.len()
+    + 32
+    + SPAN_KEY.len()
+    + 16
+    + FLAGS_KEY.len()
+    + 2
+    + XRAY_KEY.len()
+    + 8
+    + 1
+    + 24
+    + 1;
 
 impl TraceIds {
     pub(crate) fn of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Self {
@@ -128,31 +138,18 @@ impl TraceIds {
 
     /// Writes the ids, if the span is traced; whether it wrote them.
     pub(crate) fn write(&self, out: &mut String) -> bool {
-        let Some(ids) = &self.0 else {
-            return false;
-        };
-        let (Some(trace), Some(span), Some(flags)) =
-            (ids.trace.as_str(), ids.span.as_str(), ids.flags.as_str())
-        else {
-            return false;
-        };
-        out.push_str(",\"trace_id\":\"");
-        out.push_str(trace);
-        out.push_str("\",\"span_id\":\"");
-        out.push_str(span);
-        out.push_str("\",\"trace_flags\":\"");
-        out.push_str(flags);
-        // X-Ray's form of the trace id: version 1, the first 8 digits, the other 24.
-        out.push_str("\",\"xray_trace_id\":\"1-");
-        out.push_str(&trace[..8]);
-        out.push('-');
-        out.push_str(&trace[8..]);
-        out.push('"');
-        true
+        // Only ASCII was put in it.
+        match self.0.as_ref().map(|ids| std::str::from_utf8(ids)) {
+            Some(Ok(ids)) => {
+                out.push_str(ids);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
-fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Ids> {
+fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<[u8; IDS_LEN]> {
     let dispatch = dispatch.upgrade()?;
     let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
     let span = cx.span();
@@ -160,49 +157,39 @@ fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<Ids> {
     if !context.is_valid() {
         return None;
     }
-    let mut ids = Ids {
-        trace: Hex::default(),
-        span: Hex::default(),
-        flags: Hex::default(),
-    };
-    // Each writes exactly as many hex digits as it holds (the W3C flags: 01 when sampled).
-    write!(ids.trace, "{}", context.trace_id()).ok()?;
-    write!(ids.span, "{}", context.span_id()).ok()?;
-    write!(ids.flags, "{:02x}", context.trace_flags().to_u8()).ok()?;
+    let mut trace = [0; 32];
+    hex(&context.trace_id().to_bytes(), &mut trace);
+    let mut span = [0; 16];
+    hex(&context.span_id().to_bytes(), &mut span);
+    // The W3C flags: 01 when sampled.
+    let mut flags = [0; 2];
+    hex(&[context.trace_flags().to_u8()], &mut flags);
+    let mut ids = [0; IDS_LEN];
+    let pieces: [&[u8]; 10] = [
+        TRACE_KEY.as_bytes(),
+        &trace,
+        SPAN_KEY.as_bytes(),
+        &span,
+        FLAGS_KEY.as_bytes(),
+        &flags,
+        XRAY_KEY.as_bytes(),
+        &trace[..8],
+        b"-",
+        &trace[8..],
+    ];
+    let mut at = 0;
+    for piece in pieces.into_iter().chain([&b"\""[..]]) {
+        ids[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
     Some(ids)
 }
 
-/// A fixed-size buffer for hex digits, filled through `fmt::Write` without allocating.
-struct Hex<const N: usize> {
-    digits: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Default for Hex<N> {
-    fn default() -> Self {
-        Hex {
-            digits: [0; N],
-            len: 0,
-        }
-    }
-}
-
-impl<const N: usize> Hex<N> {
-    fn as_str(&self) -> Option<&str> {
-        (self.len == N)
-            .then(|| std::str::from_utf8(&self.digits).ok())
-            .flatten()
-    }
-}
-
-impl<const N: usize> fmt::Write for Hex<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(fmt::Error);
-        }
-        self.digits[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+/// `bytes` in lowercase hex digits, into `digits` (twice as long).
+fn hex(bytes: &[u8], digits: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(digits.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
 }

@@ -422,23 +422,47 @@ impl<'s> Built<'s> {
     }
 }
 
-/// [`may_be_reserved`] of a callsite's field name, remembered per thread by the name's
-/// address: spans of a callsite are made again and again with the same names.
-fn name_may_be_reserved(name: &'static str) -> bool {
+/// What a span needs to know of a field name, worked out once per name.
+#[derive(Clone, Copy)]
+struct NameFacts {
+    /// Whether some configuration reserves it ([`may_be_reserved`]).
+    reserved: bool,
+    /// Whether it goes on a line as it is, with no escaping.
+    clean: bool,
+    /// The [`name_bit`] of its escaped form.
+    bit: u64,
+}
+
+/// The [`NameFacts`] of a callsite's field name, remembered per thread by the name's address:
+/// spans of a callsite are made again and again with the same names.
+fn name_facts(name: &'static str) -> NameFacts {
     const SLOTS: usize = 64;
+    const EMPTY: (usize, NameFacts) = (
+        0,
+        NameFacts {
+            reserved: false,
+            clean: false,
+            bit: 0,
+        },
+    );
     thread_local! {
-        static CACHE: [Cell<(usize, bool)>; SLOTS] = const { [const { Cell::new((0, false)) }; SLOTS] };
+        static CACHE: [Cell<(usize, NameFacts)>; SLOTS] = const { [const { Cell::new(EMPTY) }; SLOTS] };
     }
     let key = name.as_ptr() as usize ^ name.len().rotate_left(48);
     let slot = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
-    let (cached, reserved) = CACHE.with(|cache| cache[slot].get());
+    let (cached, facts) = CACHE.with(|cache| cache[slot].get());
     if cached == key && key != 0 {
-        return reserved;
+        return facts;
     }
     let mut escaped = String::new();
-    let reserved = write_escaped(&mut escaped, name).is_ok() && may_be_reserved(&escaped);
-    CACHE.with(|cache| cache[slot].set((key, reserved)));
-    reserved
+    let written = write_escaped(&mut escaped, name).is_ok();
+    let facts = NameFacts {
+        reserved: written && may_be_reserved(&escaped),
+        clean: written && escaped == name,
+        bit: name_bit(&escaped),
+    };
+    CACHE.with(|cache| cache[slot].set((key, facts)));
+    facts
 }
 
 impl<'s> Builder<'s> {
@@ -478,13 +502,18 @@ impl<'s> Builder<'s> {
         if self.result.is_err() {
             return;
         }
+        let name = name_facts(field.name());
         let item_at = self.fragment.len();
         self.fragment.push_str(",\"");
         let start = self.fragment.len();
-        self.result = write_escaped(self.fragment, field.name());
+        if name.clean {
+            self.fragment.push_str(field.name());
+        } else {
+            self.result = write_escaped(self.fragment, field.name());
+        }
         let end = self.fragment.len();
         let key = &self.fragment[start..end];
-        let bit = name_bit(key);
+        let bit = name.bit;
         if self.seen & bit != 0 && self.has(bit, key) {
             self.fragment.truncate(item_at);
             return;
@@ -494,7 +523,7 @@ impl<'s> Builder<'s> {
             *slot = (bit, start, end);
             self.count += 1;
         }
-        self.reserved |= name_may_be_reserved(field.name());
+        self.reserved |= name.reserved;
         self.keys.push_str(key);
         self.keys.push_str(FIELD_END_STR);
         self.fragment.push_str("\":");
@@ -636,8 +665,17 @@ mod tests {
             ]
         );
         assert!(StoredFields::parse(&store(&[("container.id", "1", true)])).maybe_reserved);
-        assert!(name_may_be_reserved("container.id") && name_may_be_reserved("fields.x"));
-        assert!(!name_may_be_reserved("order_id"));
+        let facts = |name| {
+            let facts = name_facts(name);
+            (facts.reserved, facts.clean, facts.bit)
+        };
+        assert_eq!(
+            facts("container.id"),
+            (true, true, name_bit("container.id"))
+        );
+        assert_eq!(facts("fields.x"), (true, true, name_bit("fields.x")));
+        assert_eq!(facts("order_id"), (false, true, name_bit("order_id")));
+        assert_eq!(facts("a\nb"), (false, false, name_bit("a\\nb")));
         // Anything else reads as "compare everything".
         let foreign = StoredFields::parse("a=1");
         assert_eq!((foreign.fragment, foreign.mask), ("", u64::MAX));
