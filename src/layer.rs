@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::subscriber::{Interest, SetGlobalDefaultError};
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{DefaultFields, FmtSpan, Format};
+use tracing_subscriber::fmt::{FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
@@ -46,16 +47,15 @@ enum Inner<S, W> {
     Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>),
 }
 
-/// The JSON path. `fmt`'s layer keeps each span's fields (with [`SpanFields`]); each event's
-/// line is rendered by [`EcsFormat`] in its own per-thread buffer and written straight to the
-/// writer. Through `fmt`'s `on_event`, every line would be copied into a second per-thread
-/// buffer, which keeps the size of the longest line for the thread's life.
+/// The JSON path: each span's fields kept in its extensions as [`SpanFields`] stores them (as
+/// `fmt`'s layer keeps them, so that [`EcsFormat`] reads them either way), and each event's
+/// line rendered by [`EcsFormat`] in its own per-thread buffer and written straight to the
+/// writer. Through `fmt`'s layer, every line would be copied into a second per-thread buffer,
+/// which keeps the size of the longest line for the thread's life.
 struct JsonLayer<S, W> {
-    /// `fmt`'s layer, for the span fields only: its own event formatter and writer are
-    /// never used.
-    spans: tracing_subscriber::fmt::Layer<S, SpanFields, Format, fn() -> io::Sink>,
     format: EcsFormat,
     writer: Routed<W>,
+    _subscriber: PhantomData<fn(S)>,
 }
 
 impl<S, W> Layer<S> for JsonLayer<S, W>
@@ -64,11 +64,39 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        self.spans.on_new_span(attrs, id, ctx);
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if extensions
+            .get_mut::<FormattedFields<SpanFields>>()
+            .is_some()
+        {
+            return;
+        }
+        let mut store = String::new();
+        let declared = attrs.metadata().fields().len();
+        if SpanFields::store_into(&mut store, attrs, declared).is_ok() {
+            extensions.insert(FormattedFields::<SpanFields>::new(store));
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        self.spans.on_record(id, values, ctx);
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        match extensions.get_mut::<FormattedFields<SpanFields>>() {
+            Some(stored) => {
+                let _ = SpanFields::record(&mut stored.fields, values);
+            }
+            None => {
+                let mut store = String::new();
+                if SpanFields::store_into(&mut store, values, 0).is_ok() {
+                    extensions.insert(FormattedFields::<SpanFields>::new(store));
+                }
+            }
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -505,14 +533,10 @@ impl<W> Builder<W> {
         if !given {
             format.follow_recovery();
         }
-        let spans = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .fmt_fields(SpanFields::default())
-            .with_writer(io::sink as fn() -> io::Sink);
         let inner = JsonLayer {
-            spans,
             format,
             writer,
+            _subscriber: PhantomData,
         };
         EcsLayer {
             inner: Inner::Json(inner),

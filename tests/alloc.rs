@@ -122,6 +122,48 @@ fn the_counter_counts() {
     assert_eq!((n, kept), (2, 100));
 }
 
+/// A span is stored in one allocation, with room for the fields it declared `Empty`:
+/// recording them later, or recording a value again, allocates nothing.
+#[test]
+fn recording_a_declared_field_allocates_nothing() {
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(std::io::sink)
+        .layer();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let request = || {
+            info_span!(
+                "request",
+                method = "GET",
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty
+            )
+        };
+        // Warm up: the thread's scratch strings.
+        request().record(
+            "latency_ms",
+            "a long value, for the scratch strings to grow",
+        );
+        let span = request();
+        let recorded = [
+            allocations(|| {
+                span.record("status", 200u64);
+            }),
+            allocations(|| {
+                span.record("latency_ms", 12.5f64);
+            }),
+            allocations(|| {
+                span.record("status", 503u64);
+            }),
+            allocations(|| {
+                span.record("method", "POST");
+            }),
+        ];
+        assert_eq!(recorded, [0; 4]);
+    });
+}
+
 /// One huge line does not keep its size in memory for the thread's life: once small lines
 /// follow, no buffer on the line's way (the formatter's, or a second one the line is copied
 /// into) holds more than a small steady size.

@@ -2,6 +2,7 @@
 //! form that events copy whole or read back without parsing, and that `span.record` changes
 //! in place.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::cell::RefCell;
 use std::fmt;
@@ -15,7 +16,7 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, may_be_reserved, name_bit};
-use crate::json::write_escaped;
+use crate::json::{NEEDS_ESCAPE, write_escaped};
 
 /// A span's fields are stored as a fixed header, then three sections:
 ///
@@ -51,13 +52,12 @@ pub struct SpanFields {
     _private: (),
 }
 
-/// Strings reused per thread: a [`Builder`]'s three sections, and the store they make.
+/// Strings reused per thread: a [`Builder`]'s three sections.
 #[derive(Default)]
 struct Scratch {
     fragment: String,
     keys: String,
     table: String,
-    store: String,
 }
 
 thread_local! {
@@ -66,23 +66,57 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
-/// Runs `f` with a [`Builder`] on empty scratch strings, and a string for the store (fresh
-/// ones when a `Debug` impl re-enters).
-fn with_builder<R>(f: impl FnOnce(Builder<'_>, &mut String) -> R) -> R {
+/// Runs `f` with a [`Builder`] on empty scratch strings (fresh ones when a `Debug` impl
+/// re-enters).
+fn with_builder<R>(f: impl FnOnce(Builder<'_>) -> R) -> R {
     let run = |scratch: &mut Scratch| {
         let Scratch {
             fragment,
             keys,
             table,
-            store,
         } = scratch;
-        store.clear();
-        f(Builder::new(fragment, keys, table), store)
+        f(Builder::new(fragment, keys, table))
     };
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => run(&mut scratch),
         Err(_) => run(&mut Scratch::default()),
     })
+}
+
+impl SpanFields {
+    /// Appends the store of a new span's `fields` to `out`: nothing when none has a value.
+    /// Of the `declared` fields, those without a value yet are likely recorded later: the
+    /// store gets room for them, so that it is allocated once.
+    pub(crate) fn store_into(
+        out: &mut String,
+        fields: impl RecordFields,
+        declared: usize,
+    ) -> fmt::Result {
+        /// Room for a recorded field: key, slot and a short value.
+        const RECORD_ROOM: usize = 48;
+        with_builder(|builder| {
+            let mut visitor = Values(builder);
+            fields.record(&mut visitor);
+            let built = visitor.0.finish()?;
+            let unrecorded = declared.saturating_sub(built.table.len() / SLOT);
+            if built.header.mask != 0 || unrecorded > 0 {
+                out.reserve_exact(built.len() + unrecorded * RECORD_ROOM);
+                built.write_into(out);
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies `span.record` to a store: the recorded values replace those of their names,
+    /// where they are.
+    pub(crate) fn record(stored: &mut String, fields: &Record<'_>) -> fmt::Result {
+        with_builder(|builder| {
+            let mut visitor = Values(builder);
+            fields.record(&mut visitor);
+            merge(stored, &visitor.0.finish()?);
+            Ok(())
+        })
+    }
 }
 
 impl<'writer> FormatFields<'writer> for SpanFields {
@@ -91,16 +125,16 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        with_builder(|builder, store| {
-            let mut visitor = Values(builder);
-            fields.record(&mut visitor);
-            let built = visitor.0.finish()?;
-            if built.header.mask == 0 {
-                // No field: no store, and no allocation.
-                return Ok(());
-            }
-            // Whole, in one write: the span's string is allocated once, to its size.
-            built.write_into(store);
+        thread_local! {
+            static STORE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        // Built aside, then written in one piece: the span's string is allocated once.
+        STORE.with(|store| {
+            let mut fresh = String::new();
+            let mut borrowed = store.try_borrow_mut();
+            let store = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+            store.clear();
+            Self::store_into(store, fields, 0)?;
             writer.write_str(store)
         })
     }
@@ -110,13 +144,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> fmt::Result {
-        // `span.record`: the new values replace the old ones of the same name, in place.
-        with_builder(|builder, _| {
-            let mut visitor = Values(builder);
-            fields.record(&mut visitor);
-            merge(&mut current.fields, &visitor.0.finish()?);
-            Ok(())
-        })
+        Self::record(&mut current.fields, fields)
     }
 }
 
@@ -402,10 +430,15 @@ struct Built<'s> {
 }
 
 impl<'s> Built<'s> {
+    /// The store's length.
+    fn len(&self) -> usize {
+        HEADER + self.keys.len() + self.table.len() + self.fragment.len()
+    }
+
     /// Appends the store to `out`.
     fn write_into(&self, out: &mut String) {
         let header = self.header.bytes();
-        out.reserve(HEADER + self.keys.len() + self.table.len() + self.fragment.len());
+        out.reserve(self.len());
         for section in [ascii(&header), self.keys, self.table, self.fragment] {
             out.push_str(section);
         }
@@ -454,11 +487,18 @@ fn name_facts(name: &'static str) -> NameFacts {
     if cached == key && key != 0 {
         return facts;
     }
-    let mut escaped = String::new();
-    let written = write_escaped(&mut escaped, name).is_ok();
+    let clean = !name.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]);
+    let escaped = if clean {
+        Cow::Borrowed(name)
+    } else {
+        let mut escaped = String::new();
+        // Into a `String`: cannot fail.
+        let _ = write_escaped(&mut escaped, name);
+        Cow::Owned(escaped)
+    };
     let facts = NameFacts {
-        reserved: written && may_be_reserved(&escaped),
-        clean: written && escaped == name,
+        reserved: may_be_reserved(&escaped),
+        clean,
         bit: name_bit(&escaped),
     };
     CACHE.with(|cache| cache[slot].set((key, facts)));
