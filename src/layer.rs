@@ -26,10 +26,10 @@ use crate::format::{EcsFormat, LayerSpans, SpanFields, Timestamp};
 use crate::metadata::EcsMetadata;
 use crate::span_events::SpanEvents;
 
-/// The layer [`layer`](crate::layer) and [`Builder::layer`] return: `tracing_subscriber`'s
-/// `fmt` layer with the [`EcsFormat`] event formatter and [`SpanFields`] span fields, so
-/// writers, filters and the per-thread line buffer work as they do for `fmt` (or, off ECS
-/// with [`Builder::with_text_off_ecs`], the `fmt` layer's own text format). It also keeps a
+/// The layer [`layer`](crate::layer) and [`Builder::layer`] return: each event as one line
+/// of [`EcsFormat`] JSON, span fields kept as [`SpanFields`] keeps them, written to a
+/// [`MakeWriter`] as `tracing_subscriber`'s `fmt` layer writes (or, off ECS with
+/// [`Builder::with_text_off_ecs`], the `fmt` layer's own text format). It also keeps a
 /// handle on the subscriber it joins, through which the `opentelemetry` feature reads the
 /// trace context of spans.
 pub struct EcsLayer<S, W = fn() -> io::Stdout> {
