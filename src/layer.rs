@@ -11,11 +11,12 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::subscriber::{Interest, SetGlobalDefaultError};
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, FmtSpan, Format};
 use tracing_subscriber::fmt::{FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{ExtensionsMut, LookupSpan};
 
 use crate::buffering::{Buffer, Buffering, Route, Routed};
 use crate::cache::{self, Startup};
@@ -70,14 +71,9 @@ where
         let mut extensions = span.extensions_mut();
         if extensions
             .get_mut::<FormattedFields<SpanFields>>()
-            .is_some()
+            .is_none()
         {
-            return;
-        }
-        let mut store = String::new();
-        let declared = attrs.metadata().fields().len();
-        if SpanFields::store_into(&mut store, attrs, declared).is_ok() {
-            extensions.insert(FormattedFields::<SpanFields>::new(store));
+            insert_store(&mut extensions, attrs, attrs.metadata().fields().len());
         }
     }
 
@@ -90,12 +86,7 @@ where
             Some(stored) => {
                 let _ = SpanFields::record(&mut stored.fields, values);
             }
-            None => {
-                let mut store = String::new();
-                if SpanFields::store_into(&mut store, values, 0).is_ok() {
-                    extensions.insert(FormattedFields::<SpanFields>::new(store));
-                }
-            }
+            None => insert_store(&mut extensions, values, 0),
         }
     }
 
@@ -107,6 +98,15 @@ where
             let mut writer = self.writer.make_writer_for(event.metadata());
             io::Write::write_all(&mut writer, line.as_bytes()).map_err(|_| fmt::Error)
         });
+    }
+}
+
+/// Stores a span's `fields` in its extensions, where [`EcsFormat`] reads them (`declared`: how
+/// many fields the span declared, so that the store has room for those recorded later).
+fn insert_store(extensions: &mut ExtensionsMut<'_>, fields: impl RecordFields, declared: usize) {
+    let mut store = String::new();
+    if SpanFields::store_into(&mut store, fields, declared).is_ok() {
+        extensions.insert(FormattedFields::<SpanFields>::new(store));
     }
 }
 

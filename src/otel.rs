@@ -111,6 +111,7 @@ impl EcsMetadata {
 /// "trace_flags":"01","xray_trace_id":"1-…-…"`, or nothing when no `tracing-opentelemetry`
 /// layer traces it. Worked out on a span's first event and kept in its extensions, written
 /// out whole in a fixed array: nothing is formatted or allocated for it per event.
+#[derive(Clone, Copy)]
 pub(crate) struct TraceIds(Option<[u8; IDS_LEN]>);
 
 /// The pieces of the ids' fragment between the hex digits.
@@ -136,16 +137,12 @@ impl TraceIds {
         TraceIds(ids_of(id, dispatch))
     }
 
-    /// Writes the ids, if the span is traced; whether it wrote them.
-    pub(crate) fn write(&self, out: &mut String) -> bool {
+    /// The ids' fragment, if the span is traced.
+    pub(crate) fn as_str(&self) -> Option<&str> {
         // Only ASCII was put in it.
-        match self.0.as_ref().map(|ids| std::str::from_utf8(ids)) {
-            Some(Ok(ids)) => {
-                out.push_str(ids);
-                true
-            }
-            _ => false,
-        }
+        self.0
+            .as_ref()
+            .and_then(|ids| std::str::from_utf8(ids).ok())
     }
 }
 

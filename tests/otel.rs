@@ -182,9 +182,11 @@ fn log_lines_carry_the_ids_of_their_spans() {
             let request = info_span!("request");
             let _r = request.enter();
             info!("in request");
-            let db = info_span!("db");
+            let db = info_span!("db", table = "orders");
             let _d = db.enter();
             info!("in db");
+            info!(rows = 3, "rows read");
+            info!(rows = 3, message = "fields first");
         }
         info!("after");
     });
@@ -222,6 +224,20 @@ fn log_lines_carry_the_ids_of_their_spans() {
     let xray = line("in db")["xray_trace_id"].as_str().unwrap().to_owned();
     assert_eq!(xray, format!("1-{}-{}", &trace[..8], &trace[8..]));
     assert!(xray.len() == 35 && trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The ids come right after the message, before the event's and the spans' fields,
+    // wherever the message is among the event's fields.
+    for message in ["rows read", "fields first"] {
+        let text = out
+            .text()
+            .lines()
+            .find(|l| l.contains(message))
+            .unwrap()
+            .to_owned();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap();
+        assert!(at("message") < at("trace_id"), "{text}");
+        assert!(at("xray_trace_id") < at("rows"), "{text}");
+        assert!(at("rows") < at("table"), "{text}");
+    }
 }
 
 #[test]

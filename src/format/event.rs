@@ -170,6 +170,8 @@ pub(super) struct EventVisitor<'a, 'l> {
     pub(super) skip_log_fields: bool,
     /// Whether the line carries trace ids, so that the trace keys are the formatter's.
     pub(super) traced: bool,
+    /// The trace ids, until they are written: after `message`, before the other fields.
+    pub(super) trace_ids: Option<&'a str>,
     pub(super) result: fmt::Result,
 }
 
@@ -199,6 +201,11 @@ impl EventVisitor<'_, '_> {
         }
         let plain_name =
             facts.looked_at & index_bit(field) == 0 && facts.mask & self.format.own_mask == 0;
+        if !is_message {
+            if let Some(ids) = self.trace_ids.take() {
+                self.line.out.push_str(ids);
+            }
+        }
         self.result = if is_message {
             self.line.out.write_str(",\"message\":")
         } else if plain_name {

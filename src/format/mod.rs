@@ -424,10 +424,17 @@ impl EcsFormat {
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
 
+        #[cfg(feature = "opentelemetry")]
+        let ids = self.trace_ids(ctx);
+        #[cfg(feature = "opentelemetry")]
+        let trace_ids = ids.as_ref().and_then(crate::otel::TraceIds::as_str);
+        #[cfg(not(feature = "opentelemetry"))]
+        let trace_ids = None;
+        let traced = trace_ids.is_some();
+
         let names = EventNames::of(event);
-        // One visit when `message` comes first anyway; with trace correlation compiled in,
-        // the trace ids go between `message` and the rest, so two.
-        let one_pass = names.facts.message_first && cfg!(not(feature = "opentelemetry"));
+        // One visit when `message` comes first anyway, else `message` first, then the rest.
+        let one_pass = names.facts.message_first;
         let mut visitor = Values(EventVisitor {
             format: self,
             line: &mut *line,
@@ -435,18 +442,18 @@ impl EcsFormat {
             pass: if one_pass { Pass::All } else { Pass::Message },
             valued: 0,
             skip_log_fields: normalized.is_some(),
-            traced: false,
+            traced,
+            trace_ids,
             result: Ok(()),
         });
         event.record(&mut visitor);
-        #[cfg(feature = "opentelemetry")]
-        {
-            visitor.0.traced = self.write_trace_ids(ctx, visitor.0.line.out);
-        }
-        let traced = visitor.0.traced;
         if !one_pass {
             visitor.0.pass = Pass::Fields;
             event.record(&mut visitor);
+        }
+        // No field after `message`: the ids end the event's part of the line.
+        if let Some(ids) = visitor.0.trace_ids.take() {
+            visitor.0.line.out.push_str(ids);
         }
         visitor.0.result?;
         let valued = visitor.0.valued;
@@ -556,32 +563,26 @@ impl EcsFormat {
 
 #[cfg(feature = "opentelemetry")]
 impl EcsFormat {
-    /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it;
-    /// whether it was written.
-    fn write_trace_ids<S>(&self, ctx: &impl EventSpans<S>, out: &mut String) -> bool
+    /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it.
+    fn trace_ids<S>(&self, ctx: &impl EventSpans<S>) -> Option<crate::otel::TraceIds>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let Some(dispatch) = self.dispatch.as_ref().and_then(|d| d.get()) else {
-            return false;
-        };
-        let Some(span) = ctx.scope().and_then(|mut scope| scope.next()) else {
-            return false;
-        };
+        let dispatch = self.dispatch.as_ref().and_then(|d| d.get())?;
+        let span = ctx.scope().and_then(|mut scope| scope.next())?;
         if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {
-            return ids.write(out);
+            return Some(*ids);
         }
         // Not looked up yet: the lookup locks the span's extensions, so release ours first.
         let id = span.id();
         drop(span);
         let ids = crate::otel::TraceIds::of(&id, dispatch);
-        let written = ids.write(out);
         // The lookup started the span, so its ids are settled: keep them for its next events.
         if let Some(span) = ctx.span(&id) {
             // `replace`: another thread may have cached them meanwhile (`insert` would panic).
             span.extensions_mut().replace(ids);
         }
-        written
+        Some(ids)
     }
 }
 
