@@ -53,6 +53,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::thread::LocalKey;
 use std::time::SystemTime;
 
 use once_cell::sync::OnceCell;
@@ -382,11 +383,7 @@ impl EcsFormat {
         thread_local! {
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        LINE.with(|buffer| {
-            let mut fresh = String::new();
-            let mut borrowed = buffer.try_borrow_mut();
-            // Formatting that logs (a `Debug` impl) re-enters: it gets a buffer of its own.
-            let out = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        with_reused(&LINE, |out| {
             out.clear();
             let now = SystemTime::now();
             let identity = self.identity.current();
@@ -462,11 +459,8 @@ impl EcsFormat {
             thread_local! {
                 static KEYS: RefCell<String> = const { RefCell::new(String::new()) };
             }
-            KEYS.with(|cell| {
-                let mut fresh = String::new();
-                let mut borrowed = cell.try_borrow_mut();
-                // Formatting that logs re-enters: it gets a key list of its own.
-                let mut on_line = LineKeys::new(borrowed.as_deref_mut().unwrap_or(&mut fresh));
+            with_reused(&KEYS, |keys| {
+                let mut on_line = LineKeys::new(keys);
                 let mut scope = scope.peekable();
                 while let Some(span) = scope.next() {
                     let extensions = span.extensions();
@@ -532,10 +526,7 @@ impl EcsFormat {
         thread_local! {
             static LENGTHS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
         }
-        let cap = LENGTHS.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut borrowed = cell.try_borrow_mut();
-            let lengths = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        let cap = with_reused(&LENGTHS, |lengths| {
             lengths.clear();
             out.clear();
             // A count of the strings' escaped lengths, not a rendering: the line gets only
@@ -649,6 +640,24 @@ impl<T: ValueSink> Visit for Values<T> {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.0.string(field, |w| write_error_chain(w, value));
     }
+}
+
+/// Runs `f` on this thread's `T` in `cell`, as the last use left it; on a fresh `T` when it
+/// is in use already (formatting that logs, in a `Debug` impl, re-enters).
+fn with_reused<T: Default, R>(
+    cell: &'static LocalKey<RefCell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    cell.with(|cell| {
+        let mut fresh = None;
+        let mut reused = cell.try_borrow_mut();
+        // One call of `f`, so that it is inlined as if written here.
+        let value = match reused.as_deref_mut() {
+            Ok(reused) => reused,
+            Err(_) => fresh.insert(T::default()),
+        };
+        f(value)
+    })
 }
 
 /// The size a thread's line buffer returns to.

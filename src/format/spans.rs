@@ -15,7 +15,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
 use super::truncate::{Line, StringValue, Strings};
-use super::{ValueSink, Values, may_be_reserved, name_bit};
+use super::{ValueSink, Values, may_be_reserved, name_bit, with_reused};
 use crate::json::{NEEDS_ESCAPE, write_escaped};
 
 /// A span's fields are stored as a fixed header, then three sections:
@@ -66,20 +66,15 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
-/// Runs `f` with a [`Builder`] on empty scratch strings (fresh ones when a `Debug` impl
-/// re-enters).
+/// Runs `f` with a [`Builder`] on this thread's scratch strings.
 fn with_builder<R>(f: impl FnOnce(Builder<'_>) -> R) -> R {
-    let run = |scratch: &mut Scratch| {
+    with_reused(&SCRATCH, |scratch| {
         let Scratch {
             fragment,
             keys,
             table,
         } = scratch;
         f(Builder::new(fragment, keys, table))
-    };
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => run(&mut scratch),
-        Err(_) => run(&mut Scratch::default()),
     })
 }
 
@@ -129,10 +124,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
             static STORE: RefCell<String> = const { RefCell::new(String::new()) };
         }
         // Built aside, then written in one piece: the span's string is allocated once.
-        STORE.with(|store| {
-            let mut fresh = String::new();
-            let mut borrowed = store.try_borrow_mut();
-            let store = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        with_reused(&STORE, |store| {
             store.clear();
             Self::store_into(store, fields, 0)?;
             writer.write_str(store)
