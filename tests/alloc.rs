@@ -122,6 +122,51 @@ fn the_counter_counts() {
     assert_eq!((n, kept), (2, 100));
 }
 
+/// 128 callsites with distinct field names, used in turn: past the first use of each, no
+/// event allocates, and a span allocates only its store and its place in the span's
+/// extensions (what the formatter keeps per callsite and per name is not a small cache that
+/// callsites evict from each other).
+#[test]
+fn no_allocation_per_event_across_many_callsites() {
+    macro_rules! callsites {
+        ($($name:ident)*) => {
+            (
+                [$((|| info!($name = 1u64, "many")) as fn(),)*],
+                [$((|| drop(info_span!("op", $name = 1u64))) as fn(),)*],
+            )
+        };
+    }
+    let (events, spans) = callsites!(
+        f000 f001 f002 f003 f004 f005 f006 f007 f008 f009 f010 f011 f012 f013 f014 f015
+        f016 f017 f018 f019 f020 f021 f022 f023 f024 f025 f026 f027 f028 f029 f030 f031
+        f032 f033 f034 f035 f036 f037 f038 f039 f040 f041 f042 f043 f044 f045 f046 f047
+        f048 f049 f050 f051 f052 f053 f054 f055 f056 f057 f058 f059 f060 f061 f062 f063
+        f064 f065 f066 f067 f068 f069 f070 f071 f072 f073 f074 f075 f076 f077 f078 f079
+        f080 f081 f082 f083 f084 f085 f086 f087 f088 f089 f090 f091 f092 f093 f094 f095
+        f096 f097 f098 f099 f100 f101 f102 f103 f104 f105 f106 f107 f108 f109 f110 f111
+        f112 f113 f114 f115 f116 f117 f118 f119 f120 f121 f122 f123 f124 f125 f126 f127
+    );
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(std::io::sink)
+        .layer();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let span = info_span!("request", id = 7);
+        let _e = span.enter();
+        let all = || events.iter().chain(&spans).for_each(|f| f());
+        all();
+        let per_event = allocations(|| (0..3).for_each(|_| events.iter().for_each(|f| f())));
+        assert_eq!(per_event, 0);
+        let per_span = allocations(|| spans.iter().for_each(|f| f()));
+        assert!(
+            per_span <= 2 * spans.len(),
+            "{per_span} for {} spans",
+            spans.len()
+        );
+    });
+}
+
 /// A span is stored in one allocation, with room for the fields it declared `Empty`:
 /// recording them later, or recording a value again, allocates nothing.
 #[test]

@@ -1,12 +1,13 @@
 //! An event's own fields: the names of a callsite, and the visitor that writes them.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
 use tracing::field::Field;
 use tracing::{Event, Level};
 
+use super::address_map::{AddressMap, FRONT, Front, per_thread};
 use super::options::LineOptions;
 use super::truncate::{Line, StringValue};
 use super::{EcsFormat, ValueSink, may_be_reserved, name_bit};
@@ -63,6 +64,12 @@ pub(super) struct Facts {
     pub(super) looked_at: u64,
 }
 
+impl Default for Facts {
+    fn default() -> Self {
+        Facts::NONE
+    }
+}
+
 impl Facts {
     const NONE: Facts = Facts {
         mask: 0,
@@ -75,28 +82,17 @@ impl Facts {
 
 impl<'a> EventNames<'a> {
     pub(super) fn of(event: &'a Event<'a>) -> Self {
-        const SLOTS: usize = 64;
         thread_local! {
-            /// (callsite metadata address, facts); address 0 is an empty slot.
-            static CACHE: [Cell<(usize, Facts)>; SLOTS] =
-                const { [const { Cell::new((0, Facts::NONE)) }; SLOTS] };
+            static RECENT: Front<Facts> = const { [const { Cell::new((0, Facts::NONE)) }; FRONT] };
+            static FACTS: RefCell<AddressMap<Facts>> = const { RefCell::new(AddressMap::new()) };
         }
         // A span's own lines (span events) borrow the span's metadata with field sets of their
         // own: the callsite does not decide their names, so they are not cached.
         let facts = if event.metadata().is_span() {
             Self::compute(event)
         } else {
-            let key = std::ptr::from_ref(event.metadata()) as usize;
-            // Metadata are statics at least 8-byte aligned: drop the low bits before hashing.
-            let slot = (key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
-            let (cached, facts) = CACHE.with(|cache| cache[slot].get());
-            if cached == key {
-                facts
-            } else {
-                let computed = Self::compute(event);
-                CACHE.with(|cache| cache[slot].set((key, computed)));
-                computed
-            }
+            let address = std::ptr::from_ref(event.metadata()) as usize;
+            per_thread(&RECENT, &FACTS, address, || Self::compute(event))
         };
         EventNames { event, facts }
     }
@@ -106,8 +102,7 @@ impl<'a> EventNames<'a> {
             message_first: true,
             ..Facts::NONE
         };
-        let fields: Vec<Field> = event.fields().collect();
-        for (i, field) in fields.iter().enumerate() {
+        for (i, field) in event.fields().enumerate() {
             let name = field.name();
             if name == "message" {
                 if facts.message == u8::MAX {
@@ -116,16 +111,16 @@ impl<'a> EventNames<'a> {
                 }
                 facts.message_first &= field.index() == 0;
             }
-            if fields[..i].iter().any(|earlier| earlier.name() == name) {
-                facts.repeated |= index_bit(field);
+            if event.fields().take(i).any(|earlier| earlier.name() == name) {
+                facts.repeated |= index_bit(&field);
             }
             if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
                 facts.mask = u64::MAX;
-                facts.looked_at |= index_bit(field);
+                facts.looked_at |= index_bit(&field);
             } else {
                 facts.mask |= name_bit(name);
                 if may_be_reserved(name) {
-                    facts.looked_at |= index_bit(field);
+                    facts.looked_at |= index_bit(&field);
                 }
             }
         }

@@ -44,6 +44,7 @@
 //! is recovered in the background after a failed start-up); span fields once, when the span
 //! is created or recorded. Formatting an event copies those bytes and allocates nothing.
 
+mod address_map;
 mod event;
 mod options;
 mod spans;

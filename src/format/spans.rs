@@ -3,8 +3,7 @@
 //! in place.
 
 use std::borrow::Cow;
-use std::cell::Cell;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Range;
 
@@ -14,6 +13,7 @@ use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
+use super::address_map::{AddressMap, FRONT, Front, per_thread};
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, may_be_reserved, name_bit, with_reused};
 use crate::json::{NEEDS_ESCAPE, write_escaped};
@@ -448,7 +448,7 @@ impl<'s> Built<'s> {
 }
 
 /// What a span needs to know of a field name, worked out once per name.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct NameFacts {
     /// Whether some configuration reserves it ([`may_be_reserved`]).
     reserved: bool,
@@ -458,43 +458,40 @@ struct NameFacts {
     bit: u64,
 }
 
+impl NameFacts {
+    const NONE: NameFacts = NameFacts {
+        reserved: false,
+        clean: false,
+        bit: 0,
+    };
+}
+
 /// The [`NameFacts`] of a callsite's field name, remembered per thread by the name's address:
 /// spans of a callsite are made again and again with the same names.
 fn name_facts(name: &'static str) -> NameFacts {
-    const SLOTS: usize = 64;
-    const EMPTY: (usize, NameFacts) = (
-        0,
-        NameFacts {
-            reserved: false,
-            clean: false,
-            bit: 0,
-        },
-    );
     thread_local! {
-        static CACHE: [Cell<(usize, NameFacts)>; SLOTS] = const { [const { Cell::new(EMPTY) }; SLOTS] };
+        static RECENT: Front<NameFacts> =
+            const { [const { Cell::new((0, NameFacts::NONE)) }; FRONT] };
+        static FACTS: RefCell<AddressMap<NameFacts>> = const { RefCell::new(AddressMap::new()) };
     }
-    let key = name.as_ptr() as usize ^ name.len().rotate_left(48);
-    let slot = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 6);
-    let (cached, facts) = CACHE.with(|cache| cache[slot].get());
-    if cached == key && key != 0 {
-        return facts;
-    }
-    let clean = !name.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]);
-    let escaped = if clean {
-        Cow::Borrowed(name)
-    } else {
-        let mut escaped = String::new();
-        // Into a `String`: cannot fail.
-        let _ = write_escaped(&mut escaped, name);
-        Cow::Owned(escaped)
-    };
-    let facts = NameFacts {
-        reserved: may_be_reserved(&escaped),
-        clean,
-        bit: name_bit(&escaped),
-    };
-    CACHE.with(|cache| cache[slot].set((key, facts)));
-    facts
+    // A name's address and length: a name inside another starts at the same address.
+    let address = name.as_ptr() as usize ^ name.len().rotate_left(48);
+    per_thread(&RECENT, &FACTS, address, || {
+        let clean = !name.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]);
+        let escaped = if clean {
+            Cow::Borrowed(name)
+        } else {
+            let mut escaped = String::new();
+            // Into a `String`: cannot fail.
+            let _ = write_escaped(&mut escaped, name);
+            Cow::Owned(escaped)
+        };
+        NameFacts {
+            reserved: may_be_reserved(&escaped),
+            clean,
+            bit: name_bit(&escaped),
+        }
+    })
 }
 
 impl<'s> Builder<'s> {

@@ -1,0 +1,128 @@
+//! Facts worked out once per static address (a callsite's metadata, a field name) and kept
+//! per thread.
+
+use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
+
+/// A direct-mapped cache of the addresses in use now: one compare when it holds the address.
+pub(super) type Front<V> = [Cell<(usize, V)>; FRONT];
+
+/// How many addresses a [`Front`] holds.
+pub(super) const FRONT: usize = 64;
+
+/// Every address seen, in an open-addressing table behind the [`Front`]. It allocates only
+/// when it grows, once per new address at most, so a process past its first use of each
+/// callsite allocates nothing for it, however many callsites it has.
+pub(super) struct AddressMap<V> {
+    /// `(address, value)`; address 0 marks an empty slot. A power of two long, at most half
+    /// full.
+    slots: Vec<(usize, V)>,
+    len: usize,
+}
+
+impl<V: Copy + Default> AddressMap<V> {
+    pub(super) const fn new() -> Self {
+        AddressMap {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// The value for `address`, made by `make` the first time.
+    pub(super) fn get_or_insert_with(&mut self, address: usize, make: impl FnOnce() -> V) -> V {
+        match self.slots.get(self.find(address)) {
+            Some(&(key, value)) if key == address => value,
+            _ => self.insert(address, make()),
+        }
+    }
+
+    /// Puts a new address in the table, grown first if it would be more than half full
+    /// (lookups never grow it).
+    fn insert(&mut self, address: usize, value: V) -> V {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let at = self.find(address);
+        self.slots[at] = (address, value);
+        self.len += 1;
+        value
+    }
+
+    /// Where `address` is, or the empty slot where it would go (0 when there are no slots).
+    fn find(&self, address: usize) -> usize {
+        let Some(mask) = self.slots.len().checked_sub(1) else {
+            return 0;
+        };
+        let mut at = (spread(address) >> 32) as usize & mask;
+        // Never full: some slot is empty.
+        while self.slots[at].0 != 0 && self.slots[at].0 != address {
+            at = (at + 1) & mask;
+        }
+        at
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(0, V::default()); size]);
+        for (key, value) in old.into_iter().filter(|&(key, _)| key != 0) {
+            let at = self.find(key);
+            self.slots[at] = (key, value);
+        }
+    }
+}
+
+/// An address spread over the high bits (statics are aligned, and often next to each
+/// other): the front takes the top bits, the table the bits from the 32nd up.
+fn spread(address: usize) -> u64 {
+    (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The value for `address` (not 0) in this thread's `front` and `map`, made by `make` the
+/// first time; made each time, uncached, in the rare case the map is in use already.
+pub(super) fn per_thread<V: Copy + Default>(
+    front: &'static LocalKey<Front<V>>,
+    map: &'static LocalKey<RefCell<AddressMap<V>>>,
+    address: usize,
+    make: impl FnOnce() -> V,
+) -> V {
+    let at = (spread(address) >> (u64::BITS - FRONT.trailing_zeros())) as usize;
+    let (cached, value) = front.with(|front| front[at].get());
+    if cached == address && address != 0 {
+        return value;
+    }
+    let value = map.with(|map| match map.try_borrow_mut() {
+        Ok(mut map) => map.get_or_insert_with(address, make),
+        Err(_) => make(),
+    });
+    front.with(|front| front[at].set((address, value)));
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_keeps_its_value_through_growth() {
+        let mut map = AddressMap::new();
+        let mut made = 0;
+        for round in 0..3 {
+            for address in (8..8 * 1000).step_by(8) {
+                let value = map.get_or_insert_with(address, || {
+                    made += 1;
+                    address * 3
+                });
+                assert_eq!(value, address * 3, "round {round}");
+            }
+        }
+        // Made once each, whatever the growth in between.
+        assert_eq!(made, 999);
+        // At most half full, and lookups of known addresses never grow it.
+        assert!(map.len * 2 <= map.slots.len());
+        let size = map.slots.len();
+        for address in (8..8 * 1000).step_by(8) {
+            map.get_or_insert_with(address, || unreachable!());
+        }
+        assert_eq!(map.slots.len(), size);
+    }
+}
