@@ -85,16 +85,18 @@ pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt:
     escape_pieces(s, |piece, _| w.write_str(piece))
 }
 
+/// Lowercase hex digits, by value.
+pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// `\u00XX` for the code point `XX` (a C0 or C1 control, or DEL).
 fn unicode_escape(code: u8) -> [u8; 6] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     [
         b'\\',
         b'u',
         b'0',
         b'0',
-        HEX[usize::from(code >> 4)],
-        HEX[usize::from(code & 0xf)],
+        HEX_DIGITS[usize::from(code >> 4)],
+        HEX_DIGITS[usize::from(code & 0xf)],
     ]
 }
 

@@ -6,6 +6,7 @@ use opentelemetry_sdk::Resource;
 use tracing::dispatcher::WeakDispatch;
 
 use crate::fields::{DatumValue, ExtraFields, FieldScheme};
+use crate::json::HEX_DIGITS;
 use crate::metadata::EcsMetadata;
 
 impl EcsMetadata {
@@ -184,9 +185,8 @@ fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<[u8; IDS_LE
 
 /// `bytes` in lowercase hex digits, into `digits` (twice as long).
 fn hex(bytes: &[u8], digits: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for (byte, pair) in bytes.iter().zip(digits.chunks_exact_mut(2)) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
     }
 }

@@ -43,8 +43,8 @@ pub(super) enum Pass {
 /// whether `message`, if there is one, comes first (so one pass writes it first), and which
 /// names need a closer look when written (escaping, or a name some configuration reserves).
 /// All depend only on the callsite, so they are worked out once per callsite and thread and
-/// kept in a small direct-mapped cache; the rare events that need the names themselves (a
-/// possible repeat or clash) walk the field set.
+/// kept (see [`AddressMap`]); the rare events that need the names themselves (a possible
+/// repeat or clash) walk the field set.
 pub(super) struct EventNames<'a> {
     pub(super) event: &'a Event<'a>,
     pub(super) facts: Facts,

@@ -16,7 +16,7 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 use super::address_map::{AddressMap, FRONT, Front, per_thread};
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, may_be_reserved, name_bit, with_reused};
-use crate::json::{NEEDS_ESCAPE, write_escaped};
+use crate::json::{HEX_DIGITS, NEEDS_ESCAPE, write_escaped};
 
 /// A span's fields are stored as a fixed header, then three sections:
 ///
@@ -261,7 +261,7 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
         let mut value = [0xff; 256];
         let mut d = 0;
         while d < 16 {
-            value[b"0123456789abcdef"[d] as usize] = d as u8;
+            value[HEX_DIGITS[d] as usize] = d as u8;
             d += 1;
         }
         value
@@ -276,9 +276,8 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
 
 /// `value` in lowercase hex, filling `digits`.
 fn put_hex(digits: &mut [u8], mut value: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for digit in digits.iter_mut().rev() {
-        *digit = HEX[(value & 0xf) as usize];
+        *digit = HEX_DIGITS[(value & 0xf) as usize];
         value >>= 4;
     }
 }
