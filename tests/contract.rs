@@ -397,6 +397,19 @@ fn check(case: &Case, counts: &mut Counts) -> Result<(), TestCaseError> {
             }
         }
     }
+    // A line fits its limit, unless what is never cut (keys, numbers, the identity) is longer
+    // than the limit alone: then every string value that can be cut is empty.
+    if let Some(max) = case.max_line {
+        if raw.len() > max {
+            for (key, value) in &line {
+                let never_cut = ["level", "target"].contains(&key.as_str())
+                    || ["NaN", "inf", "-inf"].contains(&value.as_str().unwrap_or(""));
+                if let (Json::String(s), false) = (value, never_cut) {
+                    prop_assert!(s.is_empty(), "{key} kept {s:?} in a line over {max}: {raw}");
+                }
+            }
+        }
+    }
     // What the case met.
     let event_names: Vec<&str> = case
         .event
