@@ -140,9 +140,10 @@ impl<'a> EventNames<'a> {
 
     /// Whether the event has a field with a value (its bit in `valued`) whose escaped name is
     /// `escaped`: a field without one hides no span's field.
-    pub(super) fn contains(&self, escaped: &str, valued: u64) -> bool {
+    /// `bit` is the name's [`name_bit`].
+    pub(super) fn contains(&self, escaped: &str, bit: u64, valued: u64) -> bool {
         // The mask has every bit when a name needs escaping: a bit not in it rules out all.
-        self.facts.mask & name_bit(escaped) != 0
+        self.facts.mask & bit != 0
             && self
                 .event
                 .fields()

@@ -290,9 +290,14 @@ impl EcsFormat {
 
     /// Whether a field named `key` is renamed; `traced` when the line carries trace ids.
     fn is_reserved(&self, key: &str, traced: bool) -> bool {
+        self.is_reserved_with_bit(key, name_bit(key), traced)
+    }
+
+    /// [`Self::is_reserved`], given the key's [`name_bit`].
+    fn is_reserved_with_bit(&self, key: &str, bit: u64, traced: bool) -> bool {
         (self.prefix_firsts & first_byte_bit(key) != 0
             && self.reserved_prefixes.iter().any(|p| key.starts_with(p)))
-            || (self.reserved_mask & name_bit(key) != 0 && self.reserved.iter().any(|k| k == key))
+            || (self.reserved_mask & bit != 0 && self.reserved.iter().any(|k| k == key))
             || (traced && TRACE_KEYS.contains(&key))
     }
 
@@ -480,11 +485,12 @@ impl EcsFormat {
                         // Maybe a clash, or values to measure or cut: field by field.
                         for entry in stored.entries() {
                             let key = entry.key;
-                            if names.contains(key, valued) || on_line.contains(key) {
+                            let bit = name_bit(key);
+                            if names.contains(key, bit, valued) || on_line.contains(key, bit) {
                                 continue;
                             }
                             line.out.push_str(",\"");
-                            if self.is_reserved(key, traced) {
+                            if self.is_reserved_with_bit(key, bit, traced) {
                                 line.out.push_str(RENAMED);
                             }
                             line.out.push_str(key);

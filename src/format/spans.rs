@@ -611,9 +611,9 @@ impl<'a> LineKeys<'a> {
         self.mask
     }
 
-    /// Whether `key` (escaped) is on the line already.
-    pub(super) fn contains(&self, key: &str) -> bool {
-        self.mask & name_bit(key) != 0 && each_key(self.keys).any(|k| k == key.as_bytes())
+    /// Whether `key` (escaped; its [`name_bit`] is `bit`) is on the line already.
+    pub(super) fn contains(&self, key: &str, bit: u64) -> bool {
+        self.mask & bit != 0 && each_key(self.keys).any(|k| k == key.as_bytes())
     }
 }
 
