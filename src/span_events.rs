@@ -71,16 +71,12 @@ impl SpanEvents {
         S: Subscriber + for<'a> LookupSpan<'a>,
         L: Layer<S>,
     {
-        if self.close {
-            if let Some(span) = ctx.span(id) {
-                if let Some(times) = span.extensions_mut().get_mut::<Times>() {
-                    if times.entered == 0 {
-                        times.since = Instant::now();
-                    }
-                    times.entered += 1;
-                }
+        self.update_times(id, &ctx, |times| {
+            if times.entered == 0 {
+                times.since = Instant::now();
             }
-        }
+            times.entered += 1;
+        });
         if self.enter {
             emit(layer, id, &ctx, "enter", None);
         }
@@ -91,18 +87,29 @@ impl SpanEvents {
         S: Subscriber + for<'a> LookupSpan<'a>,
         L: Layer<S>,
     {
-        if self.close {
-            if let Some(span) = ctx.span(id) {
-                if let Some(times) = span.extensions_mut().get_mut::<Times>() {
-                    times.entered = times.entered.saturating_sub(1);
-                    if times.entered == 0 {
-                        times.busy += times.since.elapsed().as_secs_f64();
-                    }
-                }
+        self.update_times(id, &ctx, |times| {
+            times.entered = times.entered.saturating_sub(1);
+            if times.entered == 0 {
+                times.busy += times.since.elapsed().as_secs_f64();
             }
-        }
+        });
         if self.exit {
             emit(layer, id, &ctx, "exit", None);
+        }
+    }
+
+    /// Runs `f` on the span's times, which are kept only for close lines.
+    fn update_times<S>(&self, id: &span::Id, ctx: &Context<'_, S>, f: impl FnOnce(&mut Times))
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if !self.close {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            if let Some(times) = span.extensions_mut().get_mut::<Times>() {
+                f(times);
+            }
         }
     }
 

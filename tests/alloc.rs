@@ -30,13 +30,17 @@ fn per_event_allocations(scheme: FieldScheme, extra: ExtraFields, nested_spans: 
     )
 }
 
-fn per_event_allocations_with(builder: tracing_aws_ecs::Builder, nested_spans: bool) -> usize {
+/// Runs `f` under the builder's layer, with the Fargate metadata, writing to a sink.
+fn under<R>(builder: tracing_aws_ecs::Builder, f: impl FnOnce() -> R) -> R {
     let layer = builder
         .with_metadata(fargate_metadata())
         .with_writer(std::io::sink)
         .layer();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
+}
+
+fn per_event_allocations_with(builder: tracing_aws_ecs::Builder, nested_spans: bool) -> usize {
+    under(builder, || {
         let outer = info_span!("request", method = "GET", path = "/orders");
         let _outer = outer.enter();
         let inner = nested_spans.then(|| info_span!("db", table = "orders", rows = 3));
@@ -146,12 +150,7 @@ fn no_allocation_per_event_across_many_callsites() {
         f096 f097 f098 f099 f100 f101 f102 f103 f104 f105 f106 f107 f108 f109 f110 f111
         f112 f113 f114 f115 f116 f117 f118 f119 f120 f121 f122 f123 f124 f125 f126 f127
     );
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(std::io::sink)
-        .layer();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    under(tracing_aws_ecs::builder(), || {
         let span = info_span!("request", id = 7);
         let _e = span.enter();
         let all = || events.iter().chain(&spans).for_each(|f| f());
@@ -171,12 +170,7 @@ fn no_allocation_per_event_across_many_callsites() {
 /// recording them later, or recording a value again, allocates nothing.
 #[test]
 fn recording_a_declared_field_allocates_nothing() {
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(std::io::sink)
-        .layer();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    under(tracing_aws_ecs::builder(), || {
         let request = || {
             info_span!(
                 "request",
@@ -214,13 +208,8 @@ fn recording_a_declared_field_allocates_nothing() {
 /// into) holds more than a small steady size.
 #[test]
 fn a_huge_line_leaves_no_huge_buffer_behind() {
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(std::io::sink)
-        .layer();
-    let subscriber = tracing_subscriber::registry().with(layer);
     let huge = "x".repeat(200 * 1024);
-    tracing::subscriber::with_default(subscriber, || {
+    under(tracing_aws_ecs::builder(), || {
         let span = info_span!("request", id = 7);
         let _e = span.enter();
         for _ in 0..10 {

@@ -429,7 +429,6 @@ impl<'s> Built<'s> {
     /// Appends the store to `out`.
     fn write_into(&self, out: &mut String) {
         let header = self.header.bytes();
-        out.reserve(self.len());
         for section in [ascii(&header), self.keys, self.table, self.fragment] {
             out.push_str(section);
         }
