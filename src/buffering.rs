@@ -1,24 +1,25 @@
 //! Request-scoped buffering: lines at the lower levels are held per request (a root span and
 //! everything under it) and written only when that request logs an error.
 //!
-//! The lines are rendered as usual, then handed to the request's buffer instead of the writer
-//! (the writer the layer uses routes them, see [`Routed`]). The buffer belongs to the root
-//! span, so tasks that hop threads and spans entered on other threads share it.
+//! Each event is routed before it is rendered ([`Buffer::route`]); a line to hold is then
+//! handed to its request's buffer by the layer, explicitly: no state is left on the thread,
+//! so an event logged while another is rendered (a `Debug` impl that logs) is routed on its
+//! own merits, and a panic leaves nothing behind. The buffer belongs to the root span and to
+//! one layer, so tasks that hop threads share it and two layers never do.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 
 use once_cell::sync::Lazy;
 
 use crate::time::random_fraction;
+use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 /// The key of the count of lines a request's buffer dropped, on the first line it flushes.
 pub(crate) const DROPPED_KEY: &str = "buffer_dropped";
@@ -40,10 +41,21 @@ pub(crate) const DROPPED_KEY: &str = "buffer_dropped";
 ///
 /// Memory is bounded: a request keeps at most [`with_max_request_bytes`](Self::with_max_request_bytes)
 /// of lines (64 KiB), dropping its oldest first, and all requests together at most
-/// [`with_max_total_bytes`](Self::with_max_total_bytes) (8 MiB). The first line a request
-/// flushes says how many it dropped, as `buffer_dropped`. Held lines are also written on a
-/// panic (by the [panic hook](crate::install_panic_hook)) and by
-/// [`flush_buffered`](crate::flush_buffered), to call when the service shuts down.
+/// [`with_max_total_bytes`](Self::with_max_total_bytes) (8 MiB), counted as what their
+/// buffers have allocated, not just what they hold. A request allocates nothing until it
+/// holds a line; then about 200 bytes of bookkeeping, counted too, which is all it keeps
+/// once flushed. When the process-wide room is used up, a request that needs more drops its
+/// oldest lines, or the new one. The first line a request flushes says how many it dropped,
+/// as `buffer_dropped`.
+///
+/// A panic is an ERROR line (see the [panic hook](crate::install_panic_hook)): it flushes
+/// its own request, as any error does, and no other; a panic caught by a runtime (tokio, a
+/// web framework) leaves the other requests in flight as they were. Call
+/// [`flush_buffered`](crate::flush_buffered) when the service shuts down, so that what the
+/// requests in flight held is not lost.
+///
+/// An event logged while another is rendered (from a `Debug` impl) is routed on its own:
+/// held, written or flushing as its level and request say.
 ///
 /// ```
 /// use tracing::Level;
@@ -119,7 +131,43 @@ impl Buffering {
     }
 }
 
-/// Where a held line can be written when its request is flushed.
+/// The most verbose level a buffering layer of this process holds (0 for none; 1 for ERROR
+/// to 5 for TRACE), for the start-up check that such lines can reach it.
+static MOST_VERBOSE_BUFFERED: AtomicU8 = AtomicU8::new(0);
+
+fn verbosity(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+/// Logs one WARN, once per process, when a buffering layer was built and the global filter
+/// lets none of the lines it holds through (`RUST_LOG=info` where it holds DEBUG): buffering
+/// would silently do nothing.
+pub(crate) fn warn_if_filtered_out() {
+    static ONCE: Once = Once::new();
+    let buffered = MOST_VERBOSE_BUFFERED.load(Ordering::Relaxed);
+    let passes = LevelFilter::current().into_level().map_or(0, verbosity);
+    if buffered == 0 || passes >= buffered {
+        return;
+    }
+    ONCE.call_once(|| {
+        let rust_log = std::env::var("RUST_LOG")
+            .map(|value| format!("RUST_LOG={value:?}"))
+            .unwrap_or_else(|_| "the filter".to_owned());
+        tracing::warn!(
+            target: "tracing_aws_ecs",
+            "request buffering holds DEBUG and TRACE lines, but {rust_log} lets none reach it: \
+             set RUST_LOG=debug, or RUST_LOG=info,<your crate>=debug"
+        );
+    });
+}
+
+/// Where a held line is written when its request is flushed: the layer's writer.
 trait Sink: Send + Sync {
     fn write_line(&self, line: &[u8]);
 }
@@ -132,53 +180,154 @@ where
 {
     fn write_line(&self, line: &[u8]) {
         // A failing writer loses the line, as it loses any other.
-        let _ = self.0.make_writer().write_all(line);
+        let _ = crate::write::write_line(&mut self.0.make_writer(), line);
     }
 }
 
-/// The lines one request holds.
-#[derive(Default)]
-struct Held {
-    lines: String,
-    lengths: VecDeque<usize>,
-    dropped: usize,
-}
-
-/// One request's buffer, in its root span's extensions and in the list of live buffers.
-pub(crate) struct RequestBuffer {
-    id: u64,
-    held: Mutex<Held>,
-    /// Flushed, or sampled: lines at the buffered levels are written as they come. Read for
-    /// every such line, so not behind the lock.
-    writes_through: AtomicBool,
-    sink: Arc<dyn Sink>,
-    config: Arc<Buffering>,
-}
-
-/// What all live requests hold, in bytes.
+/// What all live requests have allocated to hold lines (their bookkeeping included), in bytes.
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-/// Every live buffer, to flush on a panic or at shutdown.
+/// Every live buffer, to flush at shutdown.
 static LIVE: Lazy<Mutex<HashMap<u64, Weak<RequestBuffer>>>> = Lazy::new(Default::default);
+
+/// What one request's buffer costs beyond its lines: the buffer, its entries in the root
+/// span's list and in [`LIVE`] (a hash map entry at most half full), and the list's box.
+const BOOKKEEPING: usize = std::mem::size_of::<RequestBuffer>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<(u64, Arc<RequestBuffer>)>()
+    + std::mem::size_of::<RootBuffers>()
+    + 2 * (std::mem::size_of::<(u64, Weak<RequestBuffer>)>() + 1);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a buffer must not silence logging for good.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Takes `bytes` of the process-wide room, if that leaves it within `max`.
+fn take_room(bytes: usize, max: usize) -> bool {
+    TOTAL
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
+            total.checked_add(bytes).filter(|&after| after <= max)
+        })
+        .is_ok()
+}
+
+/// The lines one request holds, and what their storage has been counted as.
+#[derive(Default)]
+struct Held {
+    lines: String,
+    lengths: VecDeque<u32>,
+    dropped: usize,
+    /// The bytes of `lines`' and `lengths`' capacity counted in [`TOTAL`].
+    counted: usize,
+}
+
+impl Held {
+    fn storage(&self) -> usize {
+        self.lines.capacity() + self.lengths.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Whether `line` fits in what is allocated.
+    fn fits(&self, line: &str) -> bool {
+        self.lines.len() + line.len() <= self.lines.capacity()
+            && self.lengths.len() < self.lengths.capacity()
+    }
+
+    fn drop_oldest(&mut self) -> bool {
+        let Some(oldest) = self.lengths.pop_front() else {
+            return false;
+        };
+        self.lines.drain(..oldest as usize);
+        self.dropped += 1;
+        true
+    }
+
+    /// Holds `line`, dropping the request's oldest lines to stay within the caps.
+    fn hold(&mut self, line: &str, config: &Buffering) {
+        let max = config.max_request_bytes;
+        if line.len() > max {
+            self.dropped += 1;
+            return;
+        }
+        while self.lines.len() + line.len() > max {
+            self.drop_oldest();
+        }
+        if !self.fits(line) && !self.grow_for(line, config) {
+            // No room to grow: older lines make room within what is allocated, or this
+            // line goes.
+            while !self.fits(line) && self.drop_oldest() {}
+            if !self.fits(line) {
+                self.dropped += 1;
+                return;
+            }
+        }
+        self.lines.push_str(line);
+        // Within `max_request_bytes`, which a line never exceeds here.
+        self.lengths
+            .push_back(u32::try_from(line.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Grows the storage to fit `line`, four times over up to the request's cap (a request
+    /// that holds lines usually holds dozens), if the process-wide room allows it.
+    fn grow_for(&mut self, line: &str, config: &Buffering) -> bool {
+        let needed = self.lines.len() + line.len();
+        let lines = (self.lines.capacity() * 4)
+            .clamp(1024, config.max_request_bytes)
+            .max(needed);
+        let lengths = if self.lengths.len() < self.lengths.capacity() {
+            self.lengths.capacity()
+        } else {
+            (self.lengths.capacity() * 4).max(16)
+        };
+        let growth = (lines - self.lines.capacity())
+            + (lengths - self.lengths.capacity()) * std::mem::size_of::<u32>();
+        if !take_room(growth, config.max_total_bytes) {
+            return false;
+        }
+        self.lines.reserve_exact(lines - self.lines.len());
+        self.lengths.reserve_exact(lengths - self.lengths.len());
+        // The allocator may give more than asked: count what it gave.
+        let (storage, taken) = (self.storage(), self.counted + growth);
+        if storage > taken {
+            TOTAL.fetch_add(storage - taken, Ordering::AcqRel);
+        } else {
+            TOTAL.fetch_sub(taken - storage, Ordering::AcqRel);
+        }
+        self.counted = storage;
+        true
+    }
+
+    /// Everything held, and the storage given back.
+    fn take(&mut self) -> (String, VecDeque<u32>, usize) {
+        TOTAL.fetch_sub(self.counted, Ordering::AcqRel);
+        self.counted = 0;
+        (
+            std::mem::take(&mut self.lines),
+            std::mem::take(&mut self.lengths),
+            std::mem::take(&mut self.dropped),
+        )
+    }
+}
+
+/// One request's buffer for one layer, in its root span's extensions and in [`LIVE`].
+pub(crate) struct RequestBuffer {
+    id: u64,
+    held: Mutex<Held>,
+    /// Flushed, or sampled: lines at the buffered levels are written as they come. Read for
+    /// every such line, so not behind the lock; set, and checked again, under it.
+    writes_through: AtomicBool,
+    sink: Arc<dyn Sink>,
+    config: Arc<Buffering>,
+}
+
 impl RequestBuffer {
     fn new(sink: Arc<dyn Sink>, config: Arc<Buffering>) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let sampled = config.sample_rate > 0.0 && random_fraction() < config.sample_rate;
-        // Room for a few dozen lines up front: the held text grows per request, rarely per line.
-        let room = config.max_request_bytes.min(8 * 1024);
+        TOTAL.fetch_add(BOOKKEEPING, Ordering::AcqRel);
         let buffer = Arc::new(RequestBuffer {
             id,
-            held: Mutex::new(Held {
-                lines: String::with_capacity(room),
-                lengths: VecDeque::with_capacity(32),
-                dropped: 0,
-            }),
+            held: Mutex::new(Held::default()),
             writes_through: AtomicBool::new(sampled),
             sink,
             config,
@@ -191,59 +340,44 @@ impl RequestBuffer {
         self.writes_through.load(Ordering::Acquire)
     }
 
-    /// Holds one rendered line, dropping the request's oldest ones to stay within the caps.
-    fn hold(&self, line: &[u8]) {
-        let Ok(line) = std::str::from_utf8(line) else {
-            return;
-        };
+    /// Holds one rendered line; writes it instead when the request was flushed since it was
+    /// routed here (the flush and this line raced on two threads).
+    pub(crate) fn hold(&self, line: &str) {
         let mut held = lock(&self.held);
-        if line.len() > self.config.max_request_bytes {
-            held.dropped += 1;
+        if self.writes_through() {
+            drop(held);
+            self.sink.write_line(line.as_bytes());
             return;
         }
-        while held.lines.len() + line.len() > self.config.max_request_bytes
-            || TOTAL.load(Ordering::Relaxed) + line.len() > self.config.max_total_bytes
-        {
-            let Some(oldest) = held.lengths.pop_front() else {
-                // Other requests hold the rest of the process-wide room.
-                held.dropped += 1;
-                return;
-            };
-            held.lines.drain(..oldest);
-            TOTAL.fetch_sub(oldest, Ordering::Relaxed);
-            held.dropped += 1;
-        }
-        held.lines.push_str(line);
-        held.lengths.push_back(line.len());
-        TOTAL.fetch_add(line.len(), Ordering::Relaxed);
+        held.hold(line, &self.config);
     }
 
     /// Writes what the request holds, in order, the first line saying how many were dropped;
     /// from then on the request's lines are written as they come.
     fn flush(&self) {
-        let mut held = lock(&self.held);
-        self.writes_through.store(true, Ordering::Release);
+        let (lines, lengths, dropped) = {
+            let mut held = lock(&self.held);
+            self.writes_through.store(true, Ordering::Release);
+            held.take()
+        };
+        // Written outside the lock: a writer that logs must not find it taken.
         let mut at = 0;
-        let dropped = std::mem::take(&mut held.dropped);
-        let mut first = true;
-        while let Some(length) = held.lengths.pop_front() {
-            let line = &held.lines[at..at + length];
-            at += length;
-            TOTAL.fetch_sub(length, Ordering::Relaxed);
-            match (first, dropped) {
-                (true, 1..) => self.sink.write_line(with_dropped(line, dropped).as_bytes()),
-                _ => self.sink.write_line(line.as_bytes()),
+        for (i, length) in lengths.into_iter().enumerate() {
+            let line = &lines[at..at + length as usize];
+            at += length as usize;
+            if i == 0 && dropped > 0 {
+                self.sink.write_line(with_dropped(line, dropped).as_bytes());
+            } else {
+                self.sink.write_line(line.as_bytes());
             }
-            first = false;
         }
-        held.lines.clear();
     }
 }
 
 impl Drop for RequestBuffer {
     fn drop(&mut self) {
         let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
-        TOTAL.fetch_sub(held.lines.len(), Ordering::Relaxed);
+        TOTAL.fetch_sub(held.counted + BOOKKEEPING, Ordering::AcqRel);
         lock(&LIVE).remove(&self.id);
     }
 }
@@ -255,9 +389,8 @@ fn with_dropped(line: &str, dropped: usize) -> String {
     format!("{body},\"{DROPPED_KEY}\":{dropped}}}\n")
 }
 
-/// Writes the lines every live request holds, as if each had logged an error. The panic hook
-/// calls it; call it when the service shuts down, so that what the requests in flight held is
-/// not lost.
+/// Writes the lines every live request holds, as if each had logged an error. Call it when
+/// the service shuts down, so that what the requests in flight held is not lost.
 pub fn flush_buffered() {
     let live: Vec<Arc<RequestBuffer>> = lock(&LIVE).values().filter_map(Weak::upgrade).collect();
     for buffer in live {
@@ -265,16 +398,22 @@ pub fn flush_buffered() {
     }
 }
 
-/// A request's buffer, kept in its root span's extensions.
-struct RootBuffer(Arc<RequestBuffer>);
+/// A request's buffers, one per buffering layer, kept in its root span's extensions.
+struct RootBuffers(Vec<(u64, Arc<RequestBuffer>)>);
 
-thread_local! {
-    /// The buffer the line being written goes to, when it is held.
-    static DESTINATION: RefCell<Option<Arc<RequestBuffer>>> = const { RefCell::new(None) };
+impl RootBuffers {
+    fn of(&self, layer: u64) -> Option<Arc<RequestBuffer>> {
+        self.0
+            .iter()
+            .find(|(id, _)| *id == layer)
+            .map(|(_, buffer)| Arc::clone(buffer))
+    }
 }
 
-/// The buffering a layer does.
+/// The buffering one layer does.
 pub(crate) struct Buffer {
+    /// Tells this layer's buffers from another's in a root span.
+    layer: u64,
     config: Arc<Buffering>,
     sink: Arc<dyn Sink>,
 }
@@ -293,7 +432,7 @@ pub(crate) enum Route {
     Write,
     /// Drop it: a buffered level outside any request.
     Drop,
-    /// Hold its line in the request's buffer.
+    /// Hold its line in the request's buffer ([`RequestBuffer::hold`]).
     Hold(Arc<RequestBuffer>),
 }
 
@@ -302,7 +441,10 @@ impl Buffer {
     where
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
+        static NEXT_LAYER: AtomicU64 = AtomicU64::new(0);
+        MOST_VERBOSE_BUFFERED.fetch_max(verbosity(config.buffered), Ordering::Relaxed);
         Buffer {
+            layer: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
             config: Arc::new(config),
             sink: Arc::new(WriterSink(writer)),
         }
@@ -323,27 +465,8 @@ impl Buffer {
         let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
             return if buffered { Route::Drop } else { Route::Write };
         };
-        // The request's buffer, made on its first line that needs one.
-        let existing = root
-            .extensions()
-            .get::<RootBuffer>()
-            .map(|RootBuffer(buffer)| Arc::clone(buffer));
-        let buffer = match existing {
-            Some(buffer) => buffer,
-            None => {
-                let mut extensions = root.extensions_mut();
-                match extensions.get_mut::<RootBuffer>() {
-                    // Another thread of the request made it meanwhile.
-                    Some(RootBuffer(buffer)) => Arc::clone(buffer),
-                    None => {
-                        let buffer =
-                            RequestBuffer::new(Arc::clone(&self.sink), Arc::clone(&self.config));
-                        extensions.insert(RootBuffer(Arc::clone(&buffer)));
-                        buffer
-                    }
-                }
-            }
-        };
+        let buffer = self.buffer_of(&root);
+        drop(root);
         if flushes {
             buffer.flush();
             return Route::Write;
@@ -355,76 +478,33 @@ impl Buffer {
         }
     }
 
-    /// Runs `write` (the layer formatting and writing the event) with its line going to
-    /// `buffer`.
-    pub(crate) fn hold_while(buffer: Arc<RequestBuffer>, write: impl FnOnce()) {
-        DESTINATION.with(|d| *d.borrow_mut() = Some(buffer));
-        write();
-        DESTINATION.with(|d| *d.borrow_mut() = None);
-    }
-}
-
-/// The layer's writer: the user's, except while a line is being held.
-pub(crate) struct Routed<W> {
-    writer: Arc<W>,
-    /// Whether lines may be held at all: without buffering, no look at the thread's state.
-    buffering: bool,
-}
-
-impl<W> Routed<W> {
-    pub(crate) fn new(writer: Arc<W>, buffering: bool) -> Self {
-        Routed { writer, buffering }
-    }
-
-    fn held(&self) -> Option<Arc<RequestBuffer>> {
-        if self.buffering {
-            DESTINATION.with(|d| d.borrow().clone())
-        } else {
-            None
+    /// This layer's buffer for the request whose root span is `root`, made on the request's
+    /// first line that needs one.
+    fn buffer_of<S>(&self, root: &SpanRef<'_, S>) -> Arc<RequestBuffer>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let existing = root
+            .extensions()
+            .get::<RootBuffers>()
+            .and_then(|buffers| buffers.of(self.layer));
+        if let Some(buffer) = existing {
+            return buffer;
         }
-    }
-}
-
-impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for Routed<W> {
-    type Writer = RoutedWriter<W::Writer>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        match self.held() {
-            Some(buffer) => RoutedWriter::Held(buffer),
-            None => RoutedWriter::Written(self.writer.make_writer()),
+        let mut extensions = root.extensions_mut();
+        // Another thread of the request may have made it meanwhile.
+        if let Some(buffer) = extensions
+            .get_mut::<RootBuffers>()
+            .and_then(|buffers| buffers.of(self.layer))
+        {
+            return buffer;
         }
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        match self.held() {
-            Some(buffer) => RoutedWriter::Held(buffer),
-            None => RoutedWriter::Written(self.writer.make_writer_for(meta)),
+        let buffer = RequestBuffer::new(Arc::clone(&self.sink), Arc::clone(&self.config));
+        let entry = (self.layer, Arc::clone(&buffer));
+        match extensions.get_mut::<RootBuffers>() {
+            Some(buffers) => buffers.0.push(entry),
+            None => extensions.insert(RootBuffers(vec![entry])),
         }
-    }
-}
-
-/// A line's destination: the writer, or a request's buffer.
-pub(crate) enum RoutedWriter<W> {
-    Written(W),
-    Held(Arc<RequestBuffer>),
-}
-
-impl<W: Write> Write for RoutedWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            RoutedWriter::Written(w) => w.write(buf),
-            // The formatter hands over each line in one write.
-            RoutedWriter::Held(buffer) => {
-                buffer.hold(buf);
-                Ok(buf.len())
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            RoutedWriter::Written(w) => w.flush(),
-            RoutedWriter::Held(_) => Ok(()),
-        }
+        buffer
     }
 }

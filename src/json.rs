@@ -179,13 +179,14 @@ pub(crate) fn escape_pieces(
 /// Whether `raw`, escaped, equals `escaped`: span keys are stored escaped, event field
 /// names are raw. Field names rarely need escaping, so the fast path is a plain compare.
 pub(crate) fn escaped_eq(raw: &str, escaped: &str) -> bool {
-    let needs_escape = |raw: &str| raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]);
     // Escaping only lengthens: most names are told apart by their length alone.
-    match raw.len().cmp(&escaped.len()) {
-        std::cmp::Ordering::Greater => return false,
-        std::cmp::Ordering::Equal => return raw == escaped && !needs_escape(raw),
-        std::cmp::Ordering::Less if !needs_escape(raw) => return false,
-        std::cmp::Ordering::Less => {}
+    if raw.len() > escaped.len() {
+        return false;
+    }
+    // A byte that may need escaping starts some multi-byte characters that do not (`€`):
+    // only escaping the name tells.
+    if !raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
+        return raw == escaped;
     }
     struct Compare<'a> {
         rest: &'a str,
@@ -354,5 +355,10 @@ mod tests {
         // Equal bytes, but the raw name escapes to something longer.
         assert!(!escaped_eq("a\\b", "a\\b"));
         assert!(escaped_eq("a\\b", "a\\\\b"));
+        // Multi-byte names whose first byte may start an escape, but does not here.
+        assert!(escaped_eq("€", "€"));
+        assert!(escaped_eq("prix €", "prix €"));
+        assert!(!escaped_eq("€", "€x"));
+        assert!(escaped_eq("a\u{2028}", "a\\u2028"));
     }
 }

@@ -11,14 +11,13 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::subscriber::{Interest, SetGlobalDefaultError};
 use tracing::{Dispatch, Event, Level, Metadata, span};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, FmtSpan, Format};
 use tracing_subscriber::fmt::{FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::registry::{ExtensionsMut, LookupSpan};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::buffering::{Buffer, Buffering, Route, Routed};
+use crate::buffering::{Buffer, Buffering, Route};
 use crate::cache::{self, Startup};
 use crate::client::DEFAULT_DEADLINE;
 use crate::endpoint::Endpoint;
@@ -55,8 +54,22 @@ enum Inner<S, W> {
 /// which keeps the size of the longest line for the thread's life.
 struct JsonLayer<S, W> {
     format: EcsFormat,
-    writer: Routed<W>,
+    writer: Arc<W>,
     _subscriber: PhantomData<fn(S)>,
+}
+
+impl<S, W> JsonLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// Renders `event`'s line and hands it to `emit`.
+    fn render(&self, event: &Event<'_>, ctx: &Context<'_, S>, emit: impl FnOnce(&str)) {
+        let spans = LayerSpans { ctx, event };
+        let _ = self.format.format_line(&spans, event, |line| {
+            emit(line);
+            Ok(())
+        });
+    }
 }
 
 impl<S, W> Layer<S> for JsonLayer<S, W>
@@ -64,7 +77,13 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
+    // The fields are rendered before the span's extensions are locked: their `Debug` and
+    // `Display` impls may log, or panic, and the panic hook's line reads the span.
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let mut store = String::new();
+        if SpanFields::store_into(&mut store, attrs, attrs.metadata().fields().len()).is_err() {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -73,7 +92,7 @@ where
             .get_mut::<FormattedFields<SpanFields>>()
             .is_none()
         {
-            insert_store(&mut extensions, attrs, attrs.metadata().fields().len());
+            extensions.insert(FormattedFields::<SpanFields>::new(store));
         }
     }
 
@@ -81,32 +100,26 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        match extensions.get_mut::<FormattedFields<SpanFields>>() {
-            Some(stored) => {
-                let _ = SpanFields::record(&mut stored.fields, values);
+        let _ = SpanFields::record(values, |merge| {
+            let mut extensions = span.extensions_mut();
+            match extensions.get_mut::<FormattedFields<SpanFields>>() {
+                Some(stored) => merge(&mut stored.fields),
+                None => {
+                    let mut store = String::new();
+                    merge(&mut store);
+                    extensions.insert(FormattedFields::<SpanFields>::new(store));
+                }
             }
-            None => insert_store(&mut extensions, values, 0),
-        }
+        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let spans = LayerSpans { ctx: &ctx, event };
-        // A line that cannot be written is lost: a note on stderr for each would only add to
-        // the trouble (stdout closed).
-        let _ = self.format.format_line(&spans, event, |line| {
+        self.render(event, &ctx, |line| {
+            // A line that cannot be written is lost: a note on stderr for each would only
+            // add to the trouble (stdout closed).
             let mut writer = self.writer.make_writer_for(event.metadata());
-            io::Write::write_all(&mut writer, line.as_bytes()).map_err(|_| fmt::Error)
+            let _ = crate::write::write_line(&mut writer, line.as_bytes());
         });
-    }
-}
-
-/// Stores a span's `fields` in its extensions, where [`EcsFormat`] reads them (`declared`: how
-/// many fields the span declared, so that the store has room for those recorded later).
-fn insert_store(extensions: &mut ExtensionsMut<'_>, fields: impl RecordFields, declared: usize) {
-    let mut store = String::new();
-    if SpanFields::store_into(&mut store, fields, declared).is_ok() {
-        extensions.insert(FormattedFields::<SpanFields>::new(store));
     }
 }
 
@@ -178,7 +191,7 @@ where
             (Inner::Json(layer), Some(buffer)) => match buffer.route(event, &ctx) {
                 Route::Write => layer.on_event(event, ctx),
                 Route::Drop => {}
-                Route::Hold(held) => Buffer::hold_while(held, || layer.on_event(event, ctx)),
+                Route::Hold(held) => layer.render(event, &ctx, |line| held.hold(line)),
             },
             _ => delegate!(&self.inner, layer => layer.on_event(event, ctx)),
         }
@@ -529,7 +542,6 @@ impl<W> Builder<W> {
         if buffer.is_some() {
             format = format.reserving(crate::buffering::DROPPED_KEY);
         }
-        let writer = Routed::new(writer, buffer.is_some());
         if !given {
             format.follow_recovery();
         }
@@ -595,6 +607,7 @@ impl<W> Builder<W> {
         if fetched {
             log_metadata_status();
         }
+        crate::buffering::warn_if_filtered_out();
         Ok(())
     }
 
@@ -616,7 +629,9 @@ impl<W> Builder<W> {
 
 /// Logs, once per process, why lines carry no (or partial) ECS fields: at DEBUG off ECS, at
 /// WARN when the endpoint failed or `/task` did, or when a malformed v4 variable was passed
-/// over for the v3 one. Silent when all is well.
+/// over for the v3 one. Also one WARN when [buffering](Builder::with_buffering) is on and the
+/// filter lets none of the lines it holds through (`RUST_LOG=info`). Silent when all is
+/// well.
 ///
 /// [`init`](crate::init) calls it; call it yourself after installing a stack built with
 /// [`layer`](crate::layer).
@@ -632,6 +647,7 @@ pub fn log_metadata_status() {
         }
         log_fetch_outcome();
     });
+    crate::buffering::warn_if_filtered_out();
 }
 
 fn log_fetch_outcome() {

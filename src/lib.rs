@@ -47,6 +47,7 @@ mod reporter;
 mod span_events;
 pub mod stats;
 mod time;
+mod write;
 
 #[cfg(feature = "emulator")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]

@@ -14,8 +14,9 @@ use std::sync::Once;
 /// the panic on stderr; the awslogs driver ships stderr too, as several events without the
 /// identity). To keep only the JSON line, install a silent hook first:
 /// `std::panic::set_hook(Box::new(|_| {}))`. The exit status stays what Rust gives (101
-/// when `main` panics). Installing more than once changes nothing. Before the panic's line,
-/// it writes what every request held (see [`Buffering`](crate::Buffering)).
+/// when `main` panics). Installing more than once changes nothing. The line is an ERROR in
+/// the panicking thread's current span: with [`Buffering`](crate::Buffering), it flushes
+/// the request it happens in, and no other.
 ///
 /// [`init`](crate::init) and [`try_init`](crate::try_init) call it unless
 /// [`Builder::with_panic_hook`](crate::Builder::with_panic_hook) says not to; call it
@@ -32,8 +33,6 @@ pub fn install_panic_hook() {
 }
 
 fn log_panic(info: &PanicHookInfo<'_>) {
-    // What the requests in flight held is the context of the crash.
-    crate::flush_buffered();
     let payload = info.payload();
     let message = payload
         .downcast_ref::<&str>()

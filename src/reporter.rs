@@ -1,7 +1,7 @@
 //! The metrics reporter: task stats as EMF lines, at an interval, on the logs' writer.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
@@ -20,10 +20,14 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// A background thread that reads `/task/stats` every interval and writes the figures as
 /// [EMF](crate::emf) lines — each line in one write, so it never interleaves with a log line
 /// on the same writer. Built and started by [`MetricsReporter::builder`]; reporting stops
-/// when this guard is dropped (or [`stop`](Self::stop)ped), within the client's deadline.
+/// when this guard is dropped (or [`stop`](Self::stop)ped): dropping returns within half a
+/// second whatever the endpoint does (a request in flight is left to end by itself, and
+/// nothing is written after it).
 ///
 /// On an endpoint error it logs one WARN for the outage (not one per attempt) and backs off,
-/// doubling the wait up to 16 intervals; one INFO says when stats are back.
+/// doubling the wait up to 16 intervals; one INFO says when stats are back. A sample it
+/// cannot write (a container name CloudWatch would refuse as a dimension) costs one WARN
+/// for that sample, and reporting goes on.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -41,8 +45,21 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 #[must_use = "reporting stops when the reporter is dropped"]
 pub struct MetricsReporter {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    state: Arc<(Mutex<State>, Condvar)>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// How long stopping waits for the thread: a request in flight may take up to the client's
+/// deadline, and a service stopping (ECS gives it 30 s by default) must not wait for it.
+const STOP_WAIT: Duration = Duration::from_millis(500);
+
+/// Where the reporting thread is, shared with its guard.
+#[derive(Debug, Default)]
+struct State {
+    /// The guard asked the thread to stop.
+    stop: bool,
+    /// The thread has ended.
+    ended: bool,
 }
 
 /// Configures a [`MetricsReporter`]; [`start`](Self::start) validates and starts it.
@@ -74,12 +91,23 @@ impl MetricsReporter {
         self.shut_down();
     }
 
+    /// Stops the thread: at once when it waits for the next sample; when it is reading one,
+    /// after that read or, at the latest, [`STOP_WAIT`] from now, leaving the read to end
+    /// by itself (it writes nothing after the stop).
     fn shut_down(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        let (state, wake) = &*self.state;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.stop = true;
         wake.notify_all();
+        let (state, _) = wake
+            .wait_timeout_while(state, STOP_WAIT, |state| !state.ended)
+            .unwrap_or_else(PoisonError::into_inner);
+        let ended = state.ended;
+        drop(state);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if ended {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -141,8 +169,8 @@ impl<W> MetricsBuilder<W> {
             Some(client) => client,
             None => MetadataClient::from_env().map_err(MetricsError::Endpoint)?,
         };
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
+        let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let signal = Arc::clone(&state);
         let (namespace, every, writer, metadata) =
             (self.namespace, self.interval, self.writer, self.metadata);
         let thread = thread::Builder::new()
@@ -157,10 +185,13 @@ impl<W> MetricsBuilder<W> {
                     &namespace,
                     &signal,
                 );
+                let (state, wake) = &*signal;
+                state.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
+                wake.notify_all();
             })
             .map_err(MetricsError::Thread)?;
         Ok(MetricsReporter {
-            stop,
+            state,
             thread: Some(thread),
         })
     }
@@ -206,13 +237,13 @@ impl Drop for MetricsReporter {
 }
 
 /// Waits `wait` or until stopped; `true` when stopped.
-fn stopped(signal: &(Mutex<bool>, Condvar), wait: Duration) -> bool {
-    let (flag, wake) = signal;
-    let guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
-    let (guard, _) = wake
-        .wait_timeout_while(guard, wait, |stop| !*stop)
+fn stopped(signal: &(Mutex<State>, Condvar), wait: Duration) -> bool {
+    let (state, wake) = signal;
+    let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let (state, _) = wake
+        .wait_timeout_while(state, wait, |state| !state.stop)
         .unwrap_or_else(PoisonError::into_inner);
-    *guard
+    state.stop
 }
 
 fn run<W>(
@@ -221,7 +252,7 @@ fn run<W>(
     writer: &W,
     every: Duration,
     namespace: &str,
-    signal: &(Mutex<bool>, Condvar),
+    signal: &(Mutex<State>, Condvar),
 ) where
     W: for<'a> MakeWriter<'a>,
 {
@@ -232,7 +263,12 @@ fn run<W>(
     // Metrics whose values CloudWatch would refuse, noted once each.
     let mut noted: Vec<&'static str> = Vec::new();
     while !stopped(signal, wait) {
-        match client.task_stats() {
+        let stats = client.task_stats();
+        // Stopped while the request was in flight: the guard is gone, write nothing more.
+        if stopped(signal, Duration::ZERO) {
+            return;
+        }
+        match stats {
             Ok(stats) => {
                 if outage {
                     tracing::info!(target: "tracing_aws_ecs", "task stats readable again: metrics resume");
@@ -244,7 +280,10 @@ fn run<W>(
                     Ok(records) => {
                         for line in records.lines.split_inclusive('\n') {
                             // A failing writer loses the line, as it loses log lines.
-                            let _ = writer.make_writer().write_all(line.as_bytes());
+                            let _ = crate::write::write_line(
+                                &mut writer.make_writer(),
+                                line.as_bytes(),
+                            );
                         }
                         for name in records.left_out {
                             if !noted.contains(&name) {
@@ -253,9 +292,9 @@ fn run<W>(
                             }
                         }
                     }
+                    // A payload CloudWatch would refuse costs its sample, not the reporter.
                     Err(e) => {
-                        tracing::warn!(target: "tracing_aws_ecs", "metrics not written: {e}");
-                        return;
+                        tracing::warn!(target: "tracing_aws_ecs", "metrics not written for this sample: {e}");
                     }
                 }
                 previous = Some(stats);

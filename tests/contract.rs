@@ -249,6 +249,12 @@ const NAMES: &[&str] = &[
     "q\"uote",
     "é",
     "a.b",
+    // Multi-byte names, some of whose first byte also starts U+2028 or a C1 control.
+    "€",
+    "prix €",
+    "日本",
+    "x\u{85}y",
+    "\u{2028}",
 ];
 
 fn name() -> impl Strategy<Value = &'static str> {
@@ -289,6 +295,19 @@ fn value() -> impl Strategy<Value = V> {
 
 fn fields() -> impl Strategy<Value = Vec<(&'static str, V)>> {
     proptest::collection::vec((name(), value()), 0..=4)
+}
+
+/// Events wider than 64 fields: past what one bit per field index can tell apart.
+fn wide_case() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(span(), 0..=2),
+        proptest::collection::vec((name(), value()), 60..=130),
+    )
+        .prop_map(|(spans, event)| Case {
+            spans,
+            event,
+            max_line: None,
+        })
 }
 
 fn span() -> impl Strategy<Value = SpanSpec> {
@@ -464,6 +483,9 @@ fn check(case: &Case, counts: &mut Counts) -> Result<(), TestCaseError> {
         if name.contains(['\n', '"']) {
             counts.add("name needing escapes");
         }
+        if !name.is_ascii() {
+            counts.add("non-ASCII name");
+        }
     }
     let mut seen = Vec::new();
     for (name, value) in &case.event {
@@ -507,11 +529,26 @@ fn every_line_is_what_the_contract_says() {
         "`fields.` prefix",
         "dotted name",
         "name needing escapes",
+        "non-ASCII name",
         "repeated event field",
         "lines cut to their limit",
     ] {
         let met = counts.0.get(kind).map_or(0, |n| n.load(Ordering::Relaxed));
         assert!(met >= cases as usize / 50, "{kind}: met {met} times");
+    }
+}
+
+#[test]
+fn wide_events_keep_the_contract() {
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let counts = std::cell::RefCell::new(Counts::default());
+    let result = runner.run(&wide_case(), |case| check(&case, &mut counts.borrow_mut()));
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
@@ -641,4 +678,103 @@ fn deep_trees_with_shared_names_keep_the_rules() {
             .count(),
         5
     );
+}
+
+/// The line for an event inside a span, both given by field names and values.
+fn line_for(span: &[(&'static str, i64)], event: &[(&'static str, i64)]) -> (Json, String) {
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let names = |fields: &[(&'static str, i64)]| -> &'static [&'static str] {
+            Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into())
+        };
+        let span_meta = common::dynamic_callsite(names(span), "contract", Kind::SPAN);
+        let values: Vec<&dyn Value> = span.iter().map(|(_, v)| v as &dyn Value).collect();
+        let dyns: Vec<Option<&dyn Value>> = values.iter().map(|v| Some(*v)).collect();
+        let span = tracing::Span::new(span_meta, &span_meta.fields().value_set_all(&dyns));
+        let _e = span.enter();
+        let event_meta = common::dynamic_callsite(names(event), "contract", Kind::EVENT);
+        let values: Vec<&dyn Value> = event.iter().map(|(_, v)| v as &dyn Value).collect();
+        let dyns: Vec<Option<&dyn Value>> = values.iter().map(|v| Some(*v)).collect();
+        tracing::Event::dispatch(event_meta, &event_meta.fields().value_set_all(&dyns));
+    });
+    (out.only_line(), out.text())
+}
+
+#[test]
+fn non_ascii_names_shared_by_a_span_and_its_event_are_written_once() {
+    // `€` and `→` start with the byte that also starts U+2028; `\u{85}` is a C1 control,
+    // escaped on the line; `日本` and `é` are other multi-byte names.
+    for name in ["€", "prix €", "a→b", "x\u{85}y", "日本", "é", "\u{2028}"] {
+        let (line, text) = line_for(&[(name, 1), ("other", 2)], &[(name, 3)]);
+        assert_eq!(line[name], 3, "the event's value wins for {name:?}: {text}");
+        assert_eq!(line["other"], 2, "{text}");
+    }
+    // Two spans sharing such a name: the nearer wins, once.
+    let (line, text) = line_for(&[("€", 1), ("€", 2)], &[("€x", 3)]);
+    assert_eq!(
+        (line["€"].clone(), line["€x"].clone()),
+        (1.into(), 3.into()),
+        "{text}"
+    );
+}
+
+/// The line for one event of `fields` (names and values, `None` for no value) built at run
+/// time: as wide as one likes.
+fn wide_line(fields: &[(&'static str, Option<String>)]) -> Json {
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let names: &'static [&'static str] =
+            Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into());
+        let meta = common::dynamic_callsite(names, "contract", Kind::EVENT);
+        let dyns: Vec<Option<&dyn Value>> = fields
+            .iter()
+            .map(|(_, v)| v.as_ref().map(|v| v as &dyn Value))
+            .collect();
+        tracing::Event::dispatch(meta, &meta.fields().value_set_all(&dyns));
+    });
+    out.only_line()
+}
+
+fn leaked(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+#[test]
+fn an_event_of_a_thousand_fields_with_its_message_last_is_right() {
+    let mut fields: Vec<(&'static str, Option<String>)> = (0..999)
+        .map(|i| (leaked(format!("f{i}")), Some(format!("v{i}"))))
+        .collect();
+    fields.push(("message", Some("the message".into())));
+    let line = wide_line(&fields);
+    assert_eq!(line["message"], "the message");
+    assert!(line.get("fields.message").is_none(), "{line}");
+    for i in [0, 63, 64, 254, 255, 998] {
+        assert_eq!(line[format!("f{i}")], format!("v{i}"), "field {i}");
+    }
+    assert_eq!(
+        line.as_object().unwrap().len(),
+        999 + 4 + 1,
+        "every field, and `ecs`"
+    );
+}
+
+#[test]
+fn past_64_fields_a_valueless_field_still_hides_nothing() {
+    // Fields 70 and 80 share a name; 70 has no value, so 80's value is the one written.
+    let mut fields: Vec<(&'static str, Option<String>)> = (0..100)
+        .map(|i| (leaked(format!("f{i}")), Some(format!("v{i}"))))
+        .collect();
+    fields[70] = ("dup", None);
+    fields[80] = ("dup", Some("second".into()));
+    fields[90] = ("dup", Some("third".into()));
+    let line = wide_line(&fields);
+    assert_eq!(line["dup"], "second", "{line}");
 }

@@ -64,6 +64,12 @@ fn child() {
             tracing::info!(ok = installed.is_ok(), "try_init");
             log::info!("to the other logger");
         }
+        "buffered" => {
+            tracing_aws_ecs::builder()
+                .with_buffering(tracing_aws_ecs::Buffering::default())
+                .init();
+            tracing::info!("started");
+        }
         "twice" => {
             tracing_aws_ecs::try_init().unwrap();
             let second = tracing_aws_ecs::try_init().unwrap_err();
@@ -82,6 +88,30 @@ fn child() {
             log::info!(target: "legacy", "from the log crate");
             tracing::debug!("at debug");
         }
+    }
+}
+
+/// Buffering needs DEBUG lines; a filter that lets none through is said once, at start-up.
+#[test]
+fn buffering_under_a_filter_that_lets_no_debug_through_warns_once() {
+    let lines = run_child("buffered", None, &[("RUST_LOG", "info")]);
+    let warnings: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["target"] == "tracing_aws_ecs")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    let text = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        text.contains("RUST_LOG") && text.contains("debug"),
+        "{text}"
+    );
+    // With the level buffering needs, or RUST_LOG unset, nothing to say.
+    for env in [&[("RUST_LOG", "info,tracing_aws_ecs=debug")][..], &[]] {
+        let lines = run_child("buffered", None, env);
+        assert!(
+            lines.iter().all(|l| l["level"] != "WARN"),
+            "{env:?}: {lines:#?}"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 //! 101. The panicking service is this file re-run as a child process, which is why it has no
 //! test harness (libtest would catch the panic and exit on its own terms).
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tracing_aws_ecs::emulator::{Emulator, Scenario};
@@ -15,7 +15,7 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 5] = [
+    let cases: [(&str, fn()); 8] = [
         (
             "init_writes_the_panic_as_one_line",
             init_writes_the_panic_as_one_line,
@@ -29,6 +29,18 @@ fn main() {
         (
             "a_panic_writes_what_requests_held",
             a_panic_writes_what_requests_held,
+        ),
+        (
+            "a_panic_in_debug_during_span_record_is_written",
+            a_panic_in_debug_during_span_record_is_written,
+        ),
+        (
+            "a_panic_while_a_held_line_is_formatted_is_written",
+            a_panic_while_a_held_line_is_formatted_is_written,
+        ),
+        (
+            "a_caught_panic_flushes_only_its_own_request",
+            a_caught_panic_flushes_only_its_own_request,
         ),
     ];
     let mut failed = 0;
@@ -64,6 +76,40 @@ fn child(case: &str) {
             tracing::info!("about to fail");
             panic!("crashed mid-request");
         }
+        "record" => {
+            tracing_aws_ecs::init();
+            let span = tracing::info_span!("request", detail = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("detail", tracing::field::debug(PanicsInDebug));
+            unreachable!("the record panicked");
+        }
+        "held" => {
+            tracing_aws_ecs::builder()
+                .with_buffering(tracing_aws_ecs::Buffering::default())
+                .init();
+            let request = tracing::info_span!("request", id = 9);
+            let _entered = request.enter();
+            tracing::debug!("held before");
+            tracing::debug!(value = ?PanicsInDebug, "never finished");
+            unreachable!("the held line panicked");
+        }
+        "caught" => {
+            tracing_aws_ecs::builder()
+                .with_buffering(tracing_aws_ecs::Buffering::default())
+                .init();
+            let other = tracing::info_span!("request", id = 1);
+            other.in_scope(|| tracing::debug!("another request's detail"));
+            let failing = tracing::info_span!("request", id = 2);
+            failing.in_scope(|| {
+                tracing::debug!("the failing request's detail");
+                // As tokio or axum catch a task's or a handler's panic.
+                let caught = std::panic::catch_unwind(|| panic!("handler failed"));
+                assert!(caught.is_err());
+            });
+            drop(failing);
+            tracing::info!("the service goes on");
+            return;
+        }
         _ => tracing_aws_ecs::init(),
     }
     tracing::info!("about to fail");
@@ -71,17 +117,40 @@ fn child(case: &str) {
     panic!("order {order} vanished\nsecond line");
 }
 
+/// A value whose `Debug` panics.
+struct PanicsInDebug;
+
+impl std::fmt::Debug for PanicsInDebug {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("a Debug impl panicked")
+    }
+}
+
+/// Runs the child with `case`; fails if it has not ended within a minute (it hung).
 fn run(case: &str, env: &[(&str, &str)]) -> (Output, Vec<Value>) {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     let (var, url) = emulator.env_var();
-    let out = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .env(CASE, case)
         .env(var, url)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("RUST_LOG")
         .envs(env.iter().copied())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let out = match waited.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("case {case}: the child hung");
+        }
+    };
     let lines = String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -156,4 +225,37 @@ fn a_panic_writes_what_requests_held() {
     );
     assert_eq!(lines[1]["level"], "DEBUG");
     assert_eq!(lines[1]["id"], 9);
+}
+
+fn messages(lines: &[Value]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect()
+}
+
+fn a_panic_in_debug_during_span_record_is_written() {
+    let (out, lines) = run("record", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    assert_eq!(the_panic(&lines)["message"], "a Debug impl panicked");
+}
+
+fn a_panic_while_a_held_line_is_formatted_is_written() {
+    let (out, lines) = run("held", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    assert_eq!(messages(&lines), ["held before", "a Debug impl panicked"]);
+    assert_eq!(the_panic(&lines)["id"], 9, "in its request");
+}
+
+fn a_caught_panic_flushes_only_its_own_request() {
+    let (out, lines) = run("caught", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        messages(&lines),
+        [
+            "the failing request's detail",
+            "handler failed",
+            "the service goes on"
+        ]
+    );
 }

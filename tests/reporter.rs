@@ -106,10 +106,14 @@ fn one_warning_per_outage_then_recovery() {
     wait_for(|| emf_lines(&out).len() > during);
     reporter.stop();
 
+    // Other tests log through the same subscriber: this outage's notes only.
     let notes: Vec<Value> = logs
         .lines()
         .into_iter()
-        .filter(|l| l["target"] == "tracing_aws_ecs")
+        .filter(|l| {
+            l["target"] == "tracing_aws_ecs"
+                && l["message"].as_str().unwrap().contains("task stats")
+        })
         .collect();
     let warnings: Vec<&Value> = notes.iter().filter(|l| l["level"] == "WARN").collect();
     assert_eq!(warnings.len(), 1, "{notes:#?}");
@@ -201,4 +205,77 @@ fn a_bad_namespace_or_no_endpoint_is_an_error_at_start() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_payload_it_cannot_use_costs_one_warning_and_reporting_goes_on() {
+    let logs = logs();
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    // A container the task does not list, named as CloudWatch refuses a dimension: not
+    // ASCII, then blank.
+    let mut unusable = Vec::new();
+    for name in ["café ☕", "   "] {
+        let mut stats = emulator.client().raw(Path::TaskStats).unwrap();
+        let containers = stats.as_object_mut().unwrap();
+        let mut stranger = containers.values().next().unwrap().clone();
+        stranger["name"] = Value::from(name);
+        stranger["id"] = Value::from("f".repeat(64));
+        containers.insert("f".repeat(64), stranger);
+        unusable.push(stats.to_string());
+    }
+    for body in &unusable {
+        emulator.inject(Path::TaskStats, Fault::Body(body.clone()), 1);
+    }
+    let out = Capture::default();
+    let reporter = MetricsReporter::builder()
+        .with_client(emulator.client())
+        .with_metadata(meta)
+        .with_writer(out.clone())
+        .with_interval(Duration::from_millis(10))
+        .with_namespace("Test/NS")
+        .start()
+        .unwrap();
+    // Fargate: app + envoy + the task's record per sample, from the samples after.
+    wait_for(|| emf_lines(&out).len() >= 6);
+    reporter.stop();
+    for line in emf_lines(&out) {
+        assert_emf(&line);
+    }
+    let warnings: Vec<Value> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["message"].as_str().unwrap().contains("not written"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "one per unusable sample: {warnings:#?}");
+}
+
+#[test]
+fn dropping_while_the_endpoint_stalls_returns_at_once() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    emulator.inject(
+        Path::TaskStats,
+        Fault::StallBeforeHeaders(Duration::from_secs(40)),
+        ALWAYS,
+    );
+    let reporter = MetricsReporter::builder()
+        .with_client(emulator.client().with_deadline(Duration::from_secs(30)))
+        .with_metadata(meta)
+        .with_writer(std::io::sink)
+        .with_interval(Duration::from_millis(1))
+        .start()
+        .unwrap();
+    wait_for(|| emulator.requests(Path::TaskStats) >= 1);
+    // The request is stalled for 40 s: dropping must not wait for it (10 s bounds a hang).
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        drop(reporter);
+        dropped.send(started.elapsed()).unwrap();
+    });
+    let took = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reporter's drop waited on the stalled request");
+    println!("dropped in {took:?} with a request stalled");
 }

@@ -8,8 +8,8 @@ mod common;
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fargate_metadata;
@@ -23,7 +23,7 @@ fn main() {
     if std::env::var_os(CASE).is_some() {
         return child();
     }
-    let cases: [(&str, fn()); 4] = [
+    let cases: [(&str, fn()); 6] = [
         ("stdout_closed", stdout_closed),
         ("stdout_full", stdout_full),
         (
@@ -33,6 +33,14 @@ fn main() {
         (
             "an_erroring_writer_loses_only_its_lines",
             an_erroring_writer_loses_only_its_lines,
+        ),
+        (
+            "a_write_failing_mid_line_never_glues_lines",
+            a_write_failing_mid_line_never_glues_lines,
+        ),
+        (
+            "a_writer_that_would_block_loses_nothing",
+            a_writer_that_would_block_loses_nothing,
         ),
     ];
     let mut failed = 0;
@@ -183,4 +191,118 @@ fn an_erroring_writer_loses_only_its_lines() {
         100,
         "another layer's lines are untouched"
     );
+}
+
+/// How a [`Flaky`] writer fails: every third line, after some of its bytes.
+#[derive(Clone, Copy)]
+enum Flake {
+    /// An error, then the writer works again (a full disk that was cleaned, a pipe that
+    /// drained): the rest of the line is lost.
+    Error,
+    /// `WouldBlock`, as a non-blocking stdout answers when its pipe is full.
+    WouldBlock,
+}
+
+/// A writer into memory whose every third line fails once, after its first 25 bytes.
+#[derive(Clone)]
+struct Flaky {
+    out: Arc<Mutex<Vec<u8>>>,
+    lines: Arc<AtomicUsize>,
+    flake: Flake,
+}
+
+struct FlakyWriter {
+    out: Arc<Mutex<Vec<u8>>>,
+    /// Bytes this line may write before it fails, once.
+    budget: Option<usize>,
+    flake: Flake,
+}
+
+impl io::Write for FlakyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.budget {
+            Some(0) => {
+                self.budget = None;
+                return Err(match self.flake {
+                    Flake::Error => io::Error::other("no space left"),
+                    Flake::WouldBlock => io::ErrorKind::WouldBlock.into(),
+                });
+            }
+            Some(budget) => {
+                let n = budget.min(buf.len());
+                self.budget = Some(budget - n);
+                n
+            }
+            None => buf.len(),
+        };
+        self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Flaky {
+    type Writer = FlakyWriter;
+
+    fn make_writer(&'a self) -> FlakyWriter {
+        let line = self.lines.fetch_add(1, Ordering::SeqCst);
+        FlakyWriter {
+            out: Arc::clone(&self.out),
+            budget: (line % 3 == 2).then_some(25),
+            flake: self.flake,
+        }
+    }
+}
+
+/// 300 lines through a [`Flaky`] writer; what came out, line by line.
+fn through_flaky(flake: Flake) -> Vec<String> {
+    let flaky = Flaky {
+        out: Arc::default(),
+        lines: Arc::default(),
+        flake,
+    };
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(flaky.clone())
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..300 {
+            tracing::info!(i, "line");
+        }
+    });
+    let text = String::from_utf8(flaky.out.lock().unwrap().clone()).unwrap();
+    assert!(text.ends_with('\n'));
+    text.lines().map(str::to_owned).collect()
+}
+
+fn a_write_failing_mid_line_never_glues_lines() {
+    let lines = through_flaky(Flake::Error);
+    let whole: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // Each failed line is lost; its fragment is ended, so the next line is whole.
+    assert_eq!(whole.len(), 200, "{lines:#?}");
+    let fragments: Vec<&String> = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert_eq!(fragments.len(), 100);
+    assert!(fragments.iter().all(|f| f.len() == 25), "{fragments:#?}");
+}
+
+fn a_writer_that_would_block_loses_nothing() {
+    let lines = through_flaky(Flake::WouldBlock);
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            let line: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            line["i"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(numbers, (0..300).collect::<Vec<u64>>());
 }

@@ -10,9 +10,14 @@ pub(super) type Front<V> = [Cell<(usize, V)>; FRONT];
 /// How many addresses a [`Front`] holds.
 pub(super) const FRONT: usize = 64;
 
-/// Every address seen, in an open-addressing table behind the [`Front`]. It allocates only
-/// when it grows, once per new address at most, so a process past its first use of each
-/// callsite allocates nothing for it, however many callsites it has.
+/// The most addresses an [`AddressMap`] keeps: its table has at most twice as many slots.
+const MAX_ADDRESSES: usize = 256;
+
+/// The addresses most recently seen, up to [`MAX_ADDRESSES`], in an open-addressing table
+/// behind the [`Front`]. It allocates only when it grows, so a thread past its first use of
+/// each callsite allocates nothing for it; a thread that meets more addresses than that
+/// starts the table afresh, in the memory it has, so that a thread costs at most a few tens
+/// of KiB however many callsites a service has (a blocking pool has hundreds of threads).
 pub(super) struct AddressMap<V> {
     /// `(address, value)`; address 0 marks an empty slot. A power of two long, at most half
     /// full.
@@ -37,8 +42,12 @@ impl<V: Copy + Default> AddressMap<V> {
     }
 
     /// Puts a new address in the table, grown first if it would be more than half full
-    /// (lookups never grow it).
+    /// (lookups never grow it), or emptied first if it holds all it may.
     fn insert(&mut self, address: usize, value: V) -> V {
+        if self.len == MAX_ADDRESSES {
+            self.slots.fill((0, V::default()));
+            self.len = 0;
+        }
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -106,8 +115,9 @@ mod tests {
     fn each_address_keeps_its_value_through_growth() {
         let mut map = AddressMap::new();
         let mut made = 0;
+        let addresses = (8..8 * (MAX_ADDRESSES + 1)).step_by(8);
         for round in 0..3 {
-            for address in (8..8 * 1000).step_by(8) {
+            for address in addresses.clone() {
                 let value = map.get_or_insert_with(address, || {
                     made += 1;
                     address * 3
@@ -116,13 +126,25 @@ mod tests {
             }
         }
         // Made once each, whatever the growth in between.
-        assert_eq!(made, 999);
+        assert_eq!(made, MAX_ADDRESSES);
         // At most half full, and lookups of known addresses never grow it.
         assert!(map.len * 2 <= map.slots.len());
         let size = map.slots.len();
-        for address in (8..8 * 1000).step_by(8) {
+        for address in addresses {
             map.get_or_insert_with(address, || unreachable!());
         }
         assert_eq!(map.slots.len(), size);
+    }
+
+    #[test]
+    fn more_addresses_than_it_keeps_never_grow_it_further() {
+        let mut map = AddressMap::new();
+        for round in 0..2 {
+            for address in (8..8 * 10_000).step_by(8) {
+                assert_eq!(map.get_or_insert_with(address, || address + 1), address + 1);
+            }
+            assert!(map.len <= MAX_ADDRESSES, "round {round}");
+            assert!(map.slots.len() <= 2 * MAX_ADDRESSES, "round {round}");
+        }
     }
 }

@@ -50,18 +50,82 @@ pub(super) struct EventNames<'a> {
     pub(super) facts: Facts,
 }
 
-/// What [`EventNames`] keeps of a callsite.
+/// What [`EventNames`] keeps of a callsite. Sets of fields are bits by field index; the
+/// fields past the 64th share one flag, set when any of them would have its bit: a flagged
+/// field is looked at closely, so sharing costs time, never correctness.
 #[derive(Clone, Copy)]
 pub(super) struct Facts {
     pub(super) mask: u64,
-    /// The fields (by index bit) whose name an earlier field has.
-    pub(super) repeated: u64,
+    /// The fields whose name an earlier field has.
+    repeated: FieldSet,
     pub(super) message_first: bool,
-    /// The index of the first `message` field, if any (`u8::MAX` for none).
-    pub(super) message: u8,
-    /// The fields (by index bit) whose name needs escaping or may be reserved: the others
-    /// are written as they are, unless the formatter reserves keys of its own.
-    pub(super) looked_at: u64,
+    /// The index of the first `message` field, if any (`u32::MAX` for none).
+    message: u32,
+    /// The fields whose name needs escaping or may be reserved: the others are written as
+    /// they are, unless the formatter reserves keys of its own.
+    looked_at: FieldSet,
+}
+
+/// A set of an event's fields, by index: one bit each for the first 64, one flag for the
+/// rest.
+#[derive(Clone, Copy)]
+struct FieldSet {
+    first: u64,
+    past_64: bool,
+}
+
+impl FieldSet {
+    const NONE: FieldSet = FieldSet {
+        first: 0,
+        past_64: false,
+    };
+
+    fn add(&mut self, field: &Field) {
+        match field.index() {
+            i @ 0..64 => self.first |= 1 << i,
+            _ => self.past_64 = true,
+        }
+    }
+
+    fn has(self, field: &Field) -> bool {
+        match field.index() {
+            i @ 0..64 => self.first & (1 << i) != 0,
+            _ => self.past_64,
+        }
+    }
+}
+
+/// The fields of an event that had a value, by index: the visitor sees only those. Past the
+/// 64th (a callsite built by hand) in a vector, which only such events allocate.
+#[derive(Default)]
+pub(super) struct Valued {
+    first: u64,
+    rest: Vec<u64>,
+}
+
+impl Valued {
+    fn add(&mut self, field: &Field) {
+        match field.index() {
+            i @ 0..64 => self.first |= 1 << i,
+            i => {
+                let (word, bit) = (i / 64 - 1, i % 64);
+                if self.rest.len() <= word {
+                    self.rest.resize(word + 1, 0);
+                }
+                self.rest[word] |= 1 << bit;
+            }
+        }
+    }
+
+    fn has(&self, field: &Field) -> bool {
+        match field.index() {
+            i @ 0..64 => self.first & (1 << i) != 0,
+            i => self
+                .rest
+                .get(i / 64 - 1)
+                .is_some_and(|word| word & (1 << (i % 64)) != 0),
+        }
+    }
 }
 
 impl Default for Facts {
@@ -73,10 +137,10 @@ impl Default for Facts {
 impl Facts {
     const NONE: Facts = Facts {
         mask: 0,
-        repeated: 0,
+        repeated: FieldSet::NONE,
         message_first: false,
-        message: u8::MAX,
-        looked_at: 0,
+        message: u32::MAX,
+        looked_at: FieldSet::NONE,
     };
 }
 
@@ -105,60 +169,52 @@ impl<'a> EventNames<'a> {
         for (i, field) in event.fields().enumerate() {
             let name = field.name();
             if name == "message" {
-                if facts.message == u8::MAX {
-                    // A callsite has at most 32 fields.
-                    facts.message = u8::try_from(field.index()).unwrap_or(u8::MAX - 1);
+                if facts.message == u32::MAX {
+                    facts.message = u32::try_from(field.index()).unwrap_or(u32::MAX - 1);
                 }
                 facts.message_first &= field.index() == 0;
             }
             if event.fields().take(i).any(|earlier| earlier.name() == name) {
-                facts.repeated |= index_bit(&field);
+                facts.repeated.add(&field);
             }
             if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
                 facts.mask = u64::MAX;
-                facts.looked_at |= index_bit(&field);
+                facts.looked_at.add(&field);
             } else {
                 facts.mask |= name_bit(name);
                 if may_be_reserved(name) {
-                    facts.looked_at |= index_bit(&field);
+                    facts.looked_at.add(&field);
                 }
             }
         }
         facts
     }
 
-    /// Whether a field before `field` with a value (its bit in `valued`) has its name. A
-    /// field without a value is as if absent: it is not the first of its name.
-    pub(super) fn repeats(&self, field: &Field, valued: u64) -> bool {
-        self.facts.repeated & index_bit(field) != 0
+    /// Whether a field before `field` with a value has its name. A field without a value is
+    /// as if absent: it is not the first of its name.
+    fn repeats(&self, field: &Field, valued: &Valued) -> bool {
+        self.facts.repeated.has(field)
             && self
                 .event
                 .fields()
                 .take_while(|f| f.index() < field.index())
-                .any(|f| valued & index_bit(&f) != 0 && f.name() == field.name())
+                .any(|f| valued.has(&f) && f.name() == field.name())
     }
 
-    /// Whether the event has a field with a value (its bit in `valued`) whose escaped name is
-    /// `escaped`: a field without one hides no span's field.
-    /// `bit` is the name's [`name_bit`].
-    pub(super) fn contains(&self, escaped: &str, bit: u64, valued: u64) -> bool {
+    /// Whether the event has a field with a value whose escaped name is `escaped`: a field
+    /// without one hides no span's field. `bit` is the name's [`name_bit`].
+    pub(super) fn contains(&self, escaped: &str, bit: u64, valued: &Valued) -> bool {
         // The mask has every bit when a name needs escaping: a bit not in it rules out all.
         self.facts.mask & bit != 0
             && self
                 .event
                 .fields()
-                .any(|f| valued & index_bit(&f) != 0 && escaped_eq(f.name(), escaped))
+                .any(|f| valued.has(&f) && escaped_eq(f.name(), escaped))
     }
 }
 
-/// A field's bit in a set of field indices (a callsite has at most 32 fields).
-fn index_bit(field: &Field) -> u64 {
-    1 << field.index().min(63)
-}
-
 pub(super) struct EventVisitor<'a, 'l> {
-    /// The fields that had a value, by index: the visitor sees only those.
-    pub(super) valued: u64,
+    pub(super) valued: Valued,
     pub(super) format: &'a EcsFormat,
     pub(super) line: &'a mut Line<'l>,
     pub(super) names: &'a EventNames<'a>,
@@ -178,25 +234,24 @@ impl EventVisitor<'_, '_> {
             return false;
         }
         // Visited, so it has a value; both passes visit in index order.
-        self.valued |= index_bit(field);
+        self.valued.add(field);
         let name = field.name();
         // By index, not by name: the callsite's first `message`, or a later one whose earlier
         // namesakes had no value.
         let facts = &self.names.facts;
-        let is_message = facts.message != u8::MAX
-            && (field.index() == usize::from(facts.message)
-                || (facts.repeated & index_bit(field) != 0 && name == "message"));
+        let is_message = facts.message != u32::MAX
+            && (u32::try_from(field.index()) == Ok(facts.message)
+                || (facts.repeated.has(field) && name == "message"));
         if self.pass != Pass::All && (self.pass == Pass::Message) != is_message {
             return false;
         }
         // The first field of a name wins.
-        if self.names.repeats(field, self.valued)
+        if self.names.repeats(field, &self.valued)
             || (self.skip_log_fields && name.starts_with("log."))
         {
             return false;
         }
-        let plain_name =
-            facts.looked_at & index_bit(field) == 0 && facts.mask & self.format.own_mask == 0;
+        let plain_name = !facts.looked_at.has(field) && facts.mask & self.format.own_mask == 0;
         if !is_message {
             if let Some(ids) = self.trace_ids.take() {
                 self.line.out.push_str(ids);

@@ -74,7 +74,7 @@ use tracing_subscriber::registry::{LookupSpan, Scope};
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::metadata::EcsMetadata;
-use event::{EventNames, EventVisitor, Pass, write_prelude};
+use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
 use options::LineOptions;
 pub use options::Timestamp;
 pub use spans::SpanFields;
@@ -443,7 +443,7 @@ impl EcsFormat {
             line: &mut *line,
             names: &names,
             pass: if one_pass { Pass::All } else { Pass::Message },
-            valued: 0,
+            valued: Valued::default(),
             skip_log_fields: normalized.is_some(),
             traced,
             trace_ids,
@@ -459,7 +459,7 @@ impl EcsFormat {
             visitor.0.line.out.push_str(ids);
         }
         visitor.0.result?;
-        let valued = visitor.0.valued;
+        let valued = std::mem::take(&mut visitor.0.valued);
 
         if let Some(scope) = ctx.scope() {
             thread_local! {
@@ -486,7 +486,7 @@ impl EcsFormat {
                         for entry in stored.entries() {
                             let key = entry.key;
                             let bit = name_bit(key);
-                            if names.contains(key, bit, valued) || on_line.contains(key, bit) {
+                            if names.contains(key, bit, &valued) || on_line.contains(key, bit) {
                                 continue;
                             }
                             line.out.push_str(",\"");

@@ -103,12 +103,18 @@ impl SpanFields {
     }
 
     /// Applies `span.record` to a store: the recorded values replace those of their names,
-    /// where they are.
-    pub(crate) fn record(stored: &mut String, fields: &Record<'_>) -> fmt::Result {
+    /// where they are. The values are rendered first (their `Debug` and `Display` impls run,
+    /// and may log or panic), then `apply` is handed what merges them into a store: the
+    /// caller takes the span's lock only then.
+    pub(crate) fn record(
+        fields: &Record<'_>,
+        apply: impl FnOnce(&dyn Fn(&mut String)),
+    ) -> fmt::Result {
         with_builder(|builder| {
             let mut visitor = Values(builder);
             fields.record(&mut visitor);
-            merge(stored, &visitor.0.finish()?);
+            let built = visitor.0.finish()?;
+            apply(&|stored| merge(stored, &built));
             Ok(())
         })
     }
@@ -136,7 +142,7 @@ impl<'writer> FormatFields<'writer> for SpanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> fmt::Result {
-        Self::record(&mut current.fields, fields)
+        Self::record(fields, |merge| merge(&mut current.fields))
     }
 }
 

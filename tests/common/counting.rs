@@ -1,6 +1,7 @@
 //! A global allocator that counts allocations on the threads that ask it to, for tests and
 //! benches that check the per-event path allocates nothing. Not part of `common`: a binary
 //! has one global allocator, so only the files that count include it (`#[path]`).
+#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -13,6 +13,11 @@ use tracing_subscriber::fmt::MakeWriter;
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// Forgets what was written so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).expect("output is UTF-8")
     }
