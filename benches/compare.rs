@@ -14,7 +14,18 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use support::{CONFIGS, Config, Pipe, Shape, event, our_line};
 use tracing::Dispatch;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
-use tracing_aws_ecs::{EcsFormat, ExtraFields, FieldScheme, MetadataClient};
+use tracing_aws_ecs::{FieldScheme, MetadataClient};
+
+/// The layer start-up builds with what it read (off ECS, nothing: the process's cache says so).
+fn layer(
+    metadata: Option<tracing_aws_ecs::EcsMetadata>,
+) -> tracing_aws_ecs::EcsLayer<tracing_subscriber::Registry, fn() -> std::io::Sink> {
+    let builder = tracing_aws_ecs::builder().with_writer(std::io::sink as fn() -> std::io::Sink);
+    match metadata {
+        Some(metadata) => builder.with_metadata(metadata).layer(),
+        None => builder.layer(),
+    }
+}
 
 fn per_event(c: &mut Criterion) {
     for shape in [Shape::OneSpan, Shape::ThreeSpans] {
@@ -99,11 +110,7 @@ fn startup(c: &mut Criterion) {
     group.bench_function("on ECS: fetch container + task from the emulator", |b| {
         b.iter(|| {
             let meta = client.fetch_metadata().unwrap();
-            black_box(EcsFormat::new(
-                Some(&meta),
-                FieldScheme::Nested,
-                ExtraFields::NONE,
-            ))
+            black_box(layer(Some(meta)))
         })
     });
     group.bench_function("off ECS: discover, give up, build", |b| {
@@ -111,11 +118,7 @@ fn startup(c: &mut Criterion) {
             let meta = MetadataClient::from_env()
                 .and_then(|c| c.fetch_metadata())
                 .ok();
-            black_box(EcsFormat::new(
-                meta.as_ref(),
-                FieldScheme::Nested,
-                ExtraFields::NONE,
-            ))
+            black_box(layer(meta))
         })
     });
     let stalled = Emulator::start(Scenario::Fargate).unwrap();

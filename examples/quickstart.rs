@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode};
 
 use tracing::{error, info, info_span, warn};
 use tracing_aws_ecs::emulator::{Emulator, Scenario};
-use tracing_aws_ecs::{V3_VARIABLE, V4_VARIABLE};
+use tracing_aws_ecs::endpoint::{V3_VARIABLE, V4_VARIABLE};
 
 fn main() -> ExitCode {
     let on_ecs = [V4_VARIABLE, V3_VARIABLE]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::endpoint::{Endpoint, Path};
+use crate::endpoint::{Document, Endpoint};
 use crate::error::Error;
 use crate::metadata::{Container, EcsMetadata, Task, parse_json, parse_object};
 use crate::stats::{ContainerStats, TaskStats};
@@ -121,39 +121,40 @@ impl MetadataClient {
 
     /// This container's metadata (the endpoint's base path).
     pub fn container(&self) -> Result<Container, Error> {
-        self.typed(Path::Container)
+        self.typed(Document::Container)
     }
 
     /// The task's metadata (`/task`).
     pub fn task(&self) -> Result<Task, Error> {
-        self.typed(Path::Task)
+        self.typed(Document::Task)
     }
 
     /// The task's metadata with its tags (`/taskWithTags`; EC2 only).
     pub fn task_with_tags(&self) -> Result<Task, Error> {
-        self.typed(Path::TaskWithTags)
+        self.typed(Document::TaskWithTags)
     }
 
     /// This container's stats (`/stats`). Not cached: each call asks the endpoint.
     pub fn stats(&self) -> Result<ContainerStats, Error> {
-        self.typed(Path::Stats)
+        self.typed(Document::Stats)
     }
 
     /// Every container's stats (`/task/stats`). Not cached.
     pub fn task_stats(&self) -> Result<TaskStats, Error> {
-        self.typed(Path::TaskStats)
+        self.typed(Document::TaskStats)
     }
 
     /// A document as the endpoint sent it: any JSON value.
     ///
     /// ```no_run
-    /// use tracing_aws_ecs::{MetadataClient, Path};
+    /// use tracing_aws_ecs::MetadataClient;
+    /// use tracing_aws_ecs::endpoint::Document;
     ///
-    /// let task = MetadataClient::from_env()?.raw(Path::Task)?;
+    /// let task = MetadataClient::from_env()?.raw(Document::Task)?;
     /// println!("{}", task["TaskARN"]);
     /// # Ok::<(), tracing_aws_ecs::Error>(())
     /// ```
-    pub fn raw(&self, path: Path) -> Result<Value, Error> {
+    pub fn raw(&self, path: Document) -> Result<Value, Error> {
         self.get_json(path, Instant::now() + self.deadline)
     }
 
@@ -183,14 +184,14 @@ impl MetadataClient {
 
     /// The `/task` document, raw and typed.
     pub(crate) fn task_document(&self, deadline: Instant) -> Result<(Task, Value), Error> {
-        let url = self.endpoint.join(Path::Task.suffix());
-        self.get_json(Path::Task, deadline)
-            .and_then(|value| parse_object::<Task>(value, Path::Task.describe(), Some(&url)))
+        let url = self.endpoint.join(Document::Task.suffix());
+        self.get_json(Document::Task, deadline)
+            .and_then(|value| parse_object::<Task>(value, Document::Task.describe(), Some(&url)))
     }
 
     /// The container document, raw.
     pub(crate) fn container_document(&self, deadline: Instant) -> Result<Value, Error> {
-        self.get_json(Path::Container, deadline)
+        self.get_json(Document::Container, deadline)
     }
 
     /// Metadata from a container document and the outcome of the `/task` request.
@@ -212,7 +213,7 @@ impl MetadataClient {
         )
     }
 
-    fn typed<T: for<'de> Deserialize<'de>>(&self, path: Path) -> Result<T, Error> {
+    fn typed<T: for<'de> Deserialize<'de>>(&self, path: Document) -> Result<T, Error> {
         let value = self.raw(path)?;
         parse_object(
             value,
@@ -222,7 +223,7 @@ impl MetadataClient {
         .map(|(typed, _)| typed)
     }
 
-    fn get_json(&self, path: Path, deadline: Instant) -> Result<Value, Error> {
+    fn get_json(&self, path: Document, deadline: Instant) -> Result<Value, Error> {
         let url = self.endpoint.join(path.suffix());
         let body = self.get(&url, deadline)?;
         parse_json(&body, Some(&url))

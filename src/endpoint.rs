@@ -39,7 +39,7 @@ impl ApiVersion {
 /// A validated endpoint base URL, without a trailing slash.
 ///
 /// ```
-/// use tracing_aws_ecs::{ApiVersion, Endpoint};
+/// use tracing_aws_ecs::endpoint::{ApiVersion, Endpoint};
 ///
 /// let endpoint = Endpoint::from_lookup(|var| match var {
 ///     "ECS_CONTAINER_METADATA_URI_V4" => Some(" http://169.254.170.2/v4/abc/ ".into()),
@@ -208,7 +208,7 @@ fn normalise(value: &str) -> Result<String, &'static str> {
 /// A document the endpoint serves, under its base URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Path {
+pub enum Document {
     /// The base path: this container's metadata.
     Container,
     /// `/task`: the task's metadata.
@@ -221,43 +221,43 @@ pub enum Path {
     TaskStats,
 }
 
-impl Path {
+impl Document {
     /// Every path.
-    pub const ALL: [Path; 5] = [
-        Path::Container,
-        Path::Task,
-        Path::TaskWithTags,
-        Path::Stats,
-        Path::TaskStats,
+    pub const ALL: [Document; 5] = [
+        Document::Container,
+        Document::Task,
+        Document::TaskWithTags,
+        Document::Stats,
+        Document::TaskStats,
     ];
 
     /// The path under the base URL: `""`, `"/task"`, `"/taskWithTags"`, `"/stats"` or
     /// `"/task/stats"`.
     pub fn suffix(self) -> &'static str {
         match self {
-            Path::Container => "",
-            Path::Task => "/task",
-            Path::TaskWithTags => "/taskWithTags",
-            Path::Stats => "/stats",
-            Path::TaskStats => "/task/stats",
+            Document::Container => "",
+            Document::Task => "/task",
+            Document::TaskWithTags => "/taskWithTags",
+            Document::Stats => "/stats",
+            Document::TaskStats => "/task/stats",
         }
     }
 
     /// The path a suffix names (a trailing slash on the base path allowed).
     pub fn from_suffix(suffix: &str) -> Option<Self> {
         match suffix {
-            "/" => Some(Path::Container),
-            _ => Path::ALL.into_iter().find(|p| p.suffix() == suffix),
+            "/" => Some(Document::Container),
+            _ => Document::ALL.into_iter().find(|p| p.suffix() == suffix),
         }
     }
 
     /// What the document is, for messages: `"container metadata"`, `"task stats"`, ….
     pub fn describe(self) -> &'static str {
         match self {
-            Path::Container => "container metadata",
-            Path::Task | Path::TaskWithTags => "task metadata",
-            Path::Stats => "container stats",
-            Path::TaskStats => "task stats",
+            Document::Container => "container metadata",
+            Document::Task | Document::TaskWithTags => "task metadata",
+            Document::Stats => "container stats",
+            Document::TaskStats => "task stats",
         }
     }
 }
@@ -358,10 +358,10 @@ mod tests {
 
     #[test]
     fn paths_round_trip() {
-        for path in Path::ALL {
-            assert_eq!(Path::from_suffix(path.suffix()), Some(path));
+        for path in Document::ALL {
+            assert_eq!(Document::from_suffix(path.suffix()), Some(path));
         }
-        assert_eq!(Path::from_suffix("/"), Some(Path::Container));
-        assert_eq!(Path::from_suffix("/nope"), None);
+        assert_eq!(Document::from_suffix("/"), Some(Document::Container));
+        assert_eq!(Document::from_suffix("/nope"), None);
     }
 }

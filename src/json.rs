@@ -49,7 +49,7 @@ pub(crate) fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
 /// Which bytes need escaping: `"`, `\`, control characters, 0xC2, which starts the C1 control
 /// characters U+0080–U+009F, and 0xE2, which starts U+2028 and U+2029 (both looked at more
 /// closely when met).
-pub(crate) const NEEDS_ESCAPE: [bool; 256] = {
+const NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 0x20 {
@@ -78,6 +78,11 @@ fn is_clean(chunk: &[u8; 32]) -> bool {
             | u8::from(b == 0xe2)
     });
     flagged == 0
+}
+
+/// Whether `s` goes into JSON as it is: no byte of it needs a look (short strings, names).
+pub(crate) fn is_plain(s: &str) -> bool {
+    !s.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)])
 }
 
 /// The JSON escaping of `s`, without quotes.
@@ -174,39 +179,6 @@ pub(crate) fn escape_pieces(
         emit(&s[start..], true)?;
     }
     Ok(())
-}
-
-/// Whether `raw`, escaped, equals `escaped`: span keys are stored escaped, event field
-/// names are raw. Field names rarely need escaping, so the fast path is a plain compare.
-pub(crate) fn escaped_eq(raw: &str, escaped: &str) -> bool {
-    // Escaping only lengthens: most names are told apart by their length alone.
-    if raw.len() > escaped.len() {
-        return false;
-    }
-    // A byte that may need escaping starts some multi-byte characters that do not (`€`):
-    // only escaping the name tells.
-    if !raw.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
-        return raw == escaped;
-    }
-    struct Compare<'a> {
-        rest: &'a str,
-        equal: bool,
-    }
-    impl fmt::Write for Compare<'_> {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            match self.rest.strip_prefix(s) {
-                Some(rest) if self.equal => self.rest = rest,
-                _ => self.equal = false,
-            }
-            Ok(())
-        }
-    }
-    let mut compare = Compare {
-        rest: escaped,
-        equal: true,
-    };
-    let _ = write_escaped(&mut compare, raw);
-    compare.equal && compare.rest.is_empty()
 }
 
 /// A JSON value with this crate's escaping (every control character, U+2028 and U+2029 too),
@@ -346,19 +318,14 @@ mod tests {
     }
 
     #[test]
-    fn escaped_comparison() {
-        assert!(escaped_eq("plain", "plain"));
-        assert!(!escaped_eq("plain", "plainer"));
-        assert!(escaped_eq("a\nb", "a\\nb"));
-        assert!(!escaped_eq("a\nb", "a\\nc"));
-        assert!(!escaped_eq("a\nb", "a\\nbc"));
-        // Equal bytes, but the raw name escapes to something longer.
-        assert!(!escaped_eq("a\\b", "a\\b"));
-        assert!(escaped_eq("a\\b", "a\\\\b"));
-        // Multi-byte names whose first byte may start an escape, but does not here.
-        assert!(escaped_eq("€", "€"));
-        assert!(escaped_eq("prix €", "prix €"));
-        assert!(!escaped_eq("€", "€x"));
-        assert!(escaped_eq("a\u{2028}", "a\\u2028"));
+    fn plain_strings() {
+        for plain in ["order_id", "é", "日本", ""] {
+            assert!(is_plain(plain), "{plain:?}");
+        }
+        // A byte that starts U+2028 starts `€` too: looked at, then written as it is.
+        assert!(!is_plain("€"));
+        for not in ["a\nb", "q\"", "b\\", "\u{85}", "\u{7f}"] {
+            assert!(!is_plain(not), "{not:?}");
+        }
     }
 }

@@ -1,37 +1,29 @@
-//! The enriched layer, its builder, and global installation.
+//! The enriched layer: each event as one JSON line, with request-scoped buffering and span
+//! events (or `fmt`'s text off ECS, when asked for).
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::{Arc, Once};
-use std::time::Duration;
+use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
 use tracing::dispatcher::WeakDispatch;
-use tracing::subscriber::{Interest, SetGlobalDefaultError};
-use tracing::{Dispatch, Event, Level, Metadata, span};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::{DefaultFields, FmtSpan, Format};
-use tracing_subscriber::fmt::{FormattedFields, MakeWriter};
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Event, Metadata, span};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::buffering::{Buffer, Buffering, Route};
-use crate::cache::{self, Startup};
-use crate::client::DEFAULT_DEADLINE;
-use crate::endpoint::Endpoint;
-use crate::fields::{ExtraFields, FieldScheme};
-use crate::format::{EcsFormat, LayerSpans, SpanFields, Timestamp};
-use crate::metadata::EcsMetadata;
+use crate::buffering::{Buffer, Route};
+use crate::format::{EcsFormat, SpanStore};
 use crate::span_events::SpanEvents;
 
-/// The layer [`layer`](crate::layer) and [`Builder::layer`] return: each event as one line
-/// of [`EcsFormat`] JSON, span fields kept as [`SpanFields`] keeps them, written to a
-/// [`MakeWriter`] as `tracing_subscriber`'s `fmt` layer writes (or, off ECS with
-/// [`Builder::with_text_off_ecs`], the `fmt` layer's own text format). It also keeps a
-/// handle on the subscriber it joins, through which the `opentelemetry` feature reads the
-/// trace context of spans.
+/// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
+/// each event as one JSON line (see [`format`](crate::format)) written to a [`MakeWriter`]
+/// (or, off ECS with [`Builder::with_text_off_ecs`](crate::Builder::with_text_off_ecs), the
+/// `fmt` layer's own text format). It also keeps a handle on the subscriber it joins,
+/// through which the `opentelemetry` feature reads the trace context of spans.
 pub struct EcsLayer<S, W = fn() -> io::Stdout> {
     inner: Inner<S, W>,
     dispatch: Arc<OnceCell<WeakDispatch>>,
@@ -44,14 +36,12 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
 /// The JSON lines, or human-readable text off ECS.
 enum Inner<S, W> {
     Json(JsonLayer<S, W>),
-    Text(tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>),
+    Text(TextLayer<S, W>),
 }
 
-/// The JSON path: each span's fields kept in its extensions as [`SpanFields`] stores them (as
-/// `fmt`'s layer keeps them, so that [`EcsFormat`] reads them either way), and each event's
-/// line rendered by [`EcsFormat`] in its own per-thread buffer and written straight to the
-/// writer. Through `fmt`'s layer, every line would be copied into a second per-thread buffer,
-/// which keeps the size of the longest line for the thread's life.
+/// The JSON path: each span's fields kept in its extensions as a [`SpanStore`], and each
+/// event's line rendered by [`EcsFormat`] in its own per-thread buffer and written straight
+/// to the writer.
 struct JsonLayer<S, W> {
     format: EcsFormat,
     writer: Arc<W>,
@@ -64,11 +54,7 @@ where
 {
     /// Renders `event`'s line and hands it to `emit`.
     fn render(&self, event: &Event<'_>, ctx: &Context<'_, S>, emit: impl FnOnce(&str)) {
-        let spans = LayerSpans { ctx, event };
-        let _ = self.format.format_line(&spans, event, |line| {
-            emit(line);
-            Ok(())
-        });
+        let _ = self.format.format_line(ctx, event, emit);
     }
 }
 
@@ -78,21 +64,17 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     // The fields are rendered before the span's extensions are locked: their `Debug` and
-    // `Display` impls may log, or panic, and the panic hook's line reads the span.
+    // `Display` impls may log, or panic, and the panic hook's line reads the span. Another
+    // layer of ours in the registry may have stored them already: the store is the same for
+    // every configuration.
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let mut store = String::new();
-        if SpanFields::store_into(&mut store, attrs, attrs.metadata().fields().len()).is_err() {
-            return;
-        }
+        let store = SpanStore::new(attrs, attrs.metadata().fields().len());
         let Some(span) = ctx.span(id) else {
             return;
         };
         let mut extensions = span.extensions_mut();
-        if extensions
-            .get_mut::<FormattedFields<SpanFields>>()
-            .is_none()
-        {
-            extensions.insert(FormattedFields::<SpanFields>::new(store));
+        if extensions.get_mut::<SpanStore>().is_none() {
+            extensions.insert(store);
         }
     }
 
@@ -100,14 +82,14 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let _ = SpanFields::record(values, |merge| {
+        SpanStore::record(values, |merge| {
             let mut extensions = span.extensions_mut();
-            match extensions.get_mut::<FormattedFields<SpanFields>>() {
-                Some(stored) => merge(&mut stored.fields),
+            match extensions.get_mut::<SpanStore>() {
+                Some(store) => merge(store),
                 None => {
-                    let mut store = String::new();
+                    let mut store = SpanStore::default();
                     merge(&mut store);
-                    extensions.insert(FormattedFields::<SpanFields>::new(store));
+                    extensions.insert(store);
                 }
             }
         });
@@ -224,475 +206,41 @@ where
     }
 }
 
-/// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
-/// or [`try_init`](Self::try_init).
-///
-/// ```
-/// use tracing_aws_ecs::{EcsMetadata, ExtraFields, FieldScheme};
-///
-/// let metadata = EcsMetadata::from_json(r#"{"Name": "app"}"#, None)?;
-/// let layer = tracing_aws_ecs::builder()
-///     .with_metadata(metadata)
-///     .with_scheme(FieldScheme::FireLens)
-///     .with_fields(ExtraFields::TASK_ID | ExtraFields::REGION)
-///     .with_writer(std::io::sink)
-///     .layer::<tracing_subscriber::Registry>();
-/// # let _ = layer;
-/// # Ok::<(), tracing_aws_ecs::Error>(())
-/// ```
-#[derive(Debug)]
-#[must_use]
-pub struct Builder<W = fn() -> io::Stdout> {
-    metadata: Option<EcsMetadata>,
-    scheme: FieldScheme,
-    extra: ExtraFields,
-    writer: W,
-    deadline: Duration,
-    default_level: Level,
-    max_line_bytes: usize,
-    recover: bool,
-    text_off_ecs: bool,
-    line: LineConfig,
-    buffering: Option<Buffering>,
-}
+/// The `fmt` layer that writes text off ECS.
+pub(crate) type TextLayer<S, W> = tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>;
 
-/// The line options of a [`Builder`], applied to the formatter it builds.
-#[derive(Clone, Debug)]
-struct LineConfig {
-    file: bool,
-    line_number: bool,
-    thread_ids: bool,
-    thread_names: bool,
-    current_span: bool,
-    span_list: bool,
-    timestamp: Timestamp,
-    statics: Vec<(String, serde_json::Value)>,
-    span_events: FmtSpan,
-    panic_hook: bool,
-}
-
-impl Default for LineConfig {
-    fn default() -> Self {
-        LineConfig {
-            file: false,
-            line_number: false,
-            thread_ids: false,
-            thread_names: false,
-            current_span: false,
-            span_list: false,
-            timestamp: Timestamp::default(),
-            statics: Vec::new(),
-            span_events: FmtSpan::NONE,
-            panic_hook: true,
-        }
-    }
-}
-
-impl LineConfig {
-    fn apply(&self, format: EcsFormat) -> EcsFormat {
-        let format = format
-            .with_file(self.file)
-            .with_line_number(self.line_number)
-            .with_thread_ids(self.thread_ids)
-            .with_thread_names(self.thread_names)
-            .with_current_span(self.current_span)
-            .with_span_list(self.span_list)
-            .with_timestamp(self.timestamp);
-        self.statics.iter().fold(format, |format, (key, value)| {
-            format.with_static_field(key.clone(), value.clone())
-        })
-    }
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            metadata: None,
-            scheme: FieldScheme::default(),
-            extra: ExtraFields::NONE,
-            writer: io::stdout,
-            deadline: DEFAULT_DEADLINE,
-            default_level: Level::INFO,
-            max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
-            recover: true,
-            text_off_ecs: false,
-            line: LineConfig::default(),
-            buffering: None,
-        }
-    }
-}
-
-impl<W> Builder<W> {
-    /// Enrich with this metadata instead of fetching (tests, or metadata read elsewhere).
-    /// When the process has no metadata cached yet, [`layer`](Self::layer) caches this, so
-    /// that [`metadata()`](crate::metadata()) returns it.
-    pub fn with_metadata(mut self, metadata: EcsMetadata) -> Self {
-        self.metadata = Some(metadata);
-        self
-    }
-
-    /// The field scheme (default [`FieldScheme::Nested`]).
-    pub fn with_scheme(mut self, scheme: FieldScheme) -> Self {
-        self.scheme = scheme;
-        self
-    }
-
-    /// Extra fields to write (default none).
-    pub fn with_fields(mut self, extra: ExtraFields) -> Self {
-        self.extra = extra;
-        self
-    }
-
-    /// Where lines go: any [`MakeWriter`] (default stdout, where the awslogs driver reads).
-    pub fn with_writer<W2>(self, writer: W2) -> Builder<W2> {
-        Builder {
-            metadata: self.metadata,
-            scheme: self.scheme,
-            extra: self.extra,
-            writer,
-            deadline: self.deadline,
-            default_level: self.default_level,
-            max_line_bytes: self.max_line_bytes,
-            recover: self.recover,
-            text_off_ecs: self.text_off_ecs,
-            line: self.line,
-            buffering: self.buffering,
-        }
-    }
-
-    /// The longest the start-up metadata fetch may take, retries included (default 2 s):
-    /// a slow endpoint that answers within it succeeds, however long one answer takes, and
-    /// failed requests are retried while time is left. Off ECS there is no fetch and no wait.
-    /// The same setting as [`MetadataClient::with_deadline`](crate::MetadataClient::with_deadline).
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// Whether to keep reading the metadata in the background when the start-up fetch failed
-    /// for a reason that can pass (timeout, connection error, 5xx, 429, a body cut short or
-    /// unparsable), or read the container but not the task (default `true`).
-    ///
-    /// One thread retries, one request at a time, with jittered backoff from 1 s doubling to
-    /// 30 s, until it succeeds; from then on every line carries the identity,
-    /// [`metadata()`](crate::metadata()) returns it, and one INFO line says it was recovered
-    /// and after how long. It never delays process exit. Nothing is retried off ECS, for a
-    /// malformed variable, or for a 4xx other than 429. Like the deadline, this is a setting
-    /// of the process's one start-up fetch: the first builder (or
-    /// [`metadata()`](crate::metadata()) call) to fetch decides.
-    pub fn with_recovery(mut self, recover: bool) -> Self {
-        self.recover = recover;
-        self
-    }
-
-    /// Writes the callsite's source file as `"filename"` (default off).
-    pub fn with_file(self, on: bool) -> Self {
-        self.line(|line| line.file = on)
-    }
-
-    /// Writes the callsite's line as `"line_number"` (default off).
-    pub fn with_line_number(self, on: bool) -> Self {
-        self.line(|line| line.line_number = on)
-    }
-
-    /// Writes the thread's id as `"threadId"` (default off).
-    pub fn with_thread_ids(self, on: bool) -> Self {
-        self.line(|line| line.thread_ids = on)
-    }
-
-    /// Writes the thread's name as `"threadName"` (default off).
-    pub fn with_thread_names(self, on: bool) -> Self {
-        self.line(|line| line.thread_names = on)
-    }
-
-    /// Writes the name of the span the event is in as `"span"` (default off).
-    pub fn with_current_span(self, on: bool) -> Self {
-        self.line(|line| line.current_span = on)
-    }
-
-    /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
-    /// off).
-    pub fn with_span_list(self, on: bool) -> Self {
-        self.line(|line| line.span_list = on)
-    }
-
-    /// How the `timestamp` is written (default RFC 3339 with microseconds).
-    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
-        self.line.timestamp = timestamp;
-        self
-    }
-
-    /// A field written on every line, rendered once (`service`, `env`, `version`); see
-    /// [`EcsFormat::with_static_field`].
-    pub fn with_static_field(
-        mut self,
-        key: impl Into<String>,
-        value: impl Into<serde_json::Value>,
+impl<S, W> EcsLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// The JSON layer: `format` renders each line, `writer` takes it, unless `buffer` holds
+    /// it; `dispatch` is where the subscriber it joins goes (the formatter reads it).
+    pub(crate) fn json(
+        format: EcsFormat,
+        writer: Arc<W>,
+        span_events: SpanEvents,
+        buffer: Option<Buffer>,
+        dispatch: Arc<OnceCell<WeakDispatch>>,
     ) -> Self {
-        self.line.statics.push((key.into(), value.into()));
-        self
-    }
-
-    /// Writes a line when spans open, are entered, exited or close, as `tracing-subscriber`'s
-    /// `with_span_events` does (default [`FmtSpan::NONE`]). The line's message is `new`,
-    /// `enter`, `exit` or `close`, with the span's target, level and fields; the close line
-    /// also carries `elapsed_ms`, how long the span lived, and `busy_ms`, how long it was
-    /// entered, both numbers in milliseconds: a request's latency, queryable in Logs
-    /// Insights (`stats avg(elapsed_ms) by span`).
-    pub fn with_span_events(mut self, kind: FmtSpan) -> Self {
-        self.line.span_events = kind;
-        self
-    }
-
-    fn line(mut self, set: impl FnOnce(&mut LineConfig)) -> Self {
-        set(&mut self.line);
-        self
-    }
-
-    /// Whether [`init`](Self::init) and [`try_init`](Self::try_init) install the panic hook
-    /// that writes a panic as one JSON line (default `true`; see
-    /// [`install_panic_hook`](crate::install_panic_hook)).
-    pub fn with_panic_hook(mut self, install: bool) -> Self {
-        self.line.panic_hook = install;
-        self
-    }
-
-    /// Holds the lines at the lower levels per request and writes them only when the request
-    /// logs an error (default off); see [`Buffering`] for the rules. On the JSON lines only.
-    ///
-    /// The buffered levels must reach the layer: with buffering on, [`init`](Self::init)
-    /// enables them when `RUST_LOG` is unset (DEBUG by default, where INFO would be); with
-    /// [`layer`](Self::layer), let them through your filter.
-    pub fn with_buffering(mut self, buffering: Buffering) -> Self {
-        self.buffering = Some(buffering);
-        self
-    }
-
-    /// Off ECS only ([`on_ecs`](crate::on_ecs) false), write `tracing-subscriber`'s
-    /// human-readable text instead of JSON lines (default `false`): pretty output on a
-    /// laptop, JSON on ECS from the same `main`. On ECS the lines stay JSON, even when the
-    /// endpoint fails.
-    pub fn with_text_off_ecs(mut self, text: bool) -> Self {
-        self.text_off_ecs = text;
-        self
-    }
-
-    /// The level [`init`](Self::init) enables when `RUST_LOG` is unset (default INFO).
-    pub fn with_default_level(mut self, level: Level) -> Self {
-        self.default_level = level;
-        self
-    }
-
-    /// The longest line, newline excluded (default 262,118: CloudWatch's 256 KiB event limit
-    /// less its 26-byte overhead). Longer lines have their longest string values cut to fit
-    /// and carry `"truncated":true`; see [`EcsFormat::with_max_line_bytes`].
-    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
-        self.max_line_bytes = bytes;
-        self
-    }
-
-    /// The layer, for a `tracing_subscriber::registry()` stack of your own. Call
-    /// [`log_metadata_status`](crate::log_metadata_status) once your subscriber is
-    /// installed to log why lines carry no ECS fields, if they do not.
-    pub fn layer<S>(self) -> EcsLayer<S, W>
-    where
-        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-    {
-        let startup = Startup {
-            deadline: self.deadline,
-            recover: self.recover,
-        };
-        let given = self.metadata.is_some();
-        let metadata = match self.metadata {
-            Some(given) => {
-                cache::fill(given.clone());
-                Some(given)
-            }
-            None => cache::get_or_fetch(startup).ok().cloned(),
-        };
-        let writer = self.writer;
-        let dispatch = Arc::new(OnceCell::new());
-        let line = self.line;
-        if self.text_off_ecs && !crate::on_ecs() {
-            let inner = tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .log_internal_errors(false)
-                .with_file(line.file)
-                .with_line_number(line.line_number)
-                .with_thread_ids(line.thread_ids)
-                .with_thread_names(line.thread_names)
-                .with_span_events(line.span_events)
-                .with_writer(writer);
-            return EcsLayer {
-                inner: Inner::Text(inner),
-                dispatch,
-                span_events: SpanEvents::new(&FmtSpan::NONE),
-                buffer: None,
-            };
-        }
-        let mut format = line
-            .apply(EcsFormat::new(metadata.as_ref(), self.scheme, self.extra))
-            .with_max_line_bytes(self.max_line_bytes)
-            .with_dispatch(Arc::clone(&dispatch));
-        let writer = Arc::new(writer);
-        let buffer = self
-            .buffering
-            .map(|buffering| Buffer::new(buffering, Arc::clone(&writer)));
-        if buffer.is_some() {
-            format = format.reserving(crate::buffering::DROPPED_KEY);
-        }
-        if !given {
-            format.follow_recovery();
-        }
-        let inner = JsonLayer {
-            format,
-            writer,
-            _subscriber: PhantomData,
-        };
         EcsLayer {
-            inner: Inner::Json(inner),
+            inner: Inner::Json(JsonLayer {
+                format,
+                writer,
+                _subscriber: PhantomData,
+            }),
             dispatch,
-            span_events: SpanEvents::new(&line.span_events),
+            span_events,
             buffer,
         }
     }
 
-    /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level
-    /// when unset) and this layer; then the bridge that turns `log` records into events. Then
-    /// logs, once, why lines carry no ECS fields if they do not (DEBUG off ECS, WARN when the
-    /// fetch failed).
-    ///
-    /// When a `log` logger is already installed, `log` records keep going to it: one WARN line
-    /// says so, and the subscriber is installed all the same.
-    ///
-    /// # Errors
-    ///
-    /// [`InitError`] when a global `tracing` subscriber is already set; nothing is installed
-    /// then. Never panics.
-    pub fn try_init(self) -> Result<(), InitError>
-    where
-        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-    {
-        // Buffered levels must reach the layer to be held.
-        let default_level = match &self.buffering {
-            Some(buffering) => self.default_level.max(buffering.buffered_level()),
-            None => self.default_level,
-        };
-        let filter = EnvFilter::builder()
-            .with_default_directive(default_level.into())
-            .from_env_lossy();
-        let fetched = self.metadata.is_none();
-        let panic_hook = self.line.panic_hook;
-        let subscriber = tracing_subscriber::registry()
-            .with(filter)
-            .with(self.layer());
-        tracing::subscriber::set_global_default(subscriber)
-            .map_err(|source| InitError { source })?;
-        // After the subscriber, so that the bridge takes its level.
-        let bridge = tracing_log::LogTracer::builder()
-            .with_max_level(tracing_log::AsLog::as_log(
-                &tracing::level_filters::LevelFilter::current(),
-            ))
-            .init();
-        if let Err(e) = bridge {
-            tracing::warn!(
-                target: "tracing_aws_ecs",
-                "`log` records go to the logger already installed, not to these lines: {e}"
-            );
+    /// `fmt`'s text layer, as it is.
+    pub(crate) fn text(layer: TextLayer<S, W>) -> Self {
+        EcsLayer {
+            inner: Inner::Text(layer),
+            dispatch: Arc::default(),
+            span_events: SpanEvents::default(),
+            buffer: None,
         }
-        if panic_hook {
-            crate::install_panic_hook();
-        }
-        if fetched {
-            log_metadata_status();
-        }
-        crate::buffering::warn_if_filtered_out();
-        Ok(())
-    }
-
-    /// As [`try_init`](Self::try_init), panicking where it would fail.
-    ///
-    /// # Panics
-    ///
-    /// When a global `tracing` subscriber is already set (as `tracing_subscriber::fmt::init`
-    /// does).
-    pub fn init(self)
-    where
-        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-    {
-        if let Err(e) = self.try_init() {
-            panic!("{e}");
-        }
-    }
-}
-
-/// Logs, once per process, why lines carry no (or partial) ECS fields: at DEBUG off ECS, at
-/// WARN when the endpoint failed or `/task` did, or when a malformed v4 variable was passed
-/// over for the v3 one. Also one WARN when [buffering](Builder::with_buffering) is on and the
-/// filter lets none of the lines it holds through (`RUST_LOG=info`). Silent when all is
-/// well.
-///
-/// [`init`](crate::init) calls it; call it yourself after installing a stack built with
-/// [`layer`](crate::layer).
-pub fn log_metadata_status() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Some(why) = Endpoint::from_env()
-            .ok()
-            .as_ref()
-            .and_then(Endpoint::ignored)
-        {
-            tracing::warn!(target: "tracing_aws_ecs", "{why}");
-        }
-        log_fetch_outcome();
-    });
-    crate::buffering::warn_if_filtered_out();
-}
-
-fn log_fetch_outcome() {
-    let retrying = if cache::recovering() {
-        ", retrying in the background"
-    } else {
-        ""
-    };
-    match crate::metadata_result() {
-        Err(e) if e.is_not_on_ecs() => {
-            tracing::debug!(target: "tracing_aws_ecs", "{e}: logging without ECS fields");
-        }
-        Err(e) => {
-            tracing::warn!(target: "tracing_aws_ecs", "ECS metadata unavailable, logging without ECS fields{retrying}: {e}");
-        }
-        Ok(meta) => {
-            if let Some(reason) = meta.task_error() {
-                tracing::warn!(
-                    target: "tracing_aws_ecs",
-                    "ECS task metadata unavailable, lines carry what the container metadata gives{retrying}: {reason}"
-                );
-            }
-        }
-    }
-}
-
-/// A global subscriber was already installed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct InitError {
-    source: SetGlobalDefaultError,
-}
-
-impl fmt::Display for InitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot install the tracing-aws-ecs subscriber: {}",
-            self.source
-        )
-    }
-}
-
-impl std::error::Error for InitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
     }
 }

@@ -25,15 +25,44 @@
 //! ([`emf`]) next to the logs. The `opentelemetry` feature adds `EcsMetadata::to_resource` and
 //! trace ids on every line inside a traced span. The `emulator` feature adds the `emulator`
 //! module, a local endpoint for tests and development, and the `ecs-metadata serve` command.
+//!
+//! # What the crate root holds
+//!
+//! - **Installing**: [`init`], [`try_init`], [`layer`], [`builder`] and the [`Builder`] they
+//!   share ([`EcsLayer`], [`InitError`]); [`install_panic_hook`] and
+//!   [`log_metadata_status`] for a stack of one's own.
+//! - **Configuring**: [`FieldScheme`], [`ExtraFields`], [`Timestamp`], [`FmtSpan`],
+//!   [`Buffering`].
+//! - **At run time**: [`metadata()`], [`metadata_result`], [`on_ecs`], [`flush_buffered`],
+//!   [`EcsMetadata`], [`Identity`], [`Error`], [`MetadataClient`], and the
+//!   [`MetricsReporter`] ([`MetricsBuilder`], [`MetricsError`]).
+//!
+//! The modules hold the rest: [`format`](mod@format) (the line),
+//! [`metadata`](mod@metadata), [`stats`], [`emf`], [`endpoint`] (the variables, the API
+//! versions, the documents served).
+//!
+//! # How it is built
+//!
+//! Bottom up: `endpoint` finds the endpoint and `client` reads it, within a deadline and
+//! with retries; `metadata` and `stats` model what it serves, and `cache` keeps the
+//! metadata for the process (recovering it in the background after a failed start-up).
+//! `json`, `time` and `write` write JSON, timestamps and whole lines; `fields` lays the
+//! identity out per scheme; `format` turns an event into a line (reserved keys in
+//! `format::keys`, each span's fields in `format::store`) and `emf` turns figures into EMF.
+//! On top, `layer` is the `tracing` layer (with `buffering` and `span_events`), `builder`
+//! configures and installs it, `status` writes the start-up note, `panic` the panic line,
+//! and `reporter` runs the metrics thread. The `emulator` and the `ecs-metadata` binary are
+//! leaves: nothing in the library depends on them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffering;
+mod builder;
 mod cache;
 mod client;
 pub mod emf;
-mod endpoint;
+pub mod endpoint;
 mod error;
 mod fields;
 pub mod format;
@@ -46,6 +75,7 @@ mod panic;
 mod reporter;
 mod span_events;
 pub mod stats;
+mod status;
 mod time;
 mod write;
 
@@ -54,15 +84,16 @@ mod write;
 pub mod emulator;
 
 pub use buffering::{Buffering, flush_buffered};
+pub use builder::{Builder, InitError};
 pub use client::MetadataClient;
-pub use endpoint::{ApiVersion, Endpoint, Path, V3_VARIABLE, V4_VARIABLE};
 pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
-pub use format::{EcsFormat, SpanFields, Timestamp};
-pub use layer::{Builder, EcsLayer, InitError, log_metadata_status};
+pub use format::Timestamp;
+pub use layer::EcsLayer;
 pub use metadata::{EcsMetadata, Identity};
 pub use panic::install_panic_hook;
 pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};
+pub use status::log_metadata_status;
 pub use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`] (see
@@ -147,7 +178,7 @@ pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
 /// }
 /// ```
 pub fn on_ecs() -> bool {
-    [V4_VARIABLE, V3_VARIABLE]
+    [endpoint::V4_VARIABLE, endpoint::V3_VARIABLE]
         .iter()
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.to_string_lossy().trim().is_empty()))
 }

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 
 const CHILD: &str = "TRACING_AWS_ECS_CACHE_CHILD";
 
@@ -67,15 +67,15 @@ fn child() {
 fn one_fetch_serves_every_thread() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     run_child(&emulator, "some");
-    assert_eq!(emulator.requests(Path::Container), 1);
-    assert_eq!(emulator.requests(Path::Task), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
+    assert_eq!(emulator.requests(Document::Task), 1);
 }
 
 #[test]
 fn a_failed_fetch_is_not_repeated() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Path::Container, Fault::Status(404), ALWAYS);
+    emulator.inject(Document::Container, Fault::Status(404), ALWAYS);
     run_child(&emulator, "none");
     // One request, however many threads and calls asked: 404 is final.
-    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
 }

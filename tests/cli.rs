@@ -3,8 +3,8 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ecs-metadata"));
@@ -76,7 +76,7 @@ fn summary_has_exactly_the_documented_keys() {
 #[test]
 fn summary_on_v3_has_nulls_where_unknown() {
     let emulator = Emulator::start(Scenario::Ec2).unwrap();
-    let url = emulator.url(tracing_aws_ecs::ApiVersion::V3);
+    let url = emulator.url(tracing_aws_ecs::endpoint::ApiVersion::V3);
     let out = run(&["summary"], &[("ECS_CONTAINER_METADATA_URI", &url)]);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout_json(&out);
@@ -127,7 +127,7 @@ fn exit_codes() {
     );
     // An endpoint error: 1, with the status and body.
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Path::Task, Fault::Status(404), ALWAYS);
+    emulator.inject(Document::Task, Fault::Status(404), ALWAYS);
     let (var, url) = emulator.env_var();
     let out = run(&["task"], &[(var, &url)]);
     assert_eq!(out.status.code(), Some(1));
@@ -144,7 +144,7 @@ fn exit_codes() {
 #[test]
 fn partial_summary_warns_and_succeeds() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Path::Task, Fault::Status(500), ALWAYS);
+    emulator.inject(Document::Task, Fault::Status(500), ALWAYS);
     let (var, url) = emulator.env_var();
     let out = run(&["summary"], &[(var, &url)]);
     assert_eq!(out.status.code(), Some(0));

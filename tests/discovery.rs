@@ -4,9 +4,9 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use tracing_aws_ecs::ApiVersion;
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{Emulator, Scenario};
+use tracing_aws_ecs::endpoint::ApiVersion;
+use tracing_aws_ecs::endpoint::Document;
 
 fn summary(env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ecs-metadata"));
@@ -126,5 +126,5 @@ fn proxy_variables_are_ignored() {
         ("ALL_PROXY", &proxy),
     ]);
     assert_eq!(version_of(&out), "v4");
-    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
 }

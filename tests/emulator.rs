@@ -1,11 +1,12 @@
 //! The emulator's scenarios over loopback: consistent identities, both versions, advancing
 //! stats, request counts.
 
-use tracing_aws_ecs::Path;
+use tracing_aws_ecs::MetadataClient;
 use tracing_aws_ecs::emulator::{Emulator, Route, Scenario};
+use tracing_aws_ecs::endpoint::ApiVersion;
+use tracing_aws_ecs::endpoint::Document;
 use tracing_aws_ecs::metadata::LaunchType;
 use tracing_aws_ecs::stats::StatsEntry;
-use tracing_aws_ecs::{ApiVersion, MetadataClient};
 
 #[test]
 fn every_scenario_is_consistent_across_paths() {
@@ -56,9 +57,9 @@ fn every_scenario_is_consistent_across_paths() {
         assert!(
             meta.region().is_some() && meta.account_id().is_some() && meta.cluster_arn().is_some()
         );
-        assert_eq!(emulator.requests(Path::Container), 1);
-        assert_eq!(emulator.requests(Path::Task), 1);
-        assert_eq!(emulator.requests(Path::TaskStats), 1);
+        assert_eq!(emulator.requests(Document::Container), 1);
+        assert_eq!(emulator.requests(Document::Task), 1);
+        assert_eq!(emulator.requests(Document::TaskStats), 1);
         assert_eq!(emulator.requests(Route::Any), 3);
     }
 }
@@ -242,7 +243,7 @@ fn supplied_payloads_are_served() {
         .task_stats(fixed.clone())
         .start()
         .unwrap();
-    assert_eq!(emulator.client().raw(Path::TaskStats).unwrap(), fixed);
+    assert_eq!(emulator.client().raw(Document::TaskStats).unwrap(), fixed);
 }
 
 #[test]
@@ -254,7 +255,7 @@ fn unknown_paths_and_ids_are_404() {
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("/v4/not-the-id"), "{err}");
     assert_eq!(emulator.requests(Route::Any), 1);
-    assert_eq!(emulator.requests(Path::Container), 0);
+    assert_eq!(emulator.requests(Document::Container), 0);
 }
 
 #[test]

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 use tracing_aws_ecs::{Error, MetadataClient};
 
 const DEADLINE: Duration = Duration::from_millis(800);
@@ -36,25 +36,25 @@ fn bounded<T>(f: impl FnOnce() -> T) -> T {
 #[test]
 fn server_errors_then_success_are_retried() {
     for status in [500, 502, 503] {
-        let (emulator, client) = setup(Path::Container, Fault::Status(status), 2);
+        let (emulator, client) = setup(Document::Container, Fault::Status(status), 2);
         assert_eq!(
             bounded(|| client.container()).unwrap().name.as_deref(),
             Some("app")
         );
-        assert_eq!(emulator.requests(Path::Container), 3);
+        assert_eq!(emulator.requests(Document::Container), 3);
     }
 }
 
 #[test]
 fn rate_limit_then_success_is_retried() {
-    let (emulator, client) = setup(Path::Task, Fault::Status(429), 1);
+    let (emulator, client) = setup(Document::Task, Fault::Status(429), 1);
     assert!(bounded(|| client.task()).is_ok());
-    assert_eq!(emulator.requests(Path::Task), 2);
+    assert_eq!(emulator.requests(Document::Task), 2);
 }
 
 #[test]
 fn rate_limit_body_is_reported() {
-    let (_emulator, client) = setup(Path::Task, Fault::Status(429), ALWAYS);
+    let (_emulator, client) = setup(Document::Task, Fault::Status(429), ALWAYS);
     let err = bounded(|| client.task()).unwrap_err();
     assert_eq!(err.status(), Some(429));
     assert!(
@@ -67,11 +67,11 @@ fn rate_limit_body_is_reported() {
 #[test]
 fn client_errors_are_not_retried() {
     for status in [400, 404, 403] {
-        let (emulator, client) = setup(Path::Container, Fault::Status(status), ALWAYS);
+        let (emulator, client) = setup(Document::Container, Fault::Status(status), ALWAYS);
         let err = bounded(|| client.container()).unwrap_err();
         assert_eq!(err.status(), Some(status));
         assert!(!err.is_transient());
-        assert_eq!(emulator.requests(Path::Container), 1, "{status}");
+        assert_eq!(emulator.requests(Document::Container), 1, "{status}");
         // The URL and the agent's (JSON-string) body are in the message.
         let text = err.to_string();
         assert!(
@@ -83,7 +83,7 @@ fn client_errors_are_not_retried() {
 
 #[test]
 fn persistent_server_errors_stop_at_the_attempt_limit() {
-    let (emulator, client) = setup(Path::Container, Fault::Status(500), ALWAYS);
+    let (emulator, client) = setup(Document::Container, Fault::Status(500), ALWAYS);
     let client = client
         .with_deadline(Duration::from_secs(10))
         .with_max_attempts(3);
@@ -99,13 +99,13 @@ fn persistent_server_errors_stop_at_the_attempt_limit() {
         ),
         "{err:?}"
     );
-    assert_eq!(emulator.requests(Path::Container), 3);
+    assert_eq!(emulator.requests(Document::Container), 3);
 }
 
 #[test]
 fn stall_before_headers_times_out() {
     let (_emulator, client) = setup(
-        Path::Container,
+        Document::Container,
         Fault::StallBeforeHeaders(Duration::from_secs(30)),
         ALWAYS,
     );
@@ -117,7 +117,7 @@ fn stall_before_headers_times_out() {
 #[test]
 fn stall_mid_body_times_out() {
     let (_emulator, client) = setup(
-        Path::Container,
+        Document::Container,
         Fault::StallMidBody(Duration::from_secs(30)),
         ALWAYS,
     );
@@ -128,21 +128,21 @@ fn stall_mid_body_times_out() {
 #[test]
 fn one_stall_then_success_is_retried() {
     let (emulator, client) = setup(
-        Path::Container,
+        Document::Container,
         Fault::StallBeforeHeaders(Duration::from_secs(30)),
         1,
     );
     assert!(bounded(|| client.container()).is_ok());
-    assert_eq!(emulator.requests(Path::Container), 2);
+    assert_eq!(emulator.requests(Document::Container), 2);
 }
 
 #[test]
 fn truncated_body_is_retried_then_reported() {
-    let (emulator, client) = setup(Path::Container, Fault::TruncatedBody, 1);
+    let (emulator, client) = setup(Document::Container, Fault::TruncatedBody, 1);
     assert!(bounded(|| client.container()).is_ok());
-    assert_eq!(emulator.requests(Path::Container), 2);
+    assert_eq!(emulator.requests(Document::Container), 2);
 
-    let (_emulator, client) = setup(Path::Container, Fault::TruncatedBody, ALWAYS);
+    let (_emulator, client) = setup(Document::Container, Fault::TruncatedBody, ALWAYS);
     let err = bounded(|| client.container()).unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
 }
@@ -151,7 +151,7 @@ fn truncated_body_is_retried_then_reported() {
 fn closed_connection_is_retried_then_reported() {
     let (emulator, client) = setup(Route::Any, Fault::Close, 2);
     assert!(bounded(|| client.container()).is_ok());
-    assert_eq!(emulator.requests(Path::Container), 3);
+    assert_eq!(emulator.requests(Document::Container), 3);
 
     let (_emulator, client) = setup(Route::Any, Fault::Close, ALWAYS);
     assert!(matches!(
@@ -162,17 +162,17 @@ fn closed_connection_is_retried_then_reported() {
 
 #[test]
 fn non_json_body_is_a_payload_error() {
-    let (emulator, client) = setup(Path::Container, Fault::NotJson, ALWAYS);
+    let (emulator, client) = setup(Document::Container, Fault::NotJson, ALWAYS);
     let err = bounded(|| client.container()).unwrap_err();
     assert!(matches!(err, Error::Payload { .. }), "{err:?}");
     assert!(err.to_string().contains("not JSON"), "{err}");
-    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
 }
 
 #[test]
 fn wrong_types_parse_leniently_and_non_objects_are_errors() {
     let (_emulator, client) = setup(
-        Path::Task,
+        Document::Task,
         Fault::Body(
             r#"{"Cluster": 5, "TaskARN": ["x"], "Containers": {"a": 1}, "Revision": 3}"#.into(),
         ),
@@ -184,14 +184,18 @@ fn wrong_types_parse_leniently_and_non_objects_are_errors() {
     assert!(task.containers.is_empty());
     assert_eq!(task.revision.as_deref(), Some("3"));
 
-    let (_emulator, client) = setup(Path::Task, Fault::Body("[1, 2]".into()), 1);
+    let (_emulator, client) = setup(Document::Task, Fault::Body("[1, 2]".into()), 1);
     let err = bounded(|| client.task()).unwrap_err();
     assert!(err.to_string().contains("not a JSON object"), "{err}");
 }
 
 #[test]
 fn oversized_body_is_refused() {
-    let (_emulator, client) = setup(Path::TaskStats, Fault::Oversized(32 * 1024 * 1024), ALWAYS);
+    let (_emulator, client) = setup(
+        Document::TaskStats,
+        Fault::Oversized(32 * 1024 * 1024),
+        ALWAYS,
+    );
     let err = bounded(|| client.task_stats()).unwrap_err();
     assert!(
         matches!(
@@ -204,11 +208,15 @@ fn oversized_body_is_refused() {
         "{err:?}"
     );
     // A raised cap lets a large (valid) body through.
-    let (_emulator, client) = setup(Path::TaskStats, Fault::Oversized(2 * 1024 * 1024), ALWAYS);
+    let (_emulator, client) = setup(
+        Document::TaskStats,
+        Fault::Oversized(2 * 1024 * 1024),
+        ALWAYS,
+    );
     assert!(
         client
             .with_max_body_bytes(4 * 1024 * 1024)
-            .raw(Path::TaskStats)
+            .raw(Document::TaskStats)
             .is_ok()
     );
 }
@@ -216,7 +224,7 @@ fn oversized_body_is_refused() {
 #[test]
 fn delay_within_the_timeout_succeeds() {
     let (_emulator, client) = setup(
-        Path::Container,
+        Document::Container,
         Fault::Delay(Duration::from_millis(100)),
         ALWAYS,
     );
@@ -249,7 +257,7 @@ fn failing_task_leaves_partial_metadata() {
         Fault::StallBeforeHeaders(Duration::from_secs(30)),
         Fault::NotJson,
     ] {
-        let (_emulator, client) = setup(Path::Task, fault.clone(), ALWAYS);
+        let (_emulator, client) = setup(Document::Task, fault.clone(), ALWAYS);
         let meta = bounded(|| client.fetch_metadata()).unwrap();
         assert!(meta.task().is_none(), "{fault:?}");
         assert!(
@@ -268,19 +276,19 @@ fn failing_task_leaves_partial_metadata() {
 
 #[test]
 fn failing_container_fails_the_fetch() {
-    let (emulator, client) = setup(Path::Container, Fault::Status(404), ALWAYS);
+    let (emulator, client) = setup(Document::Container, Fault::Status(404), ALWAYS);
     assert_eq!(
         bounded(|| client.fetch_metadata()).unwrap_err().status(),
         Some(404)
     );
     // Both documents are asked for at once: one round trip when all is well.
-    assert_eq!(emulator.requests(Path::Container), 1);
-    assert_eq!(emulator.requests(Path::Task), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
+    assert_eq!(emulator.requests(Document::Task), 1);
 }
 
 #[test]
 fn stats_faults_leave_metadata_alone() {
-    let (_emulator, client) = setup(Path::Stats, Fault::Status(500), ALWAYS);
+    let (_emulator, client) = setup(Document::Stats, Fault::Status(500), ALWAYS);
     assert!(client.fetch_metadata().is_ok());
     assert_eq!(bounded(|| client.stats()).unwrap_err().status(), Some(500));
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::by_message;
 use serde_json::Value;
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 
 const CASE: &str = "TRACING_AWS_ECS_INIT_CASE";
 
@@ -132,8 +132,8 @@ fn on_ecs_every_line_is_enriched() {
             .is_none()
     );
     assert_eq!(by_message(&lines, "from the log crate")["target"], "legacy");
-    assert_eq!(emulator.requests(Path::Container), 1);
-    assert_eq!(emulator.requests(Path::Task), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
+    assert_eq!(emulator.requests(Document::Task), 1);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn off_ecs_lines_are_plain_and_the_reason_is_at_debug() {
 #[test]
 fn failed_fetch_warns_once_and_logging_goes_on() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Path::Container, Fault::Status(500), ALWAYS);
+    emulator.inject(Document::Container, Fault::Status(500), ALWAYS);
     let lines = run_child("service", Some(emulator.env_var()), &[]);
     let warning = &lines[0];
     assert_eq!(warning["level"], "WARN");
@@ -205,7 +205,7 @@ fn stalled_endpoint_is_bounded_by_the_deadline() {
 #[test]
 fn failed_task_warns_and_lines_carry_the_container_identity() {
     let emulator = Emulator::start(Scenario::Ec2).unwrap();
-    emulator.inject(Path::Task, Fault::Status(404), ALWAYS);
+    emulator.inject(Document::Task, Fault::Status(404), ALWAYS);
     let lines = run_child("service", Some(emulator.env_var()), &[]);
     assert_eq!(lines[0]["level"], "WARN");
     assert!(lines[0]["message"].as_str().unwrap().contains("/task"));
@@ -257,7 +257,7 @@ fn works_inside_a_tokio_runtime() {
 #[test]
 fn malformed_v4_next_to_v3_warns_and_uses_v3() {
     let emulator = Emulator::start(Scenario::Ec2).unwrap();
-    let v3 = emulator.url(tracing_aws_ecs::ApiVersion::V3);
+    let v3 = emulator.url(tracing_aws_ecs::endpoint::ApiVersion::V3);
     let lines = run_child(
         "service",
         Some(("ECS_CONTAINER_METADATA_URI", v3)),
@@ -391,14 +391,14 @@ fn fault_matrix() {
         ),
         row(
             "non-JSON body",
-            Some((Route::Path(Path::Container), Fault::NotJson, ALWAYS)),
+            Some((Route::Document(Document::Container), Fault::NotJson, ALWAYS)),
             Lines::Plain,
             Some("not JSON"),
         ),
         row(
             "wrong types",
             Some((
-                Route::Path(Path::Container),
+                Route::Document(Document::Container),
                 Fault::Body(r#"{"Name": 7, "Image": ["x"], "Labels": "y"}"#.into()),
                 ALWAYS,
             )),
@@ -408,7 +408,7 @@ fn fault_matrix() {
         row(
             "32 MiB body",
             Some((
-                Route::Path(Path::Container),
+                Route::Document(Document::Container),
                 Fault::Oversized(32 << 20),
                 ALWAYS,
             )),
@@ -417,7 +417,11 @@ fn fault_matrix() {
         ),
         row(
             "404",
-            Some((Route::Path(Path::Container), Fault::Status(404), ALWAYS)),
+            Some((
+                Route::Document(Document::Container),
+                Fault::Status(404),
+                ALWAYS,
+            )),
             Lines::Plain,
             Some("404"),
         ),
@@ -445,7 +449,7 @@ fn fault_matrix() {
         ),
         row(
             "/task failing, container answering",
-            Some((Route::Path(Path::Task), Fault::Status(500), ALWAYS)),
+            Some((Route::Document(Document::Task), Fault::Status(500), ALWAYS)),
             Lines::Partial,
             Some("task metadata unavailable"),
         ),
@@ -457,7 +461,7 @@ fn fault_matrix() {
                     ("ECS_CONTAINER_METADATA_URI_V4", "169.254.170.2/v4/x".into()),
                     (
                         "ECS_CONTAINER_METADATA_URI",
-                        e.url(tracing_aws_ecs::ApiVersion::V3),
+                        e.url(tracing_aws_ecs::endpoint::ApiVersion::V3),
                     ),
                 ]
             },

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::by_message;
 use serde_json::Value;
 use tracing_aws_ecs::ExtraFields;
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Route, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 use tracing_subscriber::prelude::*;
 
 const CASE: &str = "TRACING_AWS_ECS_RECOVERY_CASE";
@@ -182,14 +182,14 @@ fn an_outage_at_start_up_ends_with_enriched_lines_from_every_thread() {
 #[test]
 fn a_partial_start_is_completed() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject_for(Path::Task, Fault::Status(503), OUTAGE);
+    emulator.inject_for(Document::Task, Fault::Status(503), OUTAGE);
     let lines = run_child("init", &emulator, &[]);
     // Before: what the container's labels give (the cluster), not the zone `/task` gives.
     let after = assert_recovered(&lines, |l| {
         l["ecs"]["cluster"] == "prod-web" && l["ecs"].get("availability_zone").is_none()
     });
     // Only `/task` was asked for again: the container document is kept.
-    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
     println!("partial: completed {after} ms after start-up");
 }
 
@@ -210,8 +210,8 @@ fn a_slow_endpoint_that_answers_within_the_deadline_enriches_the_first_line() {
         "prod-web"
     );
     // One request each, sent together.
-    assert_eq!(emulator.requests(Path::Container), 1);
-    assert_eq!(emulator.requests(Path::Task), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
+    assert_eq!(emulator.requests(Document::Task), 1);
     println!("1.5 s per answer, 10 s deadline: the child ran {took:?}");
 }
 
@@ -232,10 +232,10 @@ fn the_default_deadline_waits_for_a_slow_answer() {
 #[test]
 fn no_background_thread_for_a_final_answer_or_off_ecs() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    emulator.inject(Path::Container, Fault::Status(404), ALWAYS);
+    emulator.inject(Document::Container, Fault::Status(404), ALWAYS);
     let lines = run_child("threads", &emulator, &[]);
     assert_eq!(by_message(&lines, "threads")["recovery_thread"], false);
-    assert_eq!(emulator.requests(Path::Container), 1);
+    assert_eq!(emulator.requests(Document::Container), 1);
 
     let (lines, _) = common::run_child(CASE, "threads", &[]);
     assert_eq!(by_message(&lines, "threads")["recovery_thread"], false);

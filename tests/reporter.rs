@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{Capture, assert_emf};
 use serde_json::Value;
-use tracing_aws_ecs::Path;
 use tracing_aws_ecs::emulator::{ALWAYS, Emulator, Fault, Scenario};
+use tracing_aws_ecs::endpoint::Document;
 use tracing_aws_ecs::{MetricsError, MetricsReporter};
 use tracing_subscriber::prelude::*;
 
@@ -58,10 +58,10 @@ fn reports_at_the_interval_and_stops() {
     // Fargate: app + envoy + the task's record per sample.
     wait_for(|| emf_lines(&out).len() >= 9);
     reporter.stop();
-    let after_stop = emulator.requests(Path::TaskStats);
+    let after_stop = emulator.requests(Document::TaskStats);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        emulator.requests(Path::TaskStats),
+        emulator.requests(Document::TaskStats),
         after_stop,
         "no request after stop"
     );
@@ -98,9 +98,9 @@ fn one_warning_per_outage_then_recovery() {
         .unwrap();
     wait_for(|| !emf_lines(&out).is_empty());
 
-    emulator.inject(Path::TaskStats, Fault::Status(500), ALWAYS);
-    let failed_from = emulator.requests(Path::TaskStats);
-    wait_for(|| emulator.requests(Path::TaskStats) >= failed_from + 4);
+    emulator.inject(Document::TaskStats, Fault::Status(500), ALWAYS);
+    let failed_from = emulator.requests(Document::TaskStats);
+    wait_for(|| emulator.requests(Document::TaskStats) >= failed_from + 4);
     let during = emf_lines(&out).len();
     emulator.clear_faults();
     wait_for(|| emf_lines(&out).len() > during);
@@ -178,11 +178,11 @@ fn dropping_stops_it() {
             .with_interval(Duration::from_millis(5))
             .start()
             .unwrap();
-        wait_for(|| emulator.requests(Path::TaskStats) >= 2);
+        wait_for(|| emulator.requests(Document::TaskStats) >= 2);
     }
-    let after = emulator.requests(Path::TaskStats);
+    let after = emulator.requests(Document::TaskStats);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(emulator.requests(Path::TaskStats), after);
+    assert_eq!(emulator.requests(Document::TaskStats), after);
 }
 
 #[test]
@@ -196,7 +196,11 @@ fn a_bad_namespace_or_no_endpoint_is_an_error_at_start() {
             .unwrap_err();
         assert!(matches!(err, MetricsError::Namespace(_)), "{err}");
     }
-    assert_eq!(emulator.requests(Path::TaskStats), 0, "nothing was started");
+    assert_eq!(
+        emulator.requests(Document::TaskStats),
+        0,
+        "nothing was started"
+    );
     // The test process is not on ECS: without a client there is no endpoint.
     if !tracing_aws_ecs::on_ecs() {
         let err = MetricsReporter::builder().start().unwrap_err();
@@ -216,7 +220,7 @@ fn a_payload_it_cannot_use_costs_one_warning_and_reporting_goes_on() {
     // ASCII, then blank.
     let mut unusable = Vec::new();
     for name in ["café ☕", "   "] {
-        let mut stats = emulator.client().raw(Path::TaskStats).unwrap();
+        let mut stats = emulator.client().raw(Document::TaskStats).unwrap();
         let containers = stats.as_object_mut().unwrap();
         let mut stranger = containers.values().next().unwrap().clone();
         stranger["name"] = Value::from(name);
@@ -225,7 +229,7 @@ fn a_payload_it_cannot_use_costs_one_warning_and_reporting_goes_on() {
         unusable.push(stats.to_string());
     }
     for body in &unusable {
-        emulator.inject(Path::TaskStats, Fault::Body(body.clone()), 1);
+        emulator.inject(Document::TaskStats, Fault::Body(body.clone()), 1);
     }
     let out = Capture::default();
     let reporter = MetricsReporter::builder()
@@ -255,7 +259,7 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     let meta = emulator.client().fetch_metadata().unwrap();
     emulator.inject(
-        Path::TaskStats,
+        Document::TaskStats,
         Fault::StallBeforeHeaders(Duration::from_secs(40)),
         ALWAYS,
     );
@@ -266,7 +270,7 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
         .with_interval(Duration::from_millis(1))
         .start()
         .unwrap();
-    wait_for(|| emulator.requests(Path::TaskStats) >= 1);
+    wait_for(|| emulator.requests(Document::TaskStats) >= 1);
     // The request is stalled for 40 s: dropping must not wait for it (10 s bounds a hang).
     let (dropped, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

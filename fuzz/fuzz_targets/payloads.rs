@@ -30,8 +30,13 @@ fuzz_target!(|data: &[u8]| {
         // Every accessor, and every scheme's rendering of them.
         let _ = (metadata.cluster_arn(), metadata.region(), metadata.task_id(), metadata.service_name());
         for scheme in [FieldScheme::Nested, FieldScheme::FireLens, FieldScheme::OpenTelemetry] {
-            let format = tracing_aws_ecs::EcsFormat::new(Some(&metadata), scheme, ExtraFields::ALL);
-            let _ = format.is_enriched();
+            let layer = tracing_aws_ecs::builder()
+                .with_metadata(metadata.clone())
+                .with_scheme(scheme)
+                .with_fields(ExtraFields::ALL)
+                .with_writer(std::io::sink)
+                .layer::<tracing_subscriber::Registry>();
+            let _ = layer;
         }
     }
 });

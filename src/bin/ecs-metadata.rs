@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tracing_aws_ecs::endpoint::Document;
 use tracing_aws_ecs::stats::TaskFigures;
-use tracing_aws_ecs::{EcsMetadata, Error, Identity, MetadataClient, Path, emf};
+use tracing_aws_ecs::{EcsMetadata, Error, Identity, MetadataClient, emf};
 
 const USAGE: &str = r#"usage: ecs-metadata [summary|container|task|task-with-tags|stats|task-stats] [--raw]
        ecs-metadata metrics [--emf]
@@ -112,11 +113,11 @@ fn run(args: &[String]) -> Result<(), Failure> {
     };
     let path = match command {
         "summary" => return summary(),
-        "container" => Path::Container,
-        "task" => Path::Task,
-        "task-with-tags" => Path::TaskWithTags,
-        "stats" => Path::Stats,
-        "task-stats" => Path::TaskStats,
+        "container" => Document::Container,
+        "task" => Document::Task,
+        "task-with-tags" => Document::TaskWithTags,
+        "stats" => Document::Stats,
+        "task-stats" => Document::TaskStats,
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
     };
     let value = MetadataClient::from_env()?.raw(path)?;

@@ -12,7 +12,8 @@
 //!
 //! ```
 //! use tracing_aws_ecs::emulator::{Emulator, Fault, Scenario};
-//! use tracing_aws_ecs::{MetadataClient, Path};
+//! use tracing_aws_ecs::MetadataClient;
+//! use tracing_aws_ecs::endpoint::Document;
 //!
 //! let emulator = Emulator::start(Scenario::Fargate)?;
 //! let (variable, url) = emulator.env_var();
@@ -23,9 +24,9 @@
 //! assert_eq!(client.container()?.name.as_deref(), Some("app"));
 //!
 //! // The next two `/task` requests answer 503; the client retries through them.
-//! emulator.inject(Path::Task, Fault::Status(503), 2);
+//! emulator.inject(Document::Task, Fault::Status(503), 2);
 //! assert_eq!(client.task()?.family.as_deref(), Some("orders-api"));
-//! assert_eq!(emulator.requests(Path::Task), 3);
+//! assert_eq!(emulator.requests(Document::Task), 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -45,7 +46,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::MetadataClient;
-use crate::endpoint::{ApiVersion, Path};
+use crate::endpoint::{ApiVersion, Document};
 use server::{Server, Shared};
 
 /// A built-in task, with identities consistent across every path.
@@ -98,30 +99,30 @@ impl FromStr for Scenario {
     }
 }
 
-/// Which requests a fault applies to, or a count counts: those to one [`Path`] (in either
-/// version), or any request, unknown paths included. A [`Path`] converts into it.
+/// Which requests a fault applies to, or a count counts: those to one [`Document`] (in either
+/// version), or any request, unknown paths included. A [`Document`] converts into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Route {
     /// Requests to this path.
-    Path(Path),
+    Document(Document),
     /// Every request, unknown paths included.
     Any,
 }
 
-impl From<Path> for Route {
-    fn from(path: Path) -> Self {
-        Route::Path(path)
+impl From<Document> for Route {
+    fn from(path: Document) -> Self {
+        Route::Document(path)
     }
 }
 
 impl Route {
-    const COUNT: usize = Path::ALL.len() + 1;
+    const COUNT: usize = Document::ALL.len() + 1;
 
     fn index(self) -> usize {
         match self {
-            Route::Path(path) => path as usize,
-            Route::Any => Path::ALL.len(),
+            Route::Document(path) => path as usize,
+            Route::Any => Document::ALL.len(),
         }
     }
 }
@@ -295,13 +296,13 @@ impl Emulator {
         MetadataClient::new(&self.base_url()).expect("the emulator's URL is valid")
     }
 
-    /// Makes the next `times` requests to `route` (a [`Path`], or [`Route::Any`]) fail with
+    /// Makes the next `times` requests to `route` (a [`Document`], or [`Route::Any`]) fail with
     /// `fault`; [`ALWAYS`] for every one. Faults queue in the order injected.
     pub fn inject(&self, route: impl Into<Route>, fault: Fault, times: usize) {
         self.server.shared.inject(route.into(), fault, times);
     }
 
-    /// Makes every request to `route` (a [`Path`], or [`Route::Any`]) that arrives within
+    /// Makes every request to `route` (a [`Document`], or [`Route::Any`]) that arrives within
     /// `period` from now fail with `fault`: an outage that ends by itself, as an agent busy
     /// at start-up.
     pub fn inject_for(&self, route: impl Into<Route>, fault: Fault, period: Duration) {
@@ -313,7 +314,7 @@ impl Emulator {
         self.server.shared.clear_faults();
     }
 
-    /// How many requests reached `route` (a [`Path`], in either version); [`Route::Any`]
+    /// How many requests reached `route` (a [`Document`], in either version); [`Route::Any`]
     /// counts all.
     pub fn requests(&self, route: impl Into<Route>) -> usize {
         self.server.shared.requests(route.into())

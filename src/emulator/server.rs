@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::scenarios::{self, Payloads};
 use super::{Fault, Route, Scenario, stats_gen};
-use crate::endpoint::{ApiVersion, Path};
+use crate::endpoint::{ApiVersion, Document};
 
 const RATE_LIMITED: &str = "You have reached maximum request limit.";
 const REQUEST_HEAD_LIMIT: u64 = 16 * 1024;
@@ -114,11 +114,11 @@ impl Shared {
     }
 
     /// The body for a route, or the status and body of the agent's refusal.
-    fn body(&self, version: ApiVersion, path: Path) -> Result<Value, (u16, String)> {
+    fn body(&self, version: ApiVersion, path: Document) -> Result<Value, (u16, String)> {
         let value = match path {
-            Path::Container => self.payloads.container.clone(),
-            Path::Task => self.payloads.task.clone(),
-            Path::TaskWithTags => self.payloads.task_with_tags.clone().ok_or_else(|| {
+            Document::Container => self.payloads.container.clone(),
+            Document::Task => self.payloads.task.clone(),
+            Document::TaskWithTags => self.payloads.task_with_tags.clone().ok_or_else(|| {
                 (
                     404,
                     json_string(&format!(
@@ -127,8 +127,8 @@ impl Shared {
                     )),
                 )
             })?,
-            Path::Stats | Path::TaskStats => {
-                let fixed = if path == Path::Stats {
+            Document::Stats | Document::TaskStats => {
+                let fixed = if path == Document::Stats {
                     &self.fixed_stats
                 } else {
                     &self.fixed_task_stats
@@ -141,12 +141,12 @@ impl Shared {
         };
         Ok(match (version, path) {
             (ApiVersion::V4, _) => value,
-            (_, Path::Stats | Path::TaskStats) => stats_gen::to_v3(value),
+            (_, Document::Stats | Document::TaskStats) => stats_gen::to_v3(value),
             _ => scenarios::to_v3(value),
         })
     }
 
-    fn generated_stats(&self, path: Path) -> Value {
+    fn generated_stats(&self, path: Document) -> Value {
         let n = self.samples.fetch_add(1, Ordering::SeqCst) + 1;
         let all = stats_gen::task_stats(
             self.scenario,
@@ -154,7 +154,7 @@ impl Shared {
             &self.payloads.container,
             n,
         );
-        if path == Path::TaskStats {
+        if path == Document::TaskStats {
             return all;
         }
         let own = self.payloads.container["DockerId"].as_str().unwrap_or("");
@@ -252,14 +252,14 @@ fn read_request(stream: &TcpStream) -> Option<(String, String)> {
 }
 
 /// The version and document a request path names.
-fn route_of(path: &str, endpoint_id: &str) -> Option<(ApiVersion, Path)> {
+fn route_of(path: &str, endpoint_id: &str) -> Option<(ApiVersion, Document)> {
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v4/") {
         (ApiVersion::V4, rest)
     } else {
         (ApiVersion::V3, path.strip_prefix("/v3/")?)
     };
     let suffix = rest.strip_prefix(endpoint_id)?;
-    Some((version, Path::from_suffix(suffix)?))
+    Some((version, Document::from_suffix(suffix)?))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -312,7 +312,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
         respond(&stream, 404, JSON, json_string(&message).as_bytes());
         return;
     };
-    shared.counts[Route::Path(document).index()].fetch_add(1, Ordering::SeqCst);
+    shared.counts[Route::Document(document).index()].fetch_add(1, Ordering::SeqCst);
     if method != "GET" {
         respond(
             &stream,
@@ -322,7 +322,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
         );
         return;
     }
-    let fault = shared.take_fault(Route::Path(document));
+    let fault = shared.take_fault(Route::Document(document));
     let body = match &fault {
         Some(Fault::Close) => return,
         Some(Fault::StallBeforeHeaders(d)) => return shared.pause(*d),
@@ -374,7 +374,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn serve(shared: &Shared, version: ApiVersion, path: Path) -> Result<Vec<u8>, (u16, String)> {
+fn serve(shared: &Shared, version: ApiVersion, path: Document) -> Result<Vec<u8>, (u16, String)> {
     let value = shared.body(version, path)?;
     Ok(serde_json::to_vec(&value).unwrap_or_default())
 }

@@ -8,10 +8,11 @@ use tracing::field::Field;
 use tracing::{Event, Level};
 
 use super::address_map::{AddressMap, FRONT, Front, per_thread};
+use super::keys::{ReservedKeys, name_bit};
 use super::options::LineOptions;
 use super::truncate::{Line, StringValue};
-use super::{EcsFormat, ValueSink, may_be_reserved, name_bit};
-use crate::json::{NEEDS_ESCAPE, escaped_eq, write_json_str};
+use super::{EcsFormat, ValueSink};
+use crate::json::{is_plain, write_json_str};
 
 /// `{"timestamp":"…","level":"…","target":"…"`.
 pub(super) fn write_prelude(
@@ -38,8 +39,8 @@ pub(super) enum Pass {
     All,
 }
 
-/// What the formatter needs to know of an event's field names: their [`name_bit`]s (all bits
-/// when a name needs escaping), whether two share a bit, so that one may repeat another,
+/// What the formatter needs to know of an event's field names: their [`name_bit`]s, whether
+/// two share a bit, so that one may repeat another,
 /// whether `message`, if there is one, comes first (so one pass writes it first), and which
 /// names need a closer look when written (escaping, or a name some configuration reserves).
 /// All depend only on the callsite, so they are worked out once per callsite and thread and
@@ -177,14 +178,9 @@ impl<'a> EventNames<'a> {
             if event.fields().take(i).any(|earlier| earlier.name() == name) {
                 facts.repeated.add(&field);
             }
-            if name.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
-                facts.mask = u64::MAX;
+            facts.mask |= name_bit(name);
+            if !is_plain(name) || ReservedKeys::any().contains(name, true) {
                 facts.looked_at.add(&field);
-            } else {
-                facts.mask |= name_bit(name);
-                if may_be_reserved(name) {
-                    facts.looked_at.add(&field);
-                }
             }
         }
         facts
@@ -201,15 +197,14 @@ impl<'a> EventNames<'a> {
                 .any(|f| valued.has(&f) && f.name() == field.name())
     }
 
-    /// Whether the event has a field with a value whose escaped name is `escaped`: a field
-    /// without one hides no span's field. `bit` is the name's [`name_bit`].
-    pub(super) fn contains(&self, escaped: &str, bit: u64, valued: &Valued) -> bool {
-        // The mask has every bit when a name needs escaping: a bit not in it rules out all.
+    /// Whether the event has a field named `name` with a value: a field without one hides no
+    /// span's field. `bit` is the name's [`name_bit`].
+    pub(super) fn contains(&self, name: &str, bit: u64, valued: &Valued) -> bool {
         self.facts.mask & bit != 0
             && self
                 .event
                 .fields()
-                .any(|f| valued.has(&f) && escaped_eq(f.name(), escaped))
+                .any(|f| valued.has(&f) && f.name() == name)
     }
 }
 
@@ -251,7 +246,8 @@ impl EventVisitor<'_, '_> {
         {
             return false;
         }
-        let plain_name = !facts.looked_at.has(field) && facts.mask & self.format.own_mask == 0;
+        let plain_name =
+            !facts.looked_at.has(field) && facts.mask & self.format.reserved.own_mask() == 0;
         if !is_message {
             if let Some(ids) = self.trace_ids.take() {
                 self.line.out.push_str(ids);

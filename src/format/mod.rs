@@ -21,9 +21,10 @@
 //!   span, the first field of a name wins; `span.record` replaces a span's value.
 //! - **A field without a value is as if absent** (an `Option` that is `None`, a span field
 //!   declared `Empty` and not recorded): it hides nothing and is not the first of its name.
-//! - The optional keys, when their options are on (see [`EcsFormat::with_file`] and the
-//!   methods after it): `filename`, `line_number`, `threadName`, `threadId`, `span`, `spans`,
-//!   and the static fields.
+//! - The optional keys, when their options are on (see
+//!   [`Builder::with_file`](crate::Builder::with_file) and the methods after it):
+//!   `filename`, `line_number`, `threadName`, `threadId`, `span`, `spans`, and the static
+//!   fields.
 //! - The ECS identity, as the [`FieldScheme`] lays it out.
 //!
 //! **Reserved keys.** `timestamp`, `level`, `target`, `message` (for span fields),
@@ -43,11 +44,15 @@
 //! The identity is rendered once, when the formatter is built (and once more if the metadata
 //! is recovered in the background after a failed start-up); span fields once, when the span
 //! is created or recorded. Formatting an event copies those bytes and allocates nothing.
+//!
+//! The layer ([`crate::layer`]) is the way to write these lines; [`Timestamp`] sets how the
+//! `timestamp` is written and [`DEFAULT_MAX_LINE_BYTES`] is the default line limit.
 
 mod address_map;
 mod event;
+mod keys;
 mod options;
-mod spans;
+mod store;
 mod truncate;
 
 use std::borrow::Cow;
@@ -60,95 +65,79 @@ use std::time::SystemTime;
 use once_cell::sync::OnceCell;
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-#[cfg(feature = "opentelemetry")]
-use tracing::span::Id;
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::layer::Context;
-#[cfg(feature = "opentelemetry")]
-use tracing_subscriber::registry::SpanRef;
-use tracing_subscriber::registry::{LookupSpan, Scope};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
-use options::LineOptions;
+use keys::{RENAMED, ReservedKeys};
+pub(crate) use options::LineOptions;
 pub use options::Timestamp;
-pub use spans::SpanFields;
-use spans::{LineKeys, StoredFields};
+use store::LineNames;
+pub(crate) use store::SpanStore;
 use truncate::{Line, StringValue, Strings, share};
-
-/// Keys the formatter writes itself.
-const BASE_KEYS: &[&str] = &["timestamp", "level", "target", "message", "truncated"];
-/// Keys the formatter writes on lines inside a traced span (feature `opentelemetry`): the
-/// formatter's on those lines only, so that a program without tracing keeps its own fields
-/// of these names whatever features the dependency graph turns on.
-const TRACE_KEYS: &[&str] = &["trace_id", "span_id", "trace_flags", "xray_trace_id"];
 
 /// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
 /// limit less the 26 bytes it counts for each event.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024 - 26;
 /// Marks a line whose string values were cut to fit.
 const TRUNCATED: &str = ",\"truncated\":true";
-/// The prefix of renamed keys.
-const RENAMED: &str = "fields.";
 
-/// The event formatter: plug it into [`tracing_subscriber::fmt::Layer::event_format`] with
-/// [`SpanFields`] as the field formatter. [`crate::layer`] does that for you.
-///
-/// ```
-/// use tracing_aws_ecs::{EcsFormat, FieldScheme, ExtraFields, SpanFields};
-/// use tracing_subscriber::prelude::*;
-///
-/// let format = EcsFormat::new(None, FieldScheme::Nested, ExtraFields::NONE);
-/// let layer = tracing_subscriber::fmt::layer()
-///     .with_ansi(false)
-///     .fmt_fields(SpanFields::default())
-///     .event_format(format);
-/// let _subscriber = tracing_subscriber::registry().with(layer);
-/// ```
-#[derive(Clone, Debug)]
-pub struct EcsFormat {
+/// The event formatter: each event as one line, as the module documentation describes.
+#[derive(Debug)]
+pub(crate) struct EcsFormat {
     /// `,"ecs":{…}` or the flat keys: empty when there is no metadata.
     identity: Arc<LiveIdentity>,
     /// Keys event and span fields must not take.
-    reserved: Vec<Cow<'static, str>>,
-    /// The optional keys: file, line, thread, span names, timestamp form, static fields.
+    reserved: ReservedKeys,
+    /// The optional keys: file, line, thread, span names, timestamp form.
     options: LineOptions,
-    /// The key prefixes they must not take either (the scheme's families and `fields.`).
-    reserved_prefixes: Box<[&'static str]>,
-    /// The first bytes of those prefixes, less 64 (they are lowercase ASCII letters), to clear
-    /// most names with one test.
-    prefix_firsts: u64,
-    /// Their [`name_bit`]s, to clear most names without a comparison.
-    reserved_mask: u64,
-    /// The bits of the reserved keys that only this formatter's options add.
-    own_mask: u64,
+    /// The static fields, rendered once: `,"service":"orders",…`.
+    statics: Box<str>,
     /// The longest line, newline excluded.
     max_line: usize,
     /// The subscriber the layer joined, for the trace context of spans.
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
-    dispatch: Option<Arc<OnceCell<WeakDispatch>>>,
+    dispatch: Arc<OnceCell<WeakDispatch>>,
 }
 
 impl EcsFormat {
     /// A formatter enriching every line with `metadata` (none when `None`), laid out by
-    /// `scheme` with the `extra` fields.
-    pub fn new(metadata: Option<&EcsMetadata>, scheme: FieldScheme, extra: ExtraFields) -> Self {
+    /// `scheme` with the `extra` fields, with the optional keys of `options`, cutting lines
+    /// longer than `max_line`; `dispatch` is where the layer puts the subscriber it joins.
+    pub(crate) fn new(
+        metadata: Option<&EcsMetadata>,
+        (scheme, extra): (FieldScheme, ExtraFields),
+        options: LineOptions,
+        max_line: usize,
+        dispatch: Arc<OnceCell<WeakDispatch>>,
+    ) -> Self {
         let initial = metadata
             .map(|m| scheme.render(m, extra))
             .unwrap_or_default();
-        let reserved: Vec<Cow<'static, str>> = BASE_KEYS
-            .iter()
-            .copied()
-            .chain(scheme.top_level_keys(extra))
-            .map(Cow::Borrowed)
-            .collect();
-        let mut reserved_prefixes = vec![RENAMED];
-        reserved_prefixes.extend(scheme.reserved_prefixes());
+        let mut reserved = ReservedKeys::new(scheme, extra);
+        for key in options.keys() {
+            reserved.add(Cow::Borrowed(key));
+        }
+        // A static field's key is reserved too; one the formatter owns already is renamed.
+        let mut statics = String::new();
+        for (key, value) in &options.statics {
+            let written = if reserved.contains(key, false) {
+                format!("{RENAMED}{key}")
+            } else {
+                key.clone()
+            };
+            statics.push(',');
+            // Writing to a String cannot fail.
+            let _ = write_json_str(&mut statics, &written);
+            statics.push(':');
+            let _ = crate::json::write_value(&mut statics, value);
+            reserved.add(Cow::Owned(written));
+        }
         EcsFormat {
             identity: Arc::new(LiveIdentity {
                 scheme,
@@ -156,124 +145,18 @@ impl EcsFormat {
                 initial: initial.into_boxed_str(),
                 recovered: OnceCell::new(),
             }),
-            reserved_mask: reserved.iter().fold(0, |mask, key| mask | name_bit(key)),
             reserved,
-            own_mask: 0,
-            options: LineOptions::default(),
-            prefix_firsts: reserved_prefixes
-                .iter()
-                .fold(0, |mask, prefix| mask | first_byte_bit(prefix)),
-            reserved_prefixes: reserved_prefixes.into_boxed_slice(),
-            max_line: DEFAULT_MAX_LINE_BYTES,
-            dispatch: None,
+            options,
+            statics: statics.into_boxed_str(),
+            max_line,
+            dispatch,
         }
-    }
-
-    /// Where the layer puts the subscriber it joins (see [`crate::EcsLayer`]).
-    pub(crate) fn with_dispatch(mut self, dispatch: Arc<OnceCell<WeakDispatch>>) -> Self {
-        self.dispatch = Some(dispatch);
-        self
-    }
-
-    /// The longest line to write, newline excluded (default [`DEFAULT_MAX_LINE_BYTES`]). A
-    /// longer line has its longest string values cut, at a character boundary, until it fits,
-    /// and carries `"truncated":true`. Keys, numbers and the ECS fields are never cut.
-    /// Docker splits lines longer than 16 KiB into several records: set 16,384 where the log
-    /// driver does not join them again.
-    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
-        self.max_line = bytes;
-        self
-    }
-
-    /// Writes the callsite's source file as `"filename"` (default off).
-    pub fn with_file(self, on: bool) -> Self {
-        self.option(|options| options.file = on)
-    }
-
-    /// Writes the callsite's line as `"line_number"` (default off).
-    pub fn with_line_number(self, on: bool) -> Self {
-        self.option(|options| options.line_number = on)
-    }
-
-    /// Writes the thread's id as `"threadId"` (`"ThreadId(1)"`, default off).
-    pub fn with_thread_ids(self, on: bool) -> Self {
-        self.option(|options| options.thread_ids = on)
-    }
-
-    /// Writes the thread's name as `"threadName"` (its id when unnamed; default off).
-    pub fn with_thread_names(self, on: bool) -> Self {
-        self.option(|options| options.thread_names = on)
-    }
-
-    /// Writes the name of the span the event is in as `"span"` (default off). Its fields are
-    /// on the line already.
-    pub fn with_current_span(self, on: bool) -> Self {
-        self.option(|options| options.current_span = on)
-    }
-
-    /// Writes the names of the spans the event is in, from the root, as `"spans"` (default
-    /// off).
-    pub fn with_span_list(self, on: bool) -> Self {
-        self.option(|options| options.span_list = on)
-    }
-
-    /// How the `timestamp` is written (default [`Timestamp::Rfc3339Micros`]).
-    pub fn with_timestamp(mut self, timestamp: Timestamp) -> Self {
-        self.options.timestamp = timestamp;
-        self
-    }
-
-    /// A field written on every line, rendered once like the identity: `service`, `env`,
-    /// `version`. Its key is reserved: an event or span field of that name is written as
-    /// `fields.<name>`. A key the formatter owns already is renamed the same way.
-    pub fn with_static_field(
-        mut self,
-        key: impl Into<String>,
-        value: impl Into<serde_json::Value>,
-    ) -> Self {
-        let key = key.into();
-        let written = if self.is_reserved(&key, false) {
-            format!("{RENAMED}{key}")
-        } else {
-            key
-        };
-        let mut rendered = String::from(std::mem::take(&mut self.options.statics));
-        rendered.push(',');
-        // Writing to a String cannot fail.
-        let _ = write_json_str(&mut rendered, &written);
-        rendered.push(':');
-        let _ = crate::json::write_value(&mut rendered, &value.into());
-        self.options.statics = rendered.into_boxed_str();
-        self.reserve(Cow::Owned(written));
-        self
     }
 
     /// Reserves a key the layer writes itself on some lines.
     pub(crate) fn reserving(mut self, key: &'static str) -> Self {
-        self.reserve(Cow::Borrowed(key));
+        self.reserved.add(Cow::Borrowed(key));
         self
-    }
-
-    /// Sets an option, then reserves the keys the options write.
-    fn option(mut self, set: impl FnOnce(&mut LineOptions)) -> Self {
-        set(&mut self.options);
-        for key in self.options.keys() {
-            self.reserve(Cow::Borrowed(key));
-        }
-        self
-    }
-
-    fn reserve(&mut self, key: Cow<'static, str>) {
-        if !self.reserved.contains(&key) {
-            self.reserved_mask |= name_bit(&key);
-            self.own_mask |= name_bit(&key);
-            self.reserved.push(key);
-        }
-    }
-
-    /// Whether lines carry ECS fields.
-    pub fn is_enriched(&self) -> bool {
-        !self.identity.current().is_empty()
     }
 
     /// From now on, when the process-wide metadata is recovered in the background (see
@@ -288,100 +171,24 @@ impl EcsFormat {
         });
     }
 
-    /// Whether a field named `key` is renamed; `traced` when the line carries trace ids.
-    fn is_reserved(&self, key: &str, traced: bool) -> bool {
-        self.is_reserved_with_bit(key, name_bit(key), traced)
-    }
-
-    /// [`Self::is_reserved`], given the key's [`name_bit`].
-    fn is_reserved_with_bit(&self, key: &str, bit: u64, traced: bool) -> bool {
-        (self.prefix_firsts & first_byte_bit(key) != 0
-            && self.reserved_prefixes.iter().any(|p| key.starts_with(p)))
-            || (self.reserved_mask & bit != 0 && self.reserved.iter().any(|k| k == key))
-            || (traced && TRACE_KEYS.contains(&key))
-    }
-
-    /// `,"key":` with the renaming rule applied; `key` is raw.
-    fn write_key(&self, w: &mut impl fmt::Write, key: &str, traced: bool) -> fmt::Result {
-        w.write_str(",\"")?;
-        if self.is_reserved(key, traced) {
-            w.write_str(RENAMED)?;
+    /// `,"key":` with the renaming rule applied; `name` is the field's name.
+    fn write_key(&self, w: &mut String, name: &str, traced: bool) -> fmt::Result {
+        w.push_str(",\"");
+        if self.reserved.contains(name, traced) {
+            w.push_str(RENAMED);
         }
-        write_escaped(w, key)?;
-        w.write_str("\":")
-    }
-}
-
-impl<S> FormatEvent<S, SpanFields> for EcsFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, SpanFields>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        self.format_line(ctx, event, |line| writer.write_str(line))
-    }
-}
-
-/// The spans an event's line reads: through `fmt`'s context when the formatter is plugged
-/// into `fmt`'s layer, or through a layer's context when the crate's layer writes the line
-/// itself.
-pub(crate) trait EventSpans<S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    /// The event's span and its parents, innermost first.
-    fn scope(&self) -> Option<Scope<'_, S>>;
-    /// A span by its id.
-    #[cfg(feature = "opentelemetry")]
-    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>>;
-}
-
-impl<S> EventSpans<S> for FmtContext<'_, S, SpanFields>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn scope(&self) -> Option<Scope<'_, S>> {
-        self.event_scope()
+        write_escaped(w, name)?;
+        w.push_str("\":");
+        Ok(())
     }
 
-    #[cfg(feature = "opentelemetry")]
-    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>> {
-        FmtContext::span(self, id)
-    }
-}
-
-/// A layer's context, with the event it is asked about.
-pub(crate) struct LayerSpans<'c, 'a, S> {
-    pub(crate) ctx: &'c Context<'a, S>,
-    pub(crate) event: &'c Event<'c>,
-}
-
-impl<S> EventSpans<S> for LayerSpans<'_, '_, S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn scope(&self) -> Option<Scope<'_, S>> {
-        self.ctx.event_scope(self.event)
-    }
-
-    #[cfg(feature = "opentelemetry")]
-    fn span(&self, id: &Id) -> Option<SpanRef<'_, S>> {
-        self.ctx.span(id)
-    }
-}
-
-impl EcsFormat {
     /// Renders the line for `event` in a per-thread buffer, cut to the line limit if need be,
     /// and hands it to `emit`.
     pub(crate) fn format_line<S>(
         &self,
-        ctx: &impl EventSpans<S>,
+        ctx: &Context<'_, S>,
         event: &Event<'_>,
-        emit: impl FnOnce(&str) -> fmt::Result,
+        emit: impl FnOnce(&str),
     ) -> fmt::Result
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -393,28 +200,21 @@ impl EcsFormat {
             out.clear();
             let now = SystemTime::now();
             let identity = self.identity.current();
-            self.render(
-                ctx,
-                event,
-                now,
-                identity,
-                &mut Line::new(out, Strings::Whole),
-            )?;
+            let mut line = Line::new(out, Strings::Whole);
+            self.render(ctx, event, now, identity, &mut line)?;
             if out.len() > self.max_line + 1 {
                 self.render_truncated(ctx, event, now, identity, out)?;
             }
-            let emitted = emit(out);
+            emit(out);
             shrink_after_huge_lines(out);
-            emitted
+            Ok(())
         })
     }
-}
 
-impl EcsFormat {
     /// Writes the line for `event`, ending with `identity`, into `line`.
     fn render<S>(
         &self,
-        ctx: &impl EventSpans<S>,
+        ctx: &Context<'_, S>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -428,7 +228,7 @@ impl EcsFormat {
         write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
 
         #[cfg(feature = "opentelemetry")]
-        let ids = self.trace_ids(ctx);
+        let ids = self.trace_ids(ctx, event);
         #[cfg(feature = "opentelemetry")]
         let trace_ids = ids.as_ref().and_then(crate::otel::TraceIds::as_str);
         #[cfg(not(feature = "opentelemetry"))]
@@ -461,54 +261,9 @@ impl EcsFormat {
         visitor.0.result?;
         let valued = std::mem::take(&mut visitor.0.valued);
 
-        if let Some(scope) = ctx.scope() {
-            thread_local! {
-                static KEYS: RefCell<String> = const { RefCell::new(String::new()) };
-            }
-            with_reused(&KEYS, |keys| {
-                let mut on_line = LineKeys::new(keys);
-                let mut scope = scope.peekable();
-                while let Some(span) = scope.next() {
-                    let extensions = span.extensions();
-                    let Some(stored) = extensions.get::<FormattedFields<SpanFields>>() else {
-                        continue;
-                    };
-                    let stored = StoredFields::parse(&stored.fields);
-                    let nearer = names.facts.mask | on_line.mask() | self.own_mask;
-                    let whole = matches!(line.strings, Strings::Whole);
-                    // The keys this formatter reserves beyond what every configuration does
-                    // (line options, static fields) are not marked in the store: their bits
-                    // are in `own_mask`.
-                    if whole && !stored.maybe_reserved && stored.mask & nearer == 0 {
-                        line.out.push_str(stored.fragment);
-                    } else {
-                        // Maybe a clash, or values to measure or cut: field by field.
-                        for entry in stored.entries() {
-                            let key = entry.key;
-                            let bit = name_bit(key);
-                            if names.contains(key, bit, &valued) || on_line.contains(key, bit) {
-                                continue;
-                            }
-                            line.out.push_str(",\"");
-                            if self.is_reserved_with_bit(key, bit, traced) {
-                                line.out.push_str(RENAMED);
-                            }
-                            line.out.push_str(key);
-                            line.out.push_str("\":");
-                            line.stored_value(entry.value, entry.plain);
-                        }
-                    }
-                    // Only spans further out need to know this one's keys.
-                    if scope.peek().is_some() {
-                        on_line.add(&stored);
-                    }
-                }
-            });
-        }
-
-        if self.options.any() {
-            self.options.write_keys(line.out, meta, ctx)?;
-        }
+        self.write_span_fields(ctx, event, &names, &valued, traced, line);
+        self.options.write_keys(line.out, meta, ctx, event)?;
+        line.out.push_str(&self.statics);
         if line.cut {
             line.out.push_str(TRUNCATED);
         }
@@ -517,11 +272,67 @@ impl EcsFormat {
         Ok(())
     }
 
+    /// The fields of the event's spans, nearest first, each but those whose name is on the
+    /// line already: a span none of whose names is (nor reserved) is copied whole.
+    fn write_span_fields<S>(
+        &self,
+        ctx: &Context<'_, S>,
+        event: &Event<'_>,
+        names: &EventNames<'_>,
+        valued: &Valued,
+        traced: bool,
+        line: &mut Line<'_>,
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        thread_local! {
+            static ON_LINE: RefCell<LineNames> = RefCell::default();
+        }
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        with_reused(&ON_LINE, |on_line| {
+            on_line.clear();
+            let mut scope = scope.peekable();
+            while let Some(span) = scope.next() {
+                let extensions = span.extensions();
+                let Some(store) = extensions.get::<SpanStore>() else {
+                    continue;
+                };
+                let nearer = names.facts.mask | on_line.mask() | self.reserved.own_mask();
+                let whole = matches!(line.strings, Strings::Whole);
+                if whole && !store.maybe_reserved() && store.mask() & nearer == 0 {
+                    line.out.push_str(store.fragment());
+                } else {
+                    // Maybe a clash, or values to measure or cut: field by field.
+                    for field in store.fields() {
+                        if names.contains(field.name, field.bit, valued)
+                            || on_line.contains(field.name, field.bit)
+                        {
+                            continue;
+                        }
+                        line.out.push_str(",\"");
+                        if self.reserved.contains(field.name, traced) {
+                            line.out.push_str(RENAMED);
+                        }
+                        line.out.push_str(field.key(store.fragment()));
+                        line.out.push_str("\":");
+                        line.stored_value(field.value(store.fragment()), field.plain);
+                    }
+                }
+                // Only spans further out need to know this one's names.
+                if scope.peek().is_some() {
+                    on_line.add(store);
+                }
+            }
+        });
+    }
+
     /// Renders again with every string value cut to the length that makes the line fit:
     /// first measuring the values, then sharing the room left among them, longest cut first.
     fn render_truncated<S>(
         &self,
-        ctx: &impl EventSpans<S>,
+        ctx: &Context<'_, S>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -538,13 +349,8 @@ impl EcsFormat {
             out.clear();
             // A count of the strings' escaped lengths, not a rendering: the line gets only
             // what is not a string value.
-            self.render(
-                ctx,
-                event,
-                now,
-                identity,
-                &mut Line::new(out, Strings::Measure(lengths)),
-            )?;
+            let mut line = Line::new(out, Strings::Measure(lengths));
+            self.render(ctx, event, now, identity, &mut line)?;
             let fixed = out.len() + TRUNCATED.len();
             Ok(share(lengths, (self.max_line + 1).saturating_sub(fixed)))
         })?;
@@ -562,12 +368,12 @@ impl EcsFormat {
 #[cfg(feature = "opentelemetry")]
 impl EcsFormat {
     /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it.
-    fn trace_ids<S>(&self, ctx: &impl EventSpans<S>) -> Option<crate::otel::TraceIds>
+    fn trace_ids<S>(&self, ctx: &Context<'_, S>, event: &Event<'_>) -> Option<crate::otel::TraceIds>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let dispatch = self.dispatch.as_ref().and_then(|d| d.get())?;
-        let span = ctx.scope().and_then(|mut scope| scope.next())?;
+        let dispatch = self.dispatch.get()?;
+        let span = ctx.event_scope(event).and_then(|mut scope| scope.next())?;
         if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {
             return Some(*ids);
         }
@@ -648,7 +454,6 @@ impl<T: ValueSink> Visit for Values<T> {
         self.0.string(field, |w| write_error_chain(w, value));
     }
 }
-
 /// Runs `f` on this thread's `T` in `cell`, as the last use left it; on a fresh `T` when it
 /// is in use already (formatting that logs, in a `Debug` impl, re-enters).
 fn with_reused<T: Default, R>(
@@ -694,76 +499,9 @@ fn shrink_after_huge_lines(out: &mut String) {
     }
 }
 
-/// Whether some configuration reserves `key` (span fields are stored before the formatter
-/// that reads them is known): the formatter's own keys, `fields.`, or any scheme's.
-fn may_be_reserved(key: &str) -> bool {
-    /// Every key and key family any configuration reserves, worked out once.
-    struct Reserved {
-        exact: Vec<&'static str>,
-        prefixes: Vec<&'static str>,
-    }
-    static RESERVED: once_cell::sync::Lazy<Reserved> = once_cell::sync::Lazy::new(|| {
-        let mut exact: Vec<&str> = BASE_KEYS.iter().chain(TRACE_KEYS).copied().collect();
-        let mut prefixes = vec![RENAMED];
-        for scheme in FieldScheme::ALL {
-            exact.extend(scheme.top_level_keys(ExtraFields::ALL));
-            prefixes.extend(scheme.reserved_prefixes());
-        }
-        exact.sort_unstable();
-        exact.dedup();
-        Reserved { exact, prefixes }
-    });
-    RESERVED.exact.binary_search(&key).is_ok()
-        || RESERVED
-            .prefixes
-            .iter()
-            .any(|prefix| key.starts_with(prefix))
-}
-
-/// A bit for the first byte of `key` when it is in 64..128 (where lowercase letters are),
-/// else none.
-fn first_byte_bit(key: &str) -> u64 {
-    match key.as_bytes().first() {
-        Some(&b) if (64..128).contains(&b) => 1 << (b - 64),
-        _ => 0,
-    }
-}
-
-/// One of 64 bits for a (escaped) name: equal names have equal bits, so names whose bits
-/// differ cannot be equal. FNV-1a over every byte, then mixed: FNV's top bits never see the
-/// last byte, and names that differ only there (`f01`, `f02`) are the commonest look-alikes.
-fn name_bit(escaped: &str) -> u64 {
-    let hash = escaped.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    1 << (mixed >> 58)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn look_alike_names_spread_over_the_bits() {
-        // 20 names into 64 bits: about 17 bits expected; all in one bit (as when the last
-        // byte is not mixed in) sends every name to the slow path.
-        let bits = |names: &[String]| {
-            names
-                .iter()
-                .fold(0u64, |mask, name| mask | name_bit(name))
-                .count_ones()
-        };
-        let numbered: Vec<String> = (1..=20).map(|i| format!("f{i:02}")).collect();
-        let letters: Vec<String> = ('a'..='t').map(String::from).collect();
-        let ids: Vec<String> = ["order", "offer", "owner", "other", "outer"]
-            .iter()
-            .flat_map(|stem| [format!("{stem}_id"), format!("{stem}_ids")])
-            .collect();
-        assert!(bits(&numbered) >= 12, "{}", bits(&numbered));
-        assert!(bits(&letters) >= 12, "{}", bits(&letters));
-        assert!(bits(&ids) >= 6, "{}", bits(&ids));
-    }
 
     #[test]
     fn a_huge_line_does_not_pin_its_buffer() {

@@ -4,10 +4,10 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{Metadata, Subscriber};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::EventSpans;
 use crate::json::write_json_str;
 use crate::time::write_rfc3339;
 
@@ -26,25 +26,26 @@ pub enum Timestamp {
     None,
 }
 
-/// The optional keys, in the order they follow the span fields. The key names are those of
-/// `tracing_subscriber::fmt().json()`, so that queries written for it keep working.
+/// The optional keys, in the order they follow the span fields, and the static fields. The
+/// key names are those of `tracing_subscriber::fmt().json()`, so that queries written for it
+/// keep working. Set through the [`Builder`](crate::Builder).
 #[derive(Clone, Debug, Default)]
-pub(super) struct LineOptions {
-    pub(super) timestamp: Timestamp,
+pub(crate) struct LineOptions {
+    pub(crate) timestamp: Timestamp,
     /// `"filename":"src/main.rs"`.
-    pub(super) file: bool,
+    pub(crate) file: bool,
     /// `"line_number":42`.
-    pub(super) line_number: bool,
+    pub(crate) line_number: bool,
     /// `"threadName":"main"` (the thread's id when it has no name).
-    pub(super) thread_names: bool,
+    pub(crate) thread_names: bool,
     /// `"threadId":"ThreadId(1)"`.
-    pub(super) thread_ids: bool,
+    pub(crate) thread_ids: bool,
     /// `"span":"request"`: the name of the span the event is in.
-    pub(super) current_span: bool,
+    pub(crate) current_span: bool,
     /// `"spans":["request","db"]`: the names of the spans it is in, from the root.
-    pub(super) span_list: bool,
-    /// The static fields, rendered once: `,"service":"orders",…`.
-    pub(super) statics: Box<str>,
+    pub(crate) span_list: bool,
+    /// Fields written on every line, in order.
+    pub(crate) statics: Vec<(String, serde_json::Value)>,
 }
 
 impl LineOptions {
@@ -60,17 +61,6 @@ impl LineOptions {
         ]
         .into_iter()
         .filter_map(|(on, key)| on.then_some(key))
-    }
-
-    /// Whether any key after the span fields is on, so that lines without them skip the work.
-    pub(super) fn any(&self) -> bool {
-        self.file
-            || self.line_number
-            || self.thread_names
-            || self.thread_ids
-            || self.current_span
-            || self.span_list
-            || !self.statics.is_empty()
     }
 
     /// `{"timestamp":…,` or `{` with no timestamp.
@@ -98,12 +88,14 @@ impl LineOptions {
         Ok(())
     }
 
-    /// The keys after the span fields, for an event of `meta` in `ctx`.
+    /// The keys after the span fields, for `event` (whose metadata, normalized for `log`
+    /// records, is `meta`) in `ctx`.
     pub(super) fn write_keys<S>(
         &self,
         out: &mut String,
         meta: &Metadata<'_>,
-        ctx: &impl EventSpans<S>,
+        ctx: &Context<'_, S>,
+        event: &Event<'_>,
     ) -> fmt::Result
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -129,17 +121,19 @@ impl LineOptions {
             }
         }
         if self.current_span {
-            if let Some(span) = ctx.scope().and_then(|mut scope| scope.next()) {
+            if let Some(span) = ctx.event_scope(event).and_then(|mut scope| scope.next()) {
                 out.push_str(",\"span\":");
                 write_json_str(out, span.name())?;
             }
         }
-        if self.span_list && ctx.scope().is_some() {
+        if self.span_list && ctx.event_scope(event).is_some() {
             write_span_list(out, || {
-                ctx.scope().into_iter().flatten().map(|span| span.name())
+                ctx.event_scope(event)
+                    .into_iter()
+                    .flatten()
+                    .map(|span| span.name())
             })?;
         }
-        out.push_str(&self.statics);
         Ok(())
     }
 }

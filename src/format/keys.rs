@@ -1,0 +1,156 @@
+//! Reserved keys: the keys a formatter writes itself, which event and span fields must not
+//! take (they are written as `fields.<name>`), and the name bits that rule out most clashes
+//! without comparing names.
+
+use std::borrow::Cow;
+
+use once_cell::sync::Lazy;
+
+use crate::fields::{ExtraFields, FieldScheme};
+
+/// Keys the formatter writes itself.
+const BASE_KEYS: &[&str] = &["timestamp", "level", "target", "message", "truncated"];
+/// Keys the formatter writes on lines inside a traced span (feature `opentelemetry`): the
+/// formatter's on those lines only, so that a program without tracing keeps its own fields
+/// of these names whatever features the dependency graph turns on.
+const TRACE_KEYS: &[&str] = &["trace_id", "span_id", "trace_flags", "xray_trace_id"];
+/// The prefix of renamed keys; reserved itself, so that the renaming is one-to-one.
+pub(super) const RENAMED: &str = "fields.";
+
+/// The keys one configuration reserves: the formatter's own, the field scheme's keys and
+/// key families, and the keys its options and static fields add.
+#[derive(Clone, Debug)]
+pub(super) struct ReservedKeys {
+    exact: Vec<Cow<'static, str>>,
+    prefixes: Vec<&'static str>,
+    /// The [`name_bit`]s of the keys that only this configuration's options add: span
+    /// stores, built before any formatter reads them, know only what every configuration
+    /// may reserve ([`ReservedKeys::any`]).
+    own_mask: u64,
+}
+
+impl ReservedKeys {
+    /// The formatter's keys, and those of `scheme` with `extra`.
+    pub(super) fn new(scheme: FieldScheme, extra: ExtraFields) -> Self {
+        ReservedKeys {
+            exact: BASE_KEYS
+                .iter()
+                .copied()
+                .chain(scheme.top_level_keys(extra))
+                .map(Cow::Borrowed)
+                .collect(),
+            prefixes: std::iter::once(RENAMED)
+                .chain(scheme.reserved_prefixes().iter().copied())
+                .collect(),
+            own_mask: 0,
+        }
+    }
+
+    /// Every key and key family some configuration reserves, trace keys included: what a
+    /// span's store notes of its names, before it knows which formatters will read it.
+    pub(super) fn any() -> &'static ReservedKeys {
+        static ANY: Lazy<ReservedKeys> = Lazy::new(|| {
+            let mut any = ReservedKeys::new(FieldScheme::Nested, ExtraFields::ALL);
+            for scheme in FieldScheme::ALL {
+                any.exact.extend(
+                    scheme
+                        .top_level_keys(ExtraFields::ALL)
+                        .into_iter()
+                        .chain(TRACE_KEYS.iter().copied())
+                        .map(Cow::Borrowed),
+                );
+                any.prefixes.extend(scheme.reserved_prefixes());
+            }
+            any.exact.sort_unstable();
+            any.exact.dedup();
+            any.prefixes.sort_unstable();
+            any.prefixes.dedup();
+            any
+        });
+        &ANY
+    }
+
+    /// Reserves a key that this configuration's options write.
+    pub(super) fn add(&mut self, key: Cow<'static, str>) {
+        if !self.exact.contains(&key) {
+            self.own_mask |= name_bit(&key);
+            self.exact.push(key);
+        }
+    }
+
+    /// Whether a field named `name` is renamed; `traced` when the line carries trace ids.
+    pub(super) fn contains(&self, name: &str, traced: bool) -> bool {
+        self.prefixes.iter().any(|prefix| name.starts_with(prefix))
+            || self.exact.iter().any(|key| key == name)
+            || (traced && TRACE_KEYS.contains(&name))
+    }
+
+    /// The [`name_bit`]s of the keys only this configuration reserves.
+    pub(super) fn own_mask(&self) -> u64 {
+        self.own_mask
+    }
+}
+
+/// One of 64 bits for a field name: equal names have equal bits, so names whose bits differ
+/// cannot be equal, and a set of names as the union of their bits rules out most shared names
+/// without a comparison. FNV-1a over every byte, then mixed: FNV's top bits never see the
+/// last byte, and names that differ only there (`f01`, `f02`) are the commonest look-alikes.
+pub(super) fn name_bit(name: &str) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    1 << (mixed >> 58)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alike_names_spread_over_the_bits() {
+        // 20 names into 64 bits: about 17 bits expected; all in one bit (as when the last
+        // byte is not mixed in) sends every name to the slow path.
+        let bits = |names: &[String]| {
+            names
+                .iter()
+                .fold(0u64, |mask, name| mask | name_bit(name))
+                .count_ones()
+        };
+        let numbered: Vec<String> = (1..=20).map(|i| format!("f{i:02}")).collect();
+        let letters: Vec<String> = ('a'..='t').map(String::from).collect();
+        let ids: Vec<String> = ["order", "offer", "owner", "other", "outer"]
+            .iter()
+            .flat_map(|stem| [format!("{stem}_id"), format!("{stem}_ids")])
+            .collect();
+        assert!(bits(&numbered) >= 12, "{}", bits(&numbered));
+        assert!(bits(&letters) >= 12, "{}", bits(&letters));
+        assert!(bits(&ids) >= 6, "{}", bits(&ids));
+    }
+
+    #[test]
+    fn one_configuration_and_every_configuration() {
+        let mut nested = ReservedKeys::new(FieldScheme::Nested, ExtraFields::NONE);
+        for name in ["level", "message", "ecs", "ecs.cluster", "fields.x"] {
+            assert!(nested.contains(name, false), "{name}");
+        }
+        for name in ["ecs_cluster", "container.name", "trace_id", "service", "é"] {
+            assert!(!nested.contains(name, false), "{name}");
+        }
+        assert!(nested.contains("trace_id", true), "on traced lines");
+        nested.add(Cow::Borrowed("service"));
+        assert!(nested.contains("service", false));
+        assert_eq!(nested.own_mask(), name_bit("service"));
+        let any = ReservedKeys::any();
+        for name in [
+            "ecs.cluster",
+            "ecs_cluster",
+            "container.name",
+            "cloud.region",
+            "trace_id",
+        ] {
+            assert!(any.contains(name, false), "{name}");
+        }
+        assert!(!any.contains("order_id", false));
+    }
+}

@@ -1,0 +1,335 @@
+//! Each span's fields, rendered once when the span is created: the fragment its events copy
+//! whole, and where each field is in it, so that a line whose names clash reads the fields
+//! one by one and `span.record` replaces values in place.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use smallvec::SmallVec;
+use tracing::field::Field;
+use tracing_subscriber::field::RecordFields;
+
+use super::keys::{ReservedKeys, name_bit};
+use super::truncate::{Line, StringValue, Strings};
+use super::{ValueSink, Values, with_reused};
+use crate::json::{is_plain, write_escaped};
+
+/// A span's fields, kept in its extensions by the layer.
+#[derive(Debug, Default)]
+pub(crate) struct SpanStore {
+    /// The fields as they go on a line: `,"key":value` each.
+    fragment: String,
+    /// Each field, in the order of the fragment: the first of its name to have a value.
+    /// Inline up to [`INLINE_FIELDS`], so that most spans' stores are one allocation.
+    fields: SmallVec<[StoredField; INLINE_FIELDS]>,
+    /// The [`name_bit`]s of the names.
+    mask: u64,
+    /// Whether some configuration reserves one of the names.
+    maybe_reserved: bool,
+}
+
+/// One field of a [`SpanStore`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StoredField {
+    /// The field's name, as the callsite gives it.
+    pub(super) name: &'static str,
+    pub(super) bit: u64,
+    /// Where `,"key":value` starts in the fragment.
+    start: usize,
+    /// Where the value starts and ends.
+    value: (usize, usize),
+    /// Whether the value is not a string (a number, a boolean, NaN or an infinity spelled in
+    /// quotes): never cut when a line is cut to its limit.
+    pub(super) plain: bool,
+}
+
+impl StoredField {
+    /// The escaped key, as it is in `fragment`: between `,"` and `":`.
+    pub(super) fn key<'s>(&self, fragment: &'s str) -> &'s str {
+        &fragment[self.start + 2..self.value.0 - 2]
+    }
+
+    pub(super) fn value<'s>(&self, fragment: &'s str) -> &'s str {
+        &fragment[self.value.0..self.value.1]
+    }
+}
+
+/// The fields a store keeps without an allocation of their own.
+const INLINE_FIELDS: usize = 4;
+
+/// Room for a field recorded after the span was created: key and a short value.
+const RECORD_ROOM: usize = 48;
+
+thread_local! {
+    /// Where fields are rendered before they are stored: spans are made and recorded often,
+    /// and the span's own store is then allocated once, at its size.
+    static SCRATCH: RefCell<SpanStore> = RefCell::default();
+}
+
+impl SpanStore {
+    /// The store of a new span's `fields`, with room for those of the `declared` fields that
+    /// have no value yet (they are likely recorded later). Their `Debug` and `Display` impls
+    /// run here, before the caller locks anything.
+    pub(crate) fn new(fields: impl RecordFields, declared: usize) -> Self {
+        with_reused(&SCRATCH, |scratch| {
+            scratch.clear();
+            fields.record(&mut Values(&mut *scratch));
+            let unrecorded = declared.saturating_sub(scratch.fields.len());
+            if scratch.fields.is_empty() && unrecorded == 0 {
+                return SpanStore::default();
+            }
+            let mut fragment =
+                String::with_capacity(scratch.fragment.len() + unrecorded * RECORD_ROOM);
+            fragment.push_str(&scratch.fragment);
+            let mut fields = SmallVec::with_capacity(scratch.fields.len() + unrecorded);
+            fields.extend_from_slice(&scratch.fields);
+            SpanStore {
+                fragment,
+                fields,
+                mask: scratch.mask,
+                maybe_reserved: scratch.maybe_reserved,
+            }
+        })
+    }
+
+    /// Renders the fields of a `span.record` (their `Debug` and `Display` impls run here),
+    /// then hands `apply` what merges them into a store: the caller takes the span's lock
+    /// only then.
+    pub(crate) fn record(fields: impl RecordFields, apply: impl FnOnce(&dyn Fn(&mut SpanStore))) {
+        with_reused(&SCRATCH, |scratch| {
+            scratch.clear();
+            fields.record(&mut Values(&mut *scratch));
+            apply(&|store| store.merge(scratch));
+        });
+    }
+
+    fn clear(&mut self) {
+        self.fragment.clear();
+        self.fields.clear();
+        self.mask = 0;
+        self.maybe_reserved = false;
+    }
+
+    pub(super) fn fragment(&self) -> &str {
+        &self.fragment
+    }
+
+    pub(super) fn fields(&self) -> &[StoredField] {
+        &self.fields
+    }
+
+    pub(super) fn mask(&self) -> u64 {
+        self.mask
+    }
+
+    pub(super) fn maybe_reserved(&self) -> bool {
+        self.maybe_reserved
+    }
+
+    fn position(&self, name: &str, bit: u64) -> Option<usize> {
+        if self.mask & bit == 0 {
+            return None;
+        }
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// Appends a field, unless the store has one of its name: the first of a name wins.
+    fn push(&mut self, field: &Field, plain: bool, write: impl FnOnce(&mut String) -> fmt::Result) {
+        let name = field.name();
+        let bit = name_bit(name);
+        if self.position(name, bit).is_some() {
+            return;
+        }
+        let start = self.fragment.len();
+        self.fragment.push_str(",\"");
+        if is_plain(name) {
+            self.fragment.push_str(name);
+        } else {
+            // Into a `String`: cannot fail.
+            let _ = write_escaped(&mut self.fragment, name);
+        }
+        self.fragment.push_str("\":");
+        let value_start = self.fragment.len();
+        if write(&mut self.fragment).is_err() {
+            // A `Debug` impl that failed: this field is left out, the others kept.
+            self.fragment.truncate(start);
+            return;
+        }
+        self.fields.push(StoredField {
+            name,
+            bit,
+            start,
+            value: (value_start, self.fragment.len()),
+            plain,
+        });
+        self.mask |= bit;
+        self.maybe_reserved |= ReservedKeys::any().contains(name, true);
+    }
+
+    /// Applies recorded fields: a recorded value replaces the value of its name where it is;
+    /// a new name goes at the end.
+    fn merge(&mut self, recorded: &SpanStore) {
+        for field in &recorded.fields {
+            let value = field.value(&recorded.fragment);
+            match self.position(field.name, field.bit) {
+                Some(at) => {
+                    let old = self.fields[at];
+                    self.fragment.replace_range(old.value.0..old.value.1, value);
+                    let moved = value.len().wrapping_sub(old.value.1 - old.value.0);
+                    self.fields[at].value.1 = old.value.0 + value.len();
+                    self.fields[at].plain = field.plain;
+                    for later in &mut self.fields[at + 1..] {
+                        later.start = later.start.wrapping_add(moved);
+                        later.value.0 = later.value.0.wrapping_add(moved);
+                        later.value.1 = later.value.1.wrapping_add(moved);
+                    }
+                }
+                None => {
+                    let start = self.fragment.len();
+                    self.fragment
+                        .push_str(&recorded.fragment[field.start..field.value.1]);
+                    let shift = start.wrapping_sub(field.start);
+                    self.fields.push(StoredField {
+                        start,
+                        value: (
+                            field.value.0.wrapping_add(shift),
+                            field.value.1.wrapping_add(shift),
+                        ),
+                        ..*field
+                    });
+                    self.mask |= field.bit;
+                    self.maybe_reserved |= recorded.maybe_reserved;
+                }
+            }
+        }
+    }
+}
+
+impl ValueSink for &mut SpanStore {
+    fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
+        self.push(field, true, write);
+    }
+
+    fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
+        self.push(field, false, |w| {
+            Line::new(w, Strings::Whole).string(content)
+        });
+    }
+}
+
+/// The names already on a line, for the spans further out. Kept per thread and reused.
+#[derive(Default)]
+pub(super) struct LineNames {
+    names: Vec<&'static str>,
+    mask: u64,
+}
+
+impl LineNames {
+    pub(super) fn clear(&mut self) {
+        self.names.clear();
+        self.mask = 0;
+    }
+
+    /// Adds a span's names.
+    pub(super) fn add(&mut self, store: &SpanStore) {
+        self.names.extend(store.fields.iter().map(|f| f.name));
+        self.mask |= store.mask;
+    }
+
+    pub(super) fn mask(&self) -> u64 {
+        self.mask
+    }
+
+    /// Whether `name`, whose [`name_bit`] is `bit`, is on the line already.
+    pub(super) fn contains(&self, name: &str, bit: u64) -> bool {
+        self.mask & bit != 0 && self.names.contains(&name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Field` of a callsite that has every name the tests use.
+    fn field_named(name: &str) -> Field {
+        struct Callsite;
+        static CALLSITE: Callsite = Callsite;
+        static FIELDS: &[&str] = &["a", "b\n", "c", "container.id"];
+        static META: tracing::Metadata<'static> = tracing::metadata! {
+            name: "test",
+            target: "test",
+            level: tracing::Level::INFO,
+            fields: FIELDS,
+            callsite: &CALLSITE,
+            kind: tracing::metadata::Kind::SPAN,
+        };
+        impl tracing::callsite::Callsite for Callsite {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                &META
+            }
+        }
+        META.fields().field(name).expect("a test field")
+    }
+
+    /// A store of fields `(name, JSON value, plain)`, as visiting them makes it.
+    fn store(fields: &[(&str, &str, bool)]) -> SpanStore {
+        let mut store = SpanStore::default();
+        for &(name, value, plain) in fields {
+            store.push(&field_named(name), plain, |w| {
+                w.push_str(value);
+                Ok(())
+            });
+        }
+        store
+    }
+
+    fn entries(store: &SpanStore) -> Vec<(&str, &str, &str, bool)> {
+        store
+            .fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name,
+                    f.key(&store.fragment),
+                    f.value(&store.fragment),
+                    f.plain,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_of_a_name_wins_and_keys_are_escaped() {
+        let stored = store(&[("a", "1", true), ("b\n", "\"x\"", false), ("a", "2", true)]);
+        assert_eq!(stored.fragment, r#","a":1,"b\n":"x""#);
+        assert_eq!(
+            entries(&stored),
+            [("a", "a", "1", true), ("b\n", "b\\n", "\"x\"", false)]
+        );
+        assert_eq!(stored.mask, name_bit("a") | name_bit("b\n"));
+        assert!(!stored.maybe_reserved);
+        assert!(store(&[("container.id", "1", true)]).maybe_reserved);
+    }
+
+    #[test]
+    fn a_record_changes_only_its_values() {
+        let mut stored = store(&[("a", "1", true), ("b\n", "\"x\"", false)]);
+        // A longer value, a new name, then a value that changes kind and gets shorter.
+        stored.merge(&store(&[("b\n", "\"longer\"", false), ("c", "true", true)]));
+        stored.merge(&store(&[("a", "\"\"", false)]));
+        assert_eq!(stored.fragment, r#","a":"","b\n":"longer","c":true"#);
+        assert_eq!(
+            entries(&stored),
+            [
+                ("a", "a", "\"\"", false),
+                ("b\n", "b\\n", "\"longer\"", false),
+                ("c", "c", "true", true)
+            ]
+        );
+        assert_eq!(stored.mask, name_bit("a") | name_bit("b\n") | name_bit("c"));
+        assert!(!stored.maybe_reserved);
+        stored.merge(&store(&[("container.id", "1", true)]));
+        assert!(stored.maybe_reserved);
+    }
+}
