@@ -18,11 +18,9 @@ pub(crate) fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
     }
 }
 
-/// An integer in decimal. Integers are the commonest field values; `itoa` writes them two
-/// digits at a time, without `core::fmt`'s machinery, which costs more than the digits.
-pub(crate) fn write_integer(w: &mut String, value: impl itoa::Integer) -> fmt::Result {
-    w.push_str(itoa::Buffer::new().format(value));
-    Ok(())
+/// An integer in decimal.
+pub(crate) fn write_integer(w: &mut impl fmt::Write, value: impl fmt::Display) -> fmt::Result {
+    write!(w, "{value}")
 }
 
 /// The error's message, then each `source()`'s, separated by `": "`.

@@ -1,23 +1,16 @@
-//! Facts worked out once per static address (a callsite's metadata, a field name) and kept
-//! per thread.
+//! Facts worked out once per callsite, by its metadata's address, and kept per thread.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::thread::LocalKey;
-
-/// A direct-mapped cache of the addresses in use now: one compare when it holds the address.
-pub(super) type Front<V> = [Cell<(usize, V)>; FRONT];
-
-/// How many addresses a [`Front`] holds.
-pub(super) const FRONT: usize = 64;
 
 /// The most addresses an [`AddressMap`] keeps: its table has at most twice as many slots.
 const MAX_ADDRESSES: usize = 256;
 
-/// The addresses most recently seen, up to [`MAX_ADDRESSES`], in an open-addressing table
-/// behind the [`Front`]. It allocates only when it grows, so a thread past its first use of
-/// each callsite allocates nothing for it; a thread that meets more addresses than that
-/// starts the table afresh, in the memory it has, so that a thread costs at most a few tens
-/// of KiB however many callsites a service has (a blocking pool has hundreds of threads).
+/// The addresses most recently seen, up to [`MAX_ADDRESSES`], in an open-addressing table.
+/// It allocates only when it grows, so a thread past its first use of each callsite
+/// allocates nothing for it; a thread that meets more addresses than that starts the table
+/// afresh, in the memory it has, so that a thread costs at most a few tens of KiB however
+/// many callsites a service has (a blocking pool has hundreds of threads).
 pub(super) struct AddressMap<V> {
     /// `(address, value)`; address 0 marks an empty slot. A power of two long, at most half
     /// full.
@@ -81,30 +74,22 @@ impl<V: Copy + Default> AddressMap<V> {
 }
 
 /// An address spread over the high bits (statics are aligned, and often next to each
-/// other): the front takes the top bits, the table the bits from the 32nd up.
+/// other): the table takes the bits from the 32nd up.
 fn spread(address: usize) -> u64 {
     (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// The value for `address` (not 0) in this thread's `front` and `map`, made by `make` the
-/// first time; made each time, uncached, in the rare case the map is in use already.
+/// The value for `address` (not 0) in this thread's `map`, made by `make` the first time;
+/// made each time, uncached, in the rare case the map is in use already.
 pub(super) fn per_thread<V: Copy + Default>(
-    front: &'static LocalKey<Front<V>>,
     map: &'static LocalKey<RefCell<AddressMap<V>>>,
     address: usize,
     make: impl FnOnce() -> V,
 ) -> V {
-    let at = (spread(address) >> (u64::BITS - FRONT.trailing_zeros())) as usize;
-    let (cached, value) = front.with(|front| front[at].get());
-    if cached == address && address != 0 {
-        return value;
-    }
-    let value = map.with(|map| match map.try_borrow_mut() {
+    map.with(|map| match map.try_borrow_mut() {
         Ok(mut map) => map.get_or_insert_with(address, make),
         Err(_) => make(),
-    });
-    front.with(|front| front[at].set((address, value)));
-    value
+    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! An event's own fields: the names of a callsite, and the visitor that writes them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
 use tracing::field::Field;
 use tracing::{Event, Level};
 
-use super::address_map::{AddressMap, FRONT, Front, per_thread};
+use super::address_map::{AddressMap, per_thread};
 use super::keys::{ReservedKeys, name_bit};
 use super::options::LineOptions;
 use super::truncate::{Line, StringValue};
@@ -148,7 +148,6 @@ impl Facts {
 impl<'a> EventNames<'a> {
     pub(super) fn of(event: &'a Event<'a>) -> Self {
         thread_local! {
-            static RECENT: Front<Facts> = const { [const { Cell::new((0, Facts::NONE)) }; FRONT] };
             static FACTS: RefCell<AddressMap<Facts>> = const { RefCell::new(AddressMap::new()) };
         }
         // A span's own lines (span events) borrow the span's metadata with field sets of their
@@ -157,7 +156,7 @@ impl<'a> EventNames<'a> {
             Self::compute(event)
         } else {
             let address = std::ptr::from_ref(event.metadata()) as usize;
-            per_thread(&RECENT, &FACTS, address, || Self::compute(event))
+            per_thread(&FACTS, address, || Self::compute(event))
         };
         EventNames { event, facts }
     }
