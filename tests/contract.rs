@@ -682,26 +682,24 @@ fn deep_trees_with_shared_names_keep_the_rules() {
 
 /// The line for an event inside a span, both given by field names and values.
 fn line_for(span: &[(&'static str, i64)], event: &[(&'static str, i64)]) -> (Json, String) {
-    let out = Capture::default();
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(out.clone())
-        .layer();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let names = |fields: &[(&'static str, i64)]| -> &'static [&'static str] {
-            Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into())
-        };
-        let span_meta = common::dynamic_callsite(names(span), "contract", Kind::SPAN);
-        let values: Vec<&dyn Value> = span.iter().map(|(_, v)| v as &dyn Value).collect();
-        let dyns: Vec<Option<&dyn Value>> = values.iter().map(|v| Some(*v)).collect();
+    let names = |fields: &[(&'static str, i64)]| -> &'static [&'static str] {
+        Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into())
+    };
+    let values =
+        |fields: &[(&'static str, i64)]| -> Vec<i64> { fields.iter().map(|(_, v)| *v).collect() };
+    let (span_values, event_values) = (values(span), values(event));
+    let (span_names, event_names) = (names(span), names(event));
+    one_line(|| {
+        let span_meta = common::dynamic_callsite(span_names, "contract", Kind::SPAN);
+        let dyns: Vec<Option<&dyn Value>> =
+            span_values.iter().map(|v| Some(v as &dyn Value)).collect();
         let span = tracing::Span::new(span_meta, &span_meta.fields().value_set_all(&dyns));
         let _e = span.enter();
-        let event_meta = common::dynamic_callsite(names(event), "contract", Kind::EVENT);
-        let values: Vec<&dyn Value> = event.iter().map(|(_, v)| v as &dyn Value).collect();
-        let dyns: Vec<Option<&dyn Value>> = values.iter().map(|v| Some(*v)).collect();
+        let event_meta = common::dynamic_callsite(event_names, "contract", Kind::EVENT);
+        let dyns: Vec<Option<&dyn Value>> =
+            event_values.iter().map(|v| Some(v as &dyn Value)).collect();
         tracing::Event::dispatch(event_meta, &event_meta.fields().value_set_all(&dyns));
-    });
-    (out.only_line(), out.text())
+    })
 }
 
 #[test]
@@ -713,7 +711,7 @@ fn non_ascii_names_shared_by_a_span_and_its_event_are_written_once() {
         assert_eq!(line[name], 3, "the event's value wins for {name:?}: {text}");
         assert_eq!(line["other"], 2, "{text}");
     }
-    // Two spans sharing such a name: the nearer wins, once.
+    // A span with such a name twice: the first wins, once.
     let (line, text) = line_for(&[("€", 1), ("€", 2)], &[("€x", 3)]);
     assert_eq!(
         (line["€"].clone(), line["€x"].clone()),
@@ -725,22 +723,17 @@ fn non_ascii_names_shared_by_a_span_and_its_event_are_written_once() {
 /// The line for one event of `fields` (names and values, `None` for no value) built at run
 /// time: as wide as one likes.
 fn wide_line(fields: &[(&'static str, Option<String>)]) -> Json {
-    let out = Capture::default();
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(out.clone())
-        .layer();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let names: &'static [&'static str] =
-            Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into());
+    let names: &'static [&'static str] =
+        Box::leak(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>().into());
+    one_line(|| {
         let meta = common::dynamic_callsite(names, "contract", Kind::EVENT);
         let dyns: Vec<Option<&dyn Value>> = fields
             .iter()
             .map(|(_, v)| v.as_ref().map(|v| v as &dyn Value))
             .collect();
         tracing::Event::dispatch(meta, &meta.fields().value_set_all(&dyns));
-    });
-    out.only_line()
+    })
+    .0
 }
 
 fn leaked(name: String) -> &'static str {
