@@ -54,6 +54,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     line: LineOptions,
     span_events: FmtSpan,
     panic_hook: bool,
+    rust_panic_message: bool,
     buffering: Option<Buffering>,
 }
 
@@ -72,6 +73,7 @@ impl Default for Builder {
             line: LineOptions::default(),
             span_events: FmtSpan::NONE,
             panic_hook: true,
+            rust_panic_message: false,
             buffering: None,
         }
     }
@@ -113,6 +115,7 @@ impl<W> Builder<W> {
             line: self.line,
             span_events: self.span_events,
             panic_hook: self.panic_hook,
+            rust_panic_message: self.rust_panic_message,
             buffering: self.buffering,
         }
     }
@@ -212,6 +215,15 @@ impl<W> Builder<W> {
     /// [`install_panic_hook`](crate::install_panic_hook)).
     pub fn with_panic_hook(mut self, install: bool) -> Self {
         self.panic_hook = install;
+        self
+    }
+
+    /// Whether Rust's own panic message (the hook installed before ours) is printed on
+    /// stderr after every panic's JSON line, as it was before (default `false`: only when
+    /// the line could not be written). The awslogs driver ships it as several events
+    /// without the identity.
+    pub fn with_rust_panic_message(mut self, print: bool) -> Self {
+        self.rust_panic_message = print;
         self
     }
 
@@ -338,7 +350,7 @@ impl<W> Builder<W> {
             .with_default_directive(default_level.into())
             .from_env_lossy();
         let fetched = self.metadata.is_none();
-        let panic_hook = self.panic_hook;
+        let (panic_hook, rust_panic_message) = (self.panic_hook, self.rust_panic_message);
         let subscriber = tracing_subscriber::registry()
             .with(filter)
             .with(self.layer());
@@ -357,6 +369,7 @@ impl<W> Builder<W> {
             );
         }
         if panic_hook {
+            crate::panic::run_previous_hook(rust_panic_message);
             crate::install_panic_hook();
         }
         if fetched {

@@ -100,7 +100,9 @@ where
             // A line that cannot be written is lost: a note on stderr for each would only
             // add to the trouble (stdout closed).
             let mut writer = self.writer.make_writer_for(event.metadata());
-            let _ = crate::write::write_line(&mut writer, line.as_bytes());
+            if crate::write::write_line(&mut writer, line.as_bytes()).is_ok() {
+                crate::panic::note_written(event.metadata().target());
+            }
         });
     }
 }

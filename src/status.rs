@@ -49,6 +49,35 @@ fn log_fetch_outcome() {
                     "ECS task metadata unavailable, lines carry what the container metadata gives{retrying}: {reason}"
                 );
             }
+            log_delivery_mode(meta);
         }
+    }
+}
+
+/// At DEBUG, how the awslogs driver delivers this container's lines: in non-blocking mode
+/// it drops lines when its buffer is full, and the service never hears of it. The mode is
+/// in the metadata only when the task definition sets it; ECS's default has been
+/// non-blocking since June 2025, unless the account setting `defaultLogDriverMode` says
+/// blocking.
+fn log_delivery_mode(meta: &crate::EcsMetadata) {
+    let container = meta.container();
+    if container.log_driver.as_deref() != Some("awslogs") {
+        return;
+    }
+    let option = |key: &str| container.log_options.get(key).map(String::as_str);
+    match option("mode") {
+        Some("non-blocking") => tracing::debug!(
+            target: "tracing_aws_ecs",
+            "awslogs delivers in non-blocking mode (max-buffer-size {}): the driver drops lines \
+             when its buffer is full, without a word to the service",
+            option("max-buffer-size").unwrap_or("not set: the driver's default")
+        ),
+        Some(mode) => tracing::debug!(target: "tracing_aws_ecs", "awslogs delivers in {mode} mode"),
+        None => tracing::debug!(
+            target: "tracing_aws_ecs",
+            "awslogs delivery mode not set in the task definition: ECS's default applies \
+             (non-blocking since June 2025, which drops lines when the driver's buffer is \
+             full, unless the account setting defaultLogDriverMode is blocking)"
+        ),
     }
 }

@@ -91,6 +91,41 @@ fn child() {
     }
 }
 
+/// The awslogs delivery mode, as the task definition sets it, is said at DEBUG at start-up.
+#[test]
+fn the_awslogs_delivery_mode_is_said_at_debug() {
+    let note = |emulator: &Emulator| -> String {
+        let lines = run_child(
+            "service",
+            Some(emulator.env_var()),
+            &[("RUST_LOG", "debug")],
+        );
+        lines
+            .iter()
+            .filter(|l| l["level"] == "DEBUG" && l["target"] == "tracing_aws_ecs")
+            .filter_map(|l| l["message"].as_str())
+            .find(|m| m.contains("awslogs"))
+            .unwrap_or_else(|| panic!("no awslogs note in {lines:#?}"))
+            .to_owned()
+    };
+    // The scenario's task definition sets no mode.
+    let default = Emulator::start(Scenario::Fargate).unwrap();
+    assert!(note(&default).contains("not set in the task definition"));
+    let mut container = default.client().raw(Document::Container).unwrap();
+    container["LogOptions"]["mode"] = "non-blocking".into();
+    container["LogOptions"]["max-buffer-size"] = "25m".into();
+    let non_blocking = Emulator::builder()
+        .scenario(Scenario::Fargate)
+        .container(container)
+        .start()
+        .unwrap();
+    let text = note(&non_blocking);
+    assert!(
+        text.contains("non-blocking mode (max-buffer-size 25m)") && text.contains("drops lines"),
+        "{text}"
+    );
+}
+
 /// Buffering needs DEBUG lines; a filter that lets none through is said once, at start-up.
 #[test]
 fn buffering_under_a_filter_that_lets_no_debug_through_warns_once() {

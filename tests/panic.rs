@@ -15,7 +15,7 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 8] = [
+    let cases: [(&str, fn()); 10] = [
         (
             "init_writes_the_panic_as_one_line",
             init_writes_the_panic_as_one_line,
@@ -42,6 +42,14 @@ fn main() {
             "a_caught_panic_flushes_only_its_own_request",
             a_caught_panic_flushes_only_its_own_request,
         ),
+        (
+            "rusts_message_too_when_asked_for",
+            rusts_message_too_when_asked_for,
+        ),
+        (
+            "rusts_message_when_the_line_is_not_written",
+            rusts_message_when_the_line_is_not_written,
+        ),
     ];
     let mut failed = 0;
     for (name, case) in cases {
@@ -59,6 +67,9 @@ fn main() {
 fn child(case: &str) {
     match case {
         "no-hook" => tracing_aws_ecs::builder().with_panic_hook(false).init(),
+        "rust-message" => tracing_aws_ecs::builder()
+            .with_rust_panic_message(true)
+            .init(),
         "layer" => {
             tracing_subscriber::registry()
                 .with(tracing_aws_ecs::layer())
@@ -182,9 +193,9 @@ fn init_writes_the_panic_as_one_line() {
     assert_eq!(line["thread"], "main");
     assert_eq!(line["ecs"]["cluster"], "prod-web");
     assert!(line.get("backtrace").is_none(), "not asked for");
-    // The previous hook (Rust's) still ran.
+    // The line was written: Rust's own message is not printed too.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("panicked at"), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
 }
 
 fn the_backtrace_when_asked_for() {
@@ -258,4 +269,24 @@ fn a_caught_panic_flushes_only_its_own_request() {
             "the service goes on"
         ]
     );
+}
+
+fn rusts_message_too_when_asked_for() {
+    let (out, lines) = run("rust-message", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    assert_eq!(
+        the_panic(&lines)["message"],
+        "order 42 vanished\nsecond line"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("panicked at"), "{stderr}");
+}
+
+fn rusts_message_when_the_line_is_not_written() {
+    // A filter that leaves the panic's line out: Rust's hook says it instead.
+    let (out, lines) = run("init", &[("RUST_LOG", "off")]);
+    assert_eq!(out.status.code(), Some(101));
+    assert!(lines.is_empty(), "{lines:#?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("order 42 vanished"), "{stderr}");
 }

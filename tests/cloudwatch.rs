@@ -1,0 +1,404 @@
+//! What CloudWatch receives: the `burst` example runs in a container whose output goes through
+//! Docker's own awslogs driver into a CloudWatch Logs API (moto), and is read back with
+//! `GetLogEvents`. Every part is real and on loopback: Docker Engine (Debian's `docker.io`,
+//! started here), `moto_server` (PyPI's `moto[server,logs]`), the metadata emulator.
+//!
+//! `.ci/run` installs what it needs and runs it (`scripts/e2e-deps.sh`, then
+//! `cargo test --test cloudwatch -- --ignored`); it fails, rather than skips, when Docker or
+//! moto cannot be started. Elsewhere it is left out, as it needs root and both installed.
+
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tracing_aws_ecs::emulator::{Emulator, Scenario};
+
+/// CloudWatch Logs' event limit less its 26-byte overhead: the crate's default line limit.
+const EVENT_LIMIT: usize = 256 * 1024 - 26;
+/// Lines per thread in the burst (four threads).
+const PER_THREAD: u64 = 5_000;
+
+#[test]
+#[ignore = "needs root, dockerd and moto: `.ci/run` installs them and runs it"]
+fn what_cloudwatch_receives() {
+    let started = Instant::now();
+    let work =
+        WorkDir(std::env::temp_dir().join(format!("tracing-aws-ecs-e2e-{}", std::process::id())));
+    let docker = Docker::start(&work.0.join("docker"));
+    let moto = Moto::start();
+    let emulator = Emulator::start(Scenario::Fargate).expect("the emulator starts");
+    let image = docker.import_burst(&work.0.join("rootfs"));
+
+    // Blocking mode: every line arrives, whole or cut to the limit, and a panic is one event.
+    let written = 4 * PER_THREAD + 3;
+    let status = docker.run(&image, &moto, &emulator, "blocking", &[]);
+    assert_eq!(status, Some(101), "the burst ends with a panic");
+    let events = moto.events("blocking");
+    let lines = check_events(&events);
+    assert_eq!(
+        events.len() as u64,
+        written,
+        "one event per line: the burst, two large lines, the panic"
+    );
+    for thread in 0..4 {
+        let seqs: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["kind"] == "burst" && l["thread"] == thread)
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (0..PER_THREAD).collect::<Vec<_>>(), "thread {thread}");
+    }
+    let large = |size: &str| {
+        lines
+            .iter()
+            .zip(&events)
+            .find(|(l, _)| l["size"] == size)
+            .unwrap_or_else(|| panic!("the {size} line arrived"))
+    };
+    let (line_16k, event_16k) = large("16k");
+    assert!(line_16k.get("truncated").is_none() && event_16k.len() > 16 * 1024);
+    let (line_256k, event_256k) = large("256k");
+    assert_eq!(line_256k["truncated"], true);
+    let panics: Vec<&Value> = lines.iter().filter(|l| l["target"] == "panic").collect();
+    assert_eq!(panics.len(), 1);
+    assert_eq!(panics[0]["message"], "the burst is over");
+    println!(
+        "blocking: {} events of {written} lines; the 16 KiB line as one event of {} bytes, the \
+         256 KiB one cut to {} bytes; the panic as 1 event",
+        events.len(),
+        event_16k.len(),
+        event_256k.len()
+    );
+
+    // Non-blocking mode (ECS's default since June 2025): what the driver delivers of a burst.
+    let status = docker.run(
+        &image,
+        &moto,
+        &emulator,
+        "non-blocking",
+        &["mode=non-blocking", "max-buffer-size=25m"],
+    );
+    assert_eq!(status, Some(101));
+    let events = moto.events("non-blocking");
+    let lines = check_events(&events);
+    for thread in 0..4 {
+        let seqs: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["kind"] == "burst" && l["thread"] == thread)
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "what arrives of thread {thread} is in order, once"
+        );
+    }
+    println!(
+        "non-blocking (max-buffer-size=25m): {} events delivered of {written} lines written",
+        events.len()
+    );
+    drop((docker, work));
+    println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Checks every event: one JSON line within the limit, carrying the identity. Returns the
+/// lines, parsed.
+fn check_events(events: &[String]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|event| {
+            assert!(
+                event.len() <= EVENT_LIMIT,
+                "an event of {} bytes, over the limit",
+                event.len()
+            );
+            let line: Value = serde_json::from_str(event)
+                .unwrap_or_else(|e| panic!("not one JSON line ({e}): {:.200}", event));
+            assert_eq!(
+                line["ecs"]["cluster"], "prod-web",
+                "enriched: {:.200}",
+                event
+            );
+            line
+        })
+        .collect()
+}
+
+/// The test's directory, removed however the test ends (after the daemon in it).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until `ready` holds, up to `limit` (a bound on a hang, not a timing assertion).
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < until, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Docker Engine of our own: its own socket, data and state, no network set-up.
+struct Docker {
+    daemon: Child,
+    socket: String,
+    root: PathBuf,
+}
+
+impl Docker {
+    fn start(root: &Path) -> Docker {
+        std::fs::create_dir_all(root).unwrap();
+        let socket = format!("unix://{}", root.join("docker.sock").display());
+        let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
+        let daemon = Command::new("dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .args(["-H", &socket])
+            // The awslogs driver signs its requests: any key will do for moto.
+            .env("AWS_ACCESS_KEY_ID", "e2e")
+            .env("AWS_SECRET_ACCESS_KEY", "e2e")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts (Debian's docker.io, as root)");
+        let docker = Docker {
+            daemon,
+            socket,
+            root: root.to_owned(),
+        };
+        wait_until("dockerd", Duration::from_secs(60), || {
+            docker
+                .command(&["info"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        docker
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("docker");
+        command.args(["-H", &self.socket]).args(args);
+        command
+    }
+
+    /// An image `FROM scratch` holding the `burst` example and the shared libraries it needs.
+    fn import_burst(&self, rootfs: &Path) -> String {
+        let binary = burst_binary();
+        std::fs::create_dir_all(rootfs).unwrap();
+        std::fs::copy(&binary, rootfs.join("burst")).unwrap();
+        let ldd = Command::new("ldd").arg(&binary).output().expect("ldd");
+        for library in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+        {
+            let into = rootfs.join(library.trim_start_matches('/'));
+            std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+            std::fs::copy(library, &into).unwrap();
+        }
+        let image = "tracing-aws-ecs-burst:e2e".to_owned();
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let imported = self
+            .command(&["import", "-c", r#"ENTRYPOINT ["/burst"]"#, "-", &image])
+            .stdin(tar.stdout.take().unwrap())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(tar.wait().unwrap().success() && imported.success());
+        image
+    }
+
+    /// Runs the burst with the awslogs driver into `moto`, stream `stream`, with `options`
+    /// added; returns its exit status.
+    fn run(
+        &self,
+        image: &str,
+        moto: &Moto,
+        emulator: &Emulator,
+        stream: &str,
+        options: &[&str],
+    ) -> Option<i32> {
+        let (variable, url) = emulator.env_var();
+        let endpoint = format!("awslogs-endpoint=http://127.0.0.1:{}", moto.port);
+        let stream = format!("awslogs-stream={stream}");
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--log-driver",
+            "awslogs",
+            "--log-opt",
+            &endpoint,
+            "--log-opt",
+            "awslogs-region=us-east-1",
+            "--log-opt",
+            "awslogs-group=e2e",
+            "--log-opt",
+            &stream,
+            "--log-opt",
+            "awslogs-create-group=true",
+        ];
+        for option in options {
+            args.extend(["--log-opt", option]);
+        }
+        let env = format!("{variable}={url}");
+        let per_thread = PER_THREAD.to_string();
+        args.extend(["-e", &env, image, &per_thread]);
+        self.command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    }
+}
+
+impl Drop for Docker {
+    /// Stops the daemon, then unmounts what it left mounted (its network namespace) so that
+    /// its directory can go.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.daemon.id().to_string())
+            .status();
+        let _ = self.daemon.wait();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let root = self.root.to_string_lossy().into_owned();
+        for point in mounts
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter(|point| point.starts_with(&root))
+        {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The `burst` example, built for this test.
+fn burst_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "--example", "burst"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo builds the burst example");
+    assert!(built.success());
+    // target/debug/deps/cloudwatch-… → target/debug/examples/burst
+    let deps = std::env::current_exe().unwrap();
+    deps.parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("examples").join("burst"))
+        .expect("the target directory")
+}
+
+/// A CloudWatch Logs API on loopback.
+struct Moto {
+    server: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let server = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto's server starts (PyPI's moto[server,logs])");
+        wait_until("moto", Duration::from_secs(60), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Moto { server, port }
+    }
+
+    /// Every event of stream `stream` in group `e2e`, in order, through `GetLogEvents`.
+    fn events(&self, stream: &str) -> Vec<String> {
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = json!({
+                "logGroupName": "e2e",
+                "logStreamName": stream,
+                "startFromHead": true,
+            });
+            if let Some(token) = &token {
+                request["nextToken"] = token.clone().into();
+            }
+            let page = self.call("GetLogEvents", &request);
+            let page_events = page["events"].as_array().cloned().unwrap_or_default();
+            events.extend(
+                page_events
+                    .iter()
+                    .map(|e| e["message"].as_str().unwrap().to_owned()),
+            );
+            let next = page["nextForwardToken"].as_str().map(str::to_owned);
+            if page_events.is_empty() || next == token {
+                return events;
+            }
+            token = next;
+        }
+    }
+
+    fn call(&self, action: &str, request: &Value) -> Value {
+        let mut response = ureq::post(format!("http://127.0.0.1:{}/", self.port))
+            .header("X-Amz-Target", format!("Logs_20140328.{action}"))
+            .header("Content-Type", "application/x-amz-json-1.1")
+            // moto routes by the service the (unchecked) signature names.
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=e2e/20260101/us-east-1/logs/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .send(request.to_string())
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        let mut body = String::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .reader()
+            .read_to_string(&mut body)
+            .unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{action}: {e}: {body:.300}"))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
