@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use once_cell::sync::Lazy;
 
 use crate::time::random_fraction;
+use crate::write::{LineSink, WriterSink};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
@@ -167,23 +168,6 @@ pub(crate) fn warn_if_filtered_out() {
     });
 }
 
-/// Where a held line is written when its request is flushed: the layer's writer.
-trait Sink: Send + Sync {
-    fn write_line(&self, line: &[u8]);
-}
-
-struct WriterSink<W>(Arc<W>);
-
-impl<W> Sink for WriterSink<W>
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync,
-{
-    fn write_line(&self, line: &[u8]) {
-        // A failing writer loses the line, as it loses any other.
-        let _ = crate::write::write_line(&mut self.0.make_writer(), line);
-    }
-}
-
 /// What all live requests have allocated to hold lines (their bookkeeping included), in bytes.
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -316,12 +300,12 @@ pub(crate) struct RequestBuffer {
     /// Flushed, or sampled: lines at the buffered levels are written as they come. Read for
     /// every such line, so not behind the lock; set, and checked again, under it.
     writes_through: AtomicBool,
-    sink: Arc<dyn Sink>,
+    sink: Arc<dyn LineSink>,
     config: Arc<Buffering>,
 }
 
 impl RequestBuffer {
-    fn new(sink: Arc<dyn Sink>, config: Arc<Buffering>) -> Arc<Self> {
+    fn new(sink: Arc<dyn LineSink>, config: Arc<Buffering>) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let sampled = config.sample_rate > 0.0 && random_fraction() < config.sample_rate;
         TOTAL.fetch_add(BOOKKEEPING, Ordering::AcqRel);
@@ -415,7 +399,7 @@ pub(crate) struct Buffer {
     /// Tells this layer's buffers from another's in a root span.
     layer: u64,
     config: Arc<Buffering>,
-    sink: Arc<dyn Sink>,
+    sink: Arc<dyn LineSink>,
 }
 
 impl fmt::Debug for Buffer {

@@ -21,7 +21,9 @@ use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, LineOptions, Timestamp};
 use crate::layer::EcsLayer;
 use crate::metadata::EcsMetadata;
+use crate::request_metrics::{Recorder, RequestMetrics};
 use crate::span_events::SpanEvents;
+use crate::write::WriterSink;
 
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
@@ -56,6 +58,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     panic_hook: bool,
     rust_panic_message: bool,
     buffering: Option<Buffering>,
+    request_metrics: Option<RequestMetrics>,
 }
 
 impl Default for Builder {
@@ -75,6 +78,7 @@ impl Default for Builder {
             panic_hook: true,
             rust_panic_message: false,
             buffering: None,
+            request_metrics: None,
         }
     }
 }
@@ -117,6 +121,7 @@ impl<W> Builder<W> {
             panic_hook: self.panic_hook,
             rust_panic_message: self.rust_panic_message,
             buffering: self.buffering,
+            request_metrics: self.request_metrics,
         }
     }
 
@@ -238,6 +243,22 @@ impl<W> Builder<W> {
         self
     }
 
+    /// Counts each request (a root span), its errors and its latency per route, and writes
+    /// them as EMF lines on the layer's writer at each interval's end (default off); see
+    /// [`RequestMetrics`]. On the JSON lines only.
+    ///
+    /// ```no_run
+    /// use tracing_aws_ecs::RequestMetrics;
+    ///
+    /// tracing_aws_ecs::builder()
+    ///     .with_request_metrics(RequestMetrics::new("OrdersService"))
+    ///     .init();
+    /// ```
+    pub fn with_request_metrics(mut self, metrics: RequestMetrics) -> Self {
+        self.request_metrics = Some(metrics);
+        self
+    }
+
     /// Off ECS only ([`on_ecs`](crate::on_ecs) false), write `tracing-subscriber`'s
     /// human-readable text instead of JSON lines (default `false`): pretty output on a
     /// laptop, JSON on ECS from the same `main`. On ECS the lines stay JSON, even when the
@@ -316,11 +337,19 @@ impl<W> Builder<W> {
         if !given {
             format.follow_recovery();
         }
+        let metrics = self.request_metrics.map(|config| {
+            Recorder::start(
+                config,
+                metadata.as_ref(),
+                Arc::new(WriterSink(Arc::clone(&writer))),
+            )
+        });
         EcsLayer::json(
             format,
             writer,
             SpanEvents::new(&self.span_events),
             buffer,
+            metrics,
             dispatch,
         )
     }

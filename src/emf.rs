@@ -196,19 +196,7 @@ pub fn write_record<'m>(
     timestamp: SystemTime,
 ) -> Result<Vec<&'m str>, EmfError> {
     check_namespace(namespace)?;
-    if dimensions.len() > MAX_DIMENSIONS {
-        return Err(EmfError::TooManyDimensions(dimensions.len()));
-    }
-    for (name, value) in dimensions {
-        let name_ok =
-            !name.is_empty() && name.chars().count() <= MAX_NAME_CHARS && !name.starts_with(':');
-        let value_ok = !value.trim().is_empty()
-            && value.is_ascii()
-            && value.chars().count() <= MAX_VALUE_CHARS;
-        if !name_ok || !value_ok {
-            return Err(EmfError::BadDimension(format!("{name}={value}")));
-        }
-    }
+    check_dimensions(dimensions)?;
     if let Some(metric) = metrics
         .iter()
         .find(|m| m.name.is_empty() || m.name.chars().count() > MAX_NAME_CHARS)
@@ -232,17 +220,7 @@ pub fn write_record<'m>(
         }
         seen.push(key);
     }
-    let now = SystemTime::now();
-    let too_old = now.duration_since(timestamp).is_ok_and(|age| age > MAX_AGE);
-    let too_new = timestamp
-        .duration_since(now)
-        .is_ok_and(|ahead| ahead > MAX_AHEAD);
-    if too_old || too_new {
-        return Err(EmfError::BadTimestamp(timestamp));
-    }
-    let millis = timestamp
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let millis = check_timestamp(timestamp)?;
     for chunk in metrics.chunks(MAX_METRICS) {
         // Writing to a String cannot fail.
         let _ = write_line(out, namespace, dimensions, properties, chunk, millis);
@@ -252,6 +230,137 @@ pub fn write_record<'m>(
 
 /// Whether CloudWatch accepts a metric value: finite, and zero or between 2^-360 and 2^360
 /// in magnitude.
+/// Checks that CloudWatch accepts the dimensions: at most 30, each name 1 to 250 characters
+/// not starting with `:`, each value 1 to 1,024 ASCII characters, not all blank.
+fn check_dimensions(dimensions: &[(&str, &str)]) -> Result<(), EmfError> {
+    if dimensions.len() > MAX_DIMENSIONS {
+        return Err(EmfError::TooManyDimensions(dimensions.len()));
+    }
+    for (name, value) in dimensions {
+        let name_ok =
+            !name.is_empty() && name.chars().count() <= MAX_NAME_CHARS && !name.starts_with(':');
+        let value_ok = !value.trim().is_empty()
+            && value.is_ascii()
+            && value.chars().count() <= MAX_VALUE_CHARS;
+        if !name_ok || !value_ok {
+            return Err(EmfError::BadDimension(format!("{name}={value}")));
+        }
+    }
+    Ok(())
+}
+
+/// The timestamp in milliseconds, if CloudWatch accepts it: at most 14 days old and 2 hours
+/// ahead of the clock.
+fn check_timestamp(timestamp: SystemTime) -> Result<u128, EmfError> {
+    let now = SystemTime::now();
+    let too_old = now.duration_since(timestamp).is_ok_and(|age| age > MAX_AGE);
+    let too_new = timestamp
+        .duration_since(now)
+        .is_ok_and(|ahead| ahead > MAX_AHEAD);
+    if too_old || too_new {
+        return Err(EmfError::BadTimestamp(timestamp));
+    }
+    Ok(timestamp
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis()))
+}
+
+/// The most values EMF takes in one metric's array.
+pub(crate) const MAX_VALUES: usize = 100;
+
+/// Writes a record of `counts` (single values) and `samples` (one value per observation,
+/// as arrays of at most [`MAX_VALUES`]: several lines when there are more, the counts on the
+/// first only), under two dimension sets: the first `rollup` dimensions, and all of them, so
+/// that CloudWatch keeps each metric both for the whole and for each value of the others.
+/// Values CloudWatch would refuse are left out.
+pub(crate) fn write_samples_record(
+    out: &mut String,
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    rollup: usize,
+    counts: &[Metric<'_>],
+    samples: (&str, Unit, &[f64]),
+    timestamp: SystemTime,
+) -> Result<(), EmfError> {
+    check_namespace(namespace)?;
+    check_dimensions(dimensions)?;
+    let millis = check_timestamp(timestamp)?;
+    let (name, unit, values) = samples;
+    let mut values = values
+        .iter()
+        .copied()
+        .filter(|v| accepted_value(*v))
+        .peekable();
+    let mut first = true;
+    while first || values.peek().is_some() {
+        let chunk: Vec<f64> = values.by_ref().take(MAX_VALUES).collect();
+        let line_counts = if first { counts } else { &[] };
+        first = false;
+        if chunk.is_empty() && line_counts.is_empty() {
+            break;
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "{{\"_aws\":{{\"Timestamp\":{millis},\"CloudWatchMetrics\":[{{\"Namespace\":"
+        );
+        let _ = write_json_str(out, namespace);
+        out.push_str(",\"Dimensions\":[");
+        for (i, set) in [&dimensions[..rollup.min(dimensions.len())], dimensions]
+            .iter()
+            .enumerate()
+        {
+            out.push_str(if i > 0 { ",[" } else { "[" });
+            for (j, (key, _)) in set.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                let _ = write_json_str(out, key);
+            }
+            out.push(']');
+        }
+        out.push_str("],\"Metrics\":[");
+        let named = line_counts
+            .iter()
+            .map(|m| (m.name, m.unit))
+            .chain((!chunk.is_empty()).then_some((name, unit)));
+        for (i, (metric, unit)) in named.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"Name\":");
+            let _ = write_json_str(out, metric);
+            let _ = write!(out, ",\"Unit\":\"{}\"}}", unit.as_str());
+        }
+        out.push_str("]}]}");
+        for (key, value) in dimensions {
+            out.push(',');
+            let _ = write_json_str(out, key);
+            out.push(':');
+            let _ = write_json_str(out, value);
+        }
+        for metric in line_counts {
+            out.push(',');
+            let _ = write_json_str(out, metric.name);
+            let _ = write!(out, ":{}", metric.value);
+        }
+        if !chunk.is_empty() {
+            out.push(',');
+            let _ = write_json_str(out, name);
+            out.push_str(":[");
+            for (i, value) in chunk.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = crate::json::write_f64(out, *value);
+            }
+            out.push(']');
+        }
+        out.push_str("}\n");
+    }
+    Ok(())
+}
+
 fn accepted_value(value: f64) -> bool {
     let magnitude = value.abs();
     value.is_finite()

@@ -16,7 +16,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
-use crate::format::{EcsFormat, SpanStore};
+use crate::format::{EcsFormat, RequestClock, SpanStore};
+use crate::request_metrics::Recorder;
 use crate::span_events::SpanEvents;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
@@ -31,6 +32,8 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
     span_events: SpanEvents,
     /// Request-scoped buffering, on the JSON path.
     buffer: Option<Buffer>,
+    /// Request metrics, on the JSON path.
+    metrics: Option<Arc<Recorder>>,
 }
 
 /// The JSON lines, or human-readable text off ECS.
@@ -45,6 +48,8 @@ enum Inner<S, W> {
 struct JsonLayer<S, W> {
     format: EcsFormat,
     writer: Arc<W>,
+    /// Whether root spans keep a request clock (request metrics are on).
+    requests: bool,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -68,10 +73,14 @@ where
     // layer of ours in the registry may have stored them already: the store is the same for
     // every configuration.
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let store = SpanStore::new(attrs, attrs.metadata().fields().len());
+        let mut store = SpanStore::new(attrs, attrs.metadata().fields().len());
         let Some(span) = ctx.span(id) else {
             return;
         };
+        // A request's clock starts with its root span.
+        if self.requests && span.parent().is_none() {
+            store.request = Some(RequestClock::now());
+        }
         let mut extensions = span.extensions_mut();
         if extensions.get_mut::<SpanStore>().is_none() {
             extensions.insert(store);
@@ -171,6 +180,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.metrics.is_some() && *event.metadata().level() == tracing::Level::ERROR {
+            mark_failed(event, &ctx);
+        }
         match (&self.inner, &self.buffer) {
             (Inner::Json(layer), Some(buffer)) => match buffer.route(event, &ctx) {
                 Route::Write => layer.on_event(event, ctx),
@@ -200,6 +212,9 @@ where
         if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
             self.span_events.on_close(layer, &id, ctx.clone());
         }
+        if let Some(recorder) = &self.metrics {
+            end_request(recorder, &id, &ctx);
+        }
         delegate!(&self.inner, layer => layer.on_close(id, ctx));
     }
 
@@ -222,17 +237,20 @@ where
         writer: Arc<W>,
         span_events: SpanEvents,
         buffer: Option<Buffer>,
+        metrics: Option<Arc<Recorder>>,
         dispatch: Arc<OnceCell<WeakDispatch>>,
     ) -> Self {
         EcsLayer {
             inner: Inner::Json(JsonLayer {
                 format,
                 writer,
+                requests: metrics.is_some(),
                 _subscriber: PhantomData,
             }),
             dispatch,
             span_events,
             buffer,
+            metrics,
         }
     }
 
@@ -243,6 +261,57 @@ where
             dispatch: Arc::default(),
             span_events: SpanEvents::default(),
             buffer: None,
+            metrics: None,
         }
     }
+}
+
+/// Marks the request of an ERROR event as failed.
+fn mark_failed<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
+        return;
+    };
+    let extensions = root.extensions();
+    if let Some(clock) = extensions
+        .get::<SpanStore>()
+        .and_then(|store| store.request.as_ref())
+    {
+        clock
+            .failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Counts the request whose root span `id` closes: its route, method and status as its
+/// fields say, and how long it lasted.
+fn end_request<S>(recorder: &Recorder, id: &span::Id, ctx: &Context<'_, S>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else {
+        return;
+    };
+    let extensions = span.extensions();
+    let Some(store) = extensions.get::<SpanStore>() else {
+        return;
+    };
+    let Some(clock) = &store.request else {
+        return;
+    };
+    let [route, method, status] = store.texts_of([
+        &["route", "http.route"],
+        &["method", "http.request.method"],
+        &["status", "http.response.status_code"],
+    ]);
+    let status = status.and_then(|s| s.parse::<u16>().ok());
+    recorder.record(
+        route.as_deref().unwrap_or(span.name()),
+        method.as_deref().unwrap_or("ANY"),
+        status,
+        clock.opened.elapsed(),
+        clock.failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
 }

@@ -73,6 +73,7 @@ pub mod metadata;
 mod otel;
 mod panic;
 mod reporter;
+mod request_metrics;
 mod span_events;
 pub mod stats;
 mod status;
@@ -93,6 +94,7 @@ pub use layer::EcsLayer;
 pub use metadata::{EcsMetadata, Identity};
 pub use panic::install_panic_hook;
 pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};
+pub use request_metrics::RequestMetrics;
 pub use status::log_metadata_status;
 pub use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -160,6 +162,14 @@ pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
         deadline: client::DEFAULT_DEADLINE,
         recover: true,
     })
+}
+
+/// Writes everything the layers hold: the lines requests hold (as [`flush_buffered`] does)
+/// and the current interval of [request metrics](RequestMetrics). Call it when the service
+/// shuts down.
+pub fn flush() {
+    flush_buffered();
+    request_metrics::flush_all();
 }
 
 /// Whether this process runs in an ECS task: an endpoint variable

@@ -1,7 +1,29 @@
 //! Writing one line to a writer: whole, or with its fragment ended.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Where whole lines go: a layer's writer, shared by what writes lines besides the layer
+/// (held lines when their request is flushed, request metrics at each interval).
+pub(crate) trait LineSink: Send + Sync {
+    /// Writes one line; a failing writer loses it, as it loses any other.
+    fn write_line(&self, line: &[u8]);
+}
+
+/// A [`LineSink`] on a [`MakeWriter`].
+pub(crate) struct WriterSink<W>(pub(crate) Arc<W>);
+
+impl<W> LineSink for WriterSink<W>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync,
+{
+    fn write_line(&self, line: &[u8]) {
+        let _ = write_line(&mut self.0.make_writer(), line);
+    }
+}
 
 /// How long a line waits, in all, on a writer that answers `WouldBlock` (a non-blocking
 /// stdout whose pipe is full) before it is given up.

@@ -2,8 +2,11 @@
 //! whole, and where each field is in it, so that a line whose names clash reads the fields
 //! one by one and `span.record` replaces values in place.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use smallvec::SmallVec;
 use tracing::field::Field;
@@ -26,6 +29,25 @@ pub(crate) struct SpanStore {
     mask: u64,
     /// Whether some configuration reserves one of the names.
     maybe_reserved: bool,
+    /// For a request's root span, when request metrics are on: when it opened, and whether
+    /// the request failed.
+    pub(crate) request: Option<RequestClock>,
+}
+
+/// When a request opened, and whether it logged an error.
+#[derive(Debug)]
+pub(crate) struct RequestClock {
+    pub(crate) opened: Instant,
+    pub(crate) failed: AtomicBool,
+}
+
+impl RequestClock {
+    pub(crate) fn now() -> Self {
+        RequestClock {
+            opened: Instant::now(),
+            failed: AtomicBool::new(false),
+        }
+    }
 }
 
 /// One field of a [`SpanStore`].
@@ -88,6 +110,7 @@ impl SpanStore {
                 fields,
                 mask: scratch.mask,
                 maybe_reserved: scratch.maybe_reserved,
+                request: None,
             }
         })
     }
@@ -108,6 +131,37 @@ impl SpanStore {
         self.fields.clear();
         self.mask = 0;
         self.maybe_reserved = false;
+    }
+
+    /// The values of the first fields named one of each list of `names` (several lists, one
+    /// walk over the fields), as text: a string's content, or a number or boolean as written.
+    pub(crate) fn texts_of<const N: usize>(
+        &self,
+        names: [&[&str]; N],
+    ) -> [Option<Cow<'_, str>>; N] {
+        let mut found: [Option<&StoredField>; N] = [None; N];
+        for field in &self.fields {
+            for (slot, names) in found.iter_mut().zip(names) {
+                if slot.is_none() && names.contains(&field.name) {
+                    *slot = Some(field);
+                }
+            }
+        }
+        found.map(|field| field.and_then(|field| self.text(field)))
+    }
+
+    /// A field's value as text.
+    fn text(&self, field: &StoredField) -> Option<Cow<'_, str>> {
+        let value = field.value(&self.fragment);
+        if field.plain {
+            return Some(Cow::Borrowed(value));
+        }
+        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('\\') {
+            serde_json::from_str::<String>(value).ok().map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(inner))
+        }
     }
 
     pub(super) fn fragment(&self) -> &str {

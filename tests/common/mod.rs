@@ -206,7 +206,15 @@ pub fn assert_emf(line: &Value) -> Vec<String> {
             if let Some(unit) = metric.get("Unit") {
                 assert!(UNITS.contains(&unit.as_str().unwrap()), "unit {unit}");
             }
-            assert!(root[name].is_number(), "metric {name} is a number member");
+            // A number, or an array of 1 to 100 numbers (one value per observation).
+            let values = &root[name];
+            assert!(
+                values.is_number()
+                    || values.as_array().is_some_and(|a| {
+                        !a.is_empty() && a.len() <= 100 && a.iter().all(Value::is_number)
+                    }),
+                "metric {name} is a number member, or an array of at most 100"
+            );
             names.push(name.to_owned());
         }
     }

@@ -1,0 +1,210 @@
+//! Request metrics from spans: exact counts, errors of both kinds, latency values and
+//! dimensions per (Route, Method), the cap on pairs, and the interval timer. Every line is
+//! checked against the EMF rules.
+//!
+//! The subscriber is global, as `init()` installs it (the WARN about too many routes is
+//! logged while a span closes, which `tracing` drops under a scoped subscriber); the tests
+//! take turns.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{Capture, assert_emf, fargate_metadata};
+use serde_json::Value;
+use tracing::{error, info, info_span};
+use tracing_aws_ecs::RequestMetrics;
+use tracing_subscriber::prelude::*;
+
+/// The global subscriber with request metrics (an interval of an hour: lines are written by
+/// `flush()`), writing into the returned capture, empty.
+fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    static OUTPUT: OnceLock<Capture> = OnceLock::new();
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let output = OUTPUT.get_or_init(|| {
+        let output = Capture::default();
+        let layer = tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_request_metrics(
+                RequestMetrics::new("Test/Requests").with_interval(Duration::from_secs(3600)),
+            )
+            .with_writer(output.clone())
+            .layer();
+        tracing_subscriber::registry().with(layer).init();
+        output
+    });
+    // Whatever an earlier test left in the interval goes first.
+    tracing_aws_ecs::flush();
+    output.clear();
+    (serial, output)
+}
+
+/// The EMF lines written, each checked against the EMF rules.
+fn emf_lines(out: &Capture) -> Vec<Value> {
+    let lines: Vec<Value> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    for line in &lines {
+        assert_emf(line);
+    }
+    lines
+}
+
+/// Per (Route, Method): requests, errors, latency values, summed over the lines.
+fn totals(lines: &[Value]) -> BTreeMap<(String, String), (u64, u64, Vec<f64>)> {
+    let mut totals: BTreeMap<(String, String), (u64, u64, Vec<f64>)> = BTreeMap::new();
+    for line in lines {
+        let key = (
+            line["Route"].as_str().unwrap().to_owned(),
+            line["Method"].as_str().unwrap().to_owned(),
+        );
+        let entry = totals.entry(key).or_default();
+        entry.0 += line["Requests"].as_u64().unwrap_or(0);
+        entry.1 += line["Errors"].as_u64().unwrap_or(0);
+        if let Some(values) = line["Latency"].as_array() {
+            entry.2.extend(values.iter().map(|v| v.as_f64().unwrap()));
+        }
+    }
+    totals
+}
+
+#[test]
+fn a_thousand_requests_over_three_routes() {
+    let (_serial, out) = output();
+    let routes = [
+        ("/orders", "GET"),
+        ("/orders/{id}", "POST"),
+        ("/slow", "GET"),
+    ];
+    for i in 0..1_000u32 {
+        let (route, method) = routes[i as usize % 3];
+        // 1 % fail: half by a 5xx status, half by an ERROR event with a 200.
+        let status = if i % 200 == 0 { 500 } else { 200 };
+        let request = info_span!("request", route, method, status = tracing::field::Empty);
+        request.in_scope(|| {
+            info!(i, "handled");
+            if i % 200 == 100 {
+                error!("failed after all");
+            }
+            if route == "/slow" && i < 30 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        request.record("status", status);
+    }
+    tracing_aws_ecs::flush();
+    let lines = emf_lines(out);
+    let totals = totals(&lines);
+    let expected: BTreeMap<(String, String), (u64, u64)> = [
+        (("/orders", "GET"), (334, 4)),
+        (("/orders/{id}", "POST"), (333, 3)),
+        (("/slow", "GET"), (333, 3)),
+    ]
+    .into_iter()
+    .map(|((r, m), c)| ((r.to_owned(), m.to_owned()), c))
+    .collect();
+    let got: BTreeMap<(String, String), (u64, u64)> = totals
+        .iter()
+        .map(|(k, (requests, errors, _))| (k.clone(), (*requests, *errors)))
+        .collect();
+    assert_eq!(got, expected);
+    let errors: u64 = got.values().map(|(_, e)| e).sum();
+    assert_eq!(errors, 10, "1 % of 1,000, both kinds");
+    // One latency value per request; the slow ones at least as slow as their sleep.
+    for ((route, _), (requests, _, latencies)) in &totals {
+        assert_eq!(latencies.len() as u64, *requests, "{route}");
+        assert!(latencies.iter().all(|v| v.is_finite() && *v >= 0.0));
+    }
+    let slow = &totals[&("/slow".to_owned(), "GET".to_owned())].2;
+    assert!(slow.iter().filter(|v| **v >= 5.0).count() >= 10, "{slow:?}");
+    // At most 100 values a line: 334 requests take four lines, the counts on the first.
+    let orders: Vec<&Value> = lines.iter().filter(|l| l["Route"] == "/orders").collect();
+    assert_eq!(orders.len(), 4);
+    assert_eq!(
+        orders
+            .iter()
+            .filter(|l| l.get("Requests").is_some())
+            .count(),
+        1
+    );
+    // The dimensions, in the two sets Container Insights uses.
+    let meta = fargate_metadata();
+    let service = meta.service_name().or_else(|| meta.family()).unwrap();
+    for line in &lines {
+        assert_eq!(line["ClusterName"], meta.cluster_name().unwrap());
+        assert_eq!(line["ServiceName"], service);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "Test/Requests"
+        );
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([
+                ["ClusterName", "ServiceName"],
+                ["ClusterName", "ServiceName", "Route", "Method"]
+            ])
+        );
+    }
+}
+
+#[test]
+fn three_hundred_raw_paths_are_held_to_the_cap() {
+    let (_serial, out) = output();
+    for i in 0..300u32 {
+        let path = format!("/orders/{i}");
+        let request = info_span!(
+            "request",
+            route = path.as_str(),
+            method = "GET",
+            status = 200
+        );
+        request.in_scope(|| info!("served"));
+    }
+    tracing_aws_ecs::flush();
+    let lines = emf_lines(out);
+    let totals = totals(&lines);
+    assert_eq!(totals.len(), 101, "100 pairs and `other`");
+    assert_eq!(totals[&("other".to_owned(), "other".to_owned())].0, 200);
+    let all: u64 = totals.values().map(|(r, _, _)| r).sum();
+    assert_eq!(all, 300, "every request counted");
+    let warnings: Vec<Value> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["message"].as_str().unwrap().contains("other"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+}
+
+#[test]
+fn the_interval_ends_by_itself() {
+    // Under the lock all the same: a scoped subscriber while another test's request closes
+    // would make `tracing` drop that test's WARN.
+    let (_serial, _) = output();
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_request_metrics(
+            RequestMetrics::new("Test/Timer").with_interval(Duration::from_millis(100)),
+        )
+        .with_writer(out.clone())
+        .layer();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    info_span!("request", route = "/tick", method = "GET").in_scope(|| info!("tick"));
+    // No request comes in after it, and no flush: the timer writes the interval (10 s bound
+    // a hang, not a timing assertion).
+    let until = Instant::now() + Duration::from_secs(10);
+    while out.text().lines().all(|l| !l.contains("Test/Timer")) {
+        assert!(Instant::now() < until, "the interval was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = emf_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["Route"], "/tick");
+    assert_eq!(lines[0]["Requests"], 1);
+}
