@@ -134,12 +134,21 @@ impl<W> Builder<W> {
         self
     }
 
+    /// Renamed [`with_deadline`](Self::with_deadline); kept until 1.0.
+    #[deprecated(since = "0.1.0", note = "renamed `with_deadline`")]
+    pub fn with_timeout(self, deadline: Duration) -> Self {
+        self.with_deadline(deadline)
+    }
+
     /// Whether to keep reading the metadata in the background when the start-up fetch failed
     /// for a reason that can pass (timeout, connection error, 5xx, 429, a body cut short or
     /// unparsable), or read the container but not the task (default `true`).
     ///
     /// One thread retries, one request at a time, with jittered backoff from 1 s doubling to
-    /// 30 s, until it succeeds; from then on every line carries the identity,
+    /// 30 s, until it succeeds; each request may take the start-up deadline at first, then
+    /// twice as long at each attempt, up to 30 s, so that an endpoint slower than the
+    /// deadline but healthy (one that always answers in 2.5 s, under the default 2 s) is
+    /// read in the end; from then on every line carries the identity,
     /// [`metadata()`](crate::metadata()) returns it, and one INFO line says it was recovered
     /// and after how long. It never delays process exit. Nothing is retried off ECS, for a
     /// malformed variable, or for a 4xx other than 429. Like the deadline, this is a setting
@@ -319,6 +328,9 @@ impl<W> Builder<W> {
                     .with_writer(writer),
             );
         }
+        if line.thread_names {
+            crate::panic::thread_names_on_lines();
+        }
         let dispatch = Arc::new(OnceCell::new());
         let mut format = EcsFormat::new(
             metadata.as_ref(),
@@ -414,6 +426,7 @@ impl<W> Builder<W> {
     ///
     /// When a global `tracing` subscriber is already set (as `tracing_subscriber::fmt::init`
     /// does).
+    #[track_caller]
     pub fn init(self)
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,

@@ -40,7 +40,8 @@ type Listener = Box<dyn FnOnce(&'static EcsMetadata) + Send>;
 /// How the start-up fetch is made, by whoever makes it first.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Startup {
-    /// The whole fetch's deadline; also each recovery request's timeout.
+    /// The whole fetch's deadline; also the first recovery request's timeout, doubled at
+    /// each attempt up to 30 s.
     pub(crate) deadline: Duration,
     /// Whether to recover in the background from a failure that can pass.
     pub(crate) recover: bool,
@@ -128,18 +129,25 @@ fn recover(
 ) -> Option<EcsMetadata> {
     let client = client.with_max_attempts(1).with_deadline(request_timeout);
     let mut step = FIRST_STEP;
+    let mut next_timeout = request_timeout;
     loop {
         std::thread::sleep(jitter(step));
         step = step.saturating_mul(2).min(MAX_STEP);
+        // Each attempt waits longer for an answer, up to 30 s: an endpoint slower than the
+        // start-up deadline, but healthy, is read in the end.
+        let timeout = next_timeout;
+        next_timeout = next_timeout
+            .saturating_mul(2)
+            .min(MAX_STEP.max(request_timeout));
         let document = match container.take() {
             Some(document) => document,
-            None => match client.container_document(Instant::now() + request_timeout) {
+            None => match client.container_document(Instant::now() + timeout) {
                 Ok(document) => document,
                 Err(e) if e.is_recoverable() => continue,
                 Err(_) => return None,
             },
         };
-        match client.task_document(Instant::now() + request_timeout) {
+        match client.task_document(Instant::now() + timeout) {
             Err(e) if e.is_recoverable() => container = Some(document),
             task => match client.assemble(document, task) {
                 Ok(metadata) => return Some(metadata),

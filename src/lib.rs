@@ -98,12 +98,34 @@ pub use request_metrics::RequestMetrics;
 pub use status::log_metadata_status;
 pub use tracing_subscriber::fmt::format::FmtSpan;
 
+/// Renamed [`endpoint::Document`]; kept until 1.0.
+#[deprecated(since = "0.1.0", note = "renamed `endpoint::Document`")]
+#[doc(hidden)]
+pub type Path = endpoint::Document;
+/// Moved to [`endpoint::Endpoint`]; kept until 1.0.
+#[deprecated(since = "0.1.0", note = "moved to `endpoint::Endpoint`")]
+#[doc(hidden)]
+pub type Endpoint = endpoint::Endpoint;
+/// Moved to [`endpoint::ApiVersion`]; kept until 1.0.
+#[deprecated(since = "0.1.0", note = "moved to `endpoint::ApiVersion`")]
+#[doc(hidden)]
+pub type ApiVersion = endpoint::ApiVersion;
+/// Moved to [`endpoint::V4_VARIABLE`]; kept until 1.0.
+#[deprecated(since = "0.1.0", note = "moved to `endpoint::V4_VARIABLE`")]
+#[doc(hidden)]
+pub const V4_VARIABLE: &str = endpoint::V4_VARIABLE;
+/// Moved to [`endpoint::V3_VARIABLE`]; kept until 1.0.
+#[deprecated(since = "0.1.0", note = "moved to `endpoint::V3_VARIABLE`")]
+#[doc(hidden)]
+pub const V3_VARIABLE: &str = endpoint::V3_VARIABLE;
+
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`] (see
 /// [`Builder::try_init`]). Works inside `#[tokio::main]`.
 ///
 /// # Panics
 ///
 /// When a global `tracing` subscriber is already set, like `tracing_subscriber::fmt::init`.
+#[track_caller]
 pub fn init() {
     builder().init();
 }

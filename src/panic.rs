@@ -74,19 +74,92 @@ fn log_panic(info: &PanicHookInfo<'_>) {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-    let thread = std::thread::current();
-    let thread_name = match thread.name() {
-        Some(name) => name.to_owned(),
-        None => format!("{:?}", thread.id()),
-    };
+    // The line's `threadName` says it already when thread names are on.
+    let thread = (!THREAD_NAMES.load(Ordering::Relaxed)).then(|| {
+        let thread = std::thread::current();
+        match thread.name() {
+            Some(name) => name.to_owned(),
+            None => format!("{:?}", thread.id()),
+        }
+    });
     let backtrace = Backtrace::capture();
-    let backtrace =
-        (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
+    let backtrace = (backtrace.status() == BacktraceStatus::Captured)
+        .then(|| from_the_panicking_frame(&backtrace.to_string()));
     tracing::error!(
         target: TARGET,
         location,
-        thread = thread_name,
+        thread,
         backtrace,
         "{message}"
     );
+}
+
+/// Whether a layer writes `threadName` on every line: the panic line then has no `thread`.
+static THREAD_NAMES: AtomicBool = AtomicBool::new(false);
+
+/// Notes that a layer writes thread names on every line.
+pub(crate) fn thread_names_on_lines() {
+    THREAD_NAMES.store(true, Ordering::Relaxed);
+}
+
+/// A backtrace from the frame that panicked: the frames above it (the hook's, and those of
+/// the standard library's panic machinery) are left out.
+fn from_the_panicking_frame(backtrace: &str) -> String {
+    /// Whether a frame's symbol is the hook's or the standard library's.
+    fn machinery(symbol: &str) -> bool {
+        [
+            "std::",
+            "core::",
+            "alloc::",
+            "<std::",
+            "<core::",
+            "<alloc::",
+            "__rustc::",
+            "rust_begin_unwind",
+            "tracing_aws_ecs::panic::",
+        ]
+        .iter()
+        .any(|prefix| symbol.starts_with(prefix))
+    }
+    // Frames are `N: symbol` lines, each followed by its `at file:line` lines.
+    fn frame(line: &str) -> Option<&str> {
+        let (number, symbol) = line.trim_start().split_once(": ")?;
+        number.bytes().all(|b| b.is_ascii_digit()).then_some(symbol)
+    }
+    let lines: Vec<&str> = backtrace.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| frame(line).is_some_and(|symbol| !machinery(symbol)));
+    match start {
+        Some(start) if start > 0 => lines[start..].join("\n"),
+        _ => backtrace.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backtrace_starts_at_the_panicking_frame() {
+        let backtrace = "   0: std::backtrace::Backtrace::capture
+             at /rustc/library/std/src/backtrace.rs:296:9
+   1: tracing_aws_ecs::panic::log_panic
+   2: std::panicking::rust_panic_with_hook
+   3: std::panicking::begin_panic_handler::{{closure}}
+   4: __rustc::rust_begin_unwind
+   5: core::panicking::panic_fmt
+   6: orders::handle
+             at src/main.rs:12:5
+   7: orders::main";
+        assert_eq!(
+            from_the_panicking_frame(backtrace),
+            "   6: orders::handle\n             at src/main.rs:12:5\n   7: orders::main"
+        );
+        // Nothing to leave out: as it is.
+        assert_eq!(
+            from_the_panicking_frame("   0: a\n   1: b"),
+            "   0: a\n   1: b"
+        );
+    }
 }

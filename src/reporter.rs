@@ -17,7 +17,8 @@ use crate::stats::{TaskFigures, TaskStats};
 /// The default interval between two reports.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A background thread that reads `/task/stats` every interval and writes the figures as
+/// A background thread that reads `/task/stats` at start and then every interval, and writes
+/// the figures as
 /// [EMF](crate::emf) lines — each line in one write, so it never interleaves with a log line
 /// on the same writer. Built and started by [`MetricsReporter::builder`]; reporting stops
 /// when this guard is dropped (or [`stop`](Self::stop)ped): dropping returns within half a
@@ -113,7 +114,9 @@ impl MetricsReporter {
 }
 
 impl<W> MetricsBuilder<W> {
-    /// How often to report (default 60 s; at least 1 ms).
+    /// How often to report (default 60 s; at least 1 ms). The first report is written at
+    /// start, with what one sample tells (CPU % only where the payload carries the previous
+    /// counters), so that a task that lives less than an interval reports too.
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
         self
@@ -259,7 +262,9 @@ fn run<W>(
     let task = metadata.and_then(EcsMetadata::task);
     let mut previous: Option<TaskStats> = None;
     let mut outage = false;
-    let mut wait = every;
+    // The first sample at once, written with what one sample tells (CPU % from the
+    // payload's previous counters, unknown where they are empty).
+    let mut wait = Duration::ZERO;
     // Metrics whose values CloudWatch would refuse, noted once each.
     let mut noted: Vec<&'static str> = Vec::new();
     while !stopped(signal, wait) {

@@ -74,7 +74,7 @@ fn child() {
             tracing_aws_ecs::try_init().unwrap();
             let second = tracing_aws_ecs::try_init().unwrap_err();
             tracing::info!(error = %second, "second try_init");
-            let panicked = std::panic::catch_unwind(tracing_aws_ecs::init).is_err();
+            let panicked = std::panic::catch_unwind(|| tracing_aws_ecs::init()).is_err();
             tracing::info!(panicked, "second init");
         }
         _ => {
@@ -276,6 +276,13 @@ fn second_init_is_an_error_and_init_panics() {
             .contains("cannot install")
     );
     assert_eq!(by_message(&lines, "second init")["panicked"], true);
+    // The panic points at the caller's line, not the crate's.
+    let panic = lines
+        .iter()
+        .find(|l| l["target"] == "panic")
+        .expect("the panic's line");
+    let location = panic["location"].as_str().unwrap();
+    assert!(location.starts_with("tests/init.rs:"), "{location}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 10] = [
+    let cases: [(&str, fn()); 11] = [
         (
             "init_writes_the_panic_as_one_line",
             init_writes_the_panic_as_one_line,
@@ -50,6 +50,10 @@ fn main() {
             "rusts_message_when_the_line_is_not_written",
             rusts_message_when_the_line_is_not_written,
         ),
+        (
+            "no_thread_key_beside_thread_names",
+            no_thread_key_beside_thread_names,
+        ),
     ];
     let mut failed = 0;
     for (name, case) in cases {
@@ -67,6 +71,7 @@ fn main() {
 fn child(case: &str) {
     match case {
         "no-hook" => tracing_aws_ecs::builder().with_panic_hook(false).init(),
+        "thread-names" => tracing_aws_ecs::builder().with_thread_names(true).init(),
         "rust-message" => tracing_aws_ecs::builder()
             .with_rust_panic_message(true)
             .init(),
@@ -202,7 +207,10 @@ fn the_backtrace_when_asked_for() {
     let (out, lines) = run("init", &[("RUST_BACKTRACE", "1")]);
     assert_eq!(out.status.code(), Some(101));
     let backtrace = the_panic(&lines)["backtrace"].as_str().unwrap().to_owned();
-    assert!(backtrace.contains("panic"), "{backtrace}");
+    // From the frame that panicked: not the hook's, nor std's panic machinery.
+    let first = backtrace.lines().next().unwrap();
+    assert!(first.contains("panic::child"), "{backtrace}");
+    assert!(!backtrace.contains("tracing_aws_ecs::panic"), "{backtrace}");
     assert!(backtrace.lines().count() > 3);
 }
 
@@ -289,4 +297,12 @@ fn rusts_message_when_the_line_is_not_written() {
     assert!(lines.is_empty(), "{lines:#?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("order 42 vanished"), "{stderr}");
+}
+
+fn no_thread_key_beside_thread_names() {
+    let (out, lines) = run("thread-names", &[]);
+    assert_eq!(out.status.code(), Some(101));
+    let line = the_panic(&lines);
+    assert_eq!(line["threadName"], "main");
+    assert!(line.get("thread").is_none(), "{line}");
 }

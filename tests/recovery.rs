@@ -154,6 +154,23 @@ fn assert_recovered(lines: &[Value], before: fn(&Value) -> bool) -> u64 {
 const OUTAGE: Duration = Duration::from_secs(3);
 
 #[test]
+fn an_endpoint_slower_than_the_deadline_is_recovered() {
+    // Every answer takes 2.5 s, the start-up deadline is the default 2 s: the start-up
+    // fetch fails, and recovery waits longer at each attempt.
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    emulator.inject(
+        Route::Any,
+        Fault::Delay(Duration::from_millis(2_500)),
+        ALWAYS,
+    );
+    let lines = run_child("init", &emulator, &[]);
+    let after = assert_recovered(&lines, |l| l.get("ecs").is_none());
+    // A bound on a hang, and the figure the documentation gives.
+    assert!(after < 15_000, "{after} ms");
+    println!("an endpoint answering in 2.5 s: recovered {after} ms after start-up");
+}
+
+#[test]
 fn an_outage_at_start_up_ends_with_enriched_lines_from_every_thread() {
     for case in ["init", "layer"] {
         let emulator = Emulator::start(Scenario::Fargate).unwrap();

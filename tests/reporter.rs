@@ -283,3 +283,27 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
         .expect("the reporter's drop waited on the stalled request");
     println!("dropped in {took:?} with a request stalled");
 }
+
+#[test]
+fn the_first_sample_is_written_at_start() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let meta = emulator.client().fetch_metadata().unwrap();
+    let out = Capture::default();
+    let reporter = MetricsReporter::builder()
+        .with_client(emulator.client())
+        .with_metadata(meta)
+        .with_writer(out.clone())
+        .with_interval(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    // An interval of a minute: lines within the 10 s bound are the sample taken at start.
+    wait_for(|| !emf_lines(&out).is_empty());
+    reporter.stop();
+    let lines = emf_lines(&out);
+    for line in &lines {
+        assert_emf(line);
+    }
+    // Fargate: app, envoy and the task, from the one sample taken at start.
+    assert_eq!(lines.len(), 3);
+    assert_eq!(emulator.requests(Document::TaskStats), 1);
+}

@@ -176,6 +176,12 @@ impl EcsMetadata {
         self.version
     }
 
+    /// Renamed [`api_version`](Self::api_version); kept until 1.0.
+    #[deprecated(since = "0.1.0", note = "renamed `api_version`")]
+    pub fn version(&self) -> Option<ApiVersion> {
+        self.api_version()
+    }
+
     /// This container's metadata, typed.
     pub fn container(&self) -> &Container {
         &self.container
