@@ -53,6 +53,8 @@ pub struct Builder<W = fn() -> io::Stdout> {
     max_line_bytes: usize,
     recover: bool,
     text_off_ecs: bool,
+    /// Whether the writer is the default stdout (text off ECS may then use colours).
+    writes_to_stdout: bool,
     line: LineOptions,
     span_events: FmtSpan,
     panic_hook: bool,
@@ -73,6 +75,7 @@ impl Default for Builder {
             max_line_bytes: crate::format::DEFAULT_MAX_LINE_BYTES,
             recover: true,
             text_off_ecs: false,
+            writes_to_stdout: true,
             line: LineOptions::default(),
             span_events: FmtSpan::NONE,
             panic_hook: true,
@@ -116,6 +119,7 @@ impl<W> Builder<W> {
             max_line_bytes: self.max_line_bytes,
             recover: self.recover,
             text_off_ecs: self.text_off_ecs,
+            writes_to_stdout: false,
             line: self.line,
             span_events: self.span_events,
             panic_hook: self.panic_hook,
@@ -157,6 +161,12 @@ impl<W> Builder<W> {
     pub fn with_recovery(mut self, recover: bool) -> Self {
         self.recover = recover;
         self
+    }
+
+    /// Writes the event's target (its module path, or `target:` in the macro) as `"target"`
+    /// (default on, as `fmt().json()` does).
+    pub fn with_target(self, on: bool) -> Self {
+        self.line(|line| line.target = on)
     }
 
     /// Writes the callsite's source file as `"filename"` (default off).
@@ -271,7 +281,8 @@ impl<W> Builder<W> {
     /// Off ECS only ([`on_ecs`](crate::on_ecs) false), write `tracing-subscriber`'s
     /// human-readable text instead of JSON lines (default `false`): pretty output on a
     /// laptop, JSON on ECS from the same `main`. On ECS the lines stay JSON, even when the
-    /// endpoint fails.
+    /// endpoint fails. The text is in colour when it goes to stdout and stdout is a
+    /// terminal, unless `NO_COLOR` is set.
     pub fn with_text_off_ecs(mut self, text: bool) -> Self {
         self.text_off_ecs = text;
         self
@@ -316,9 +327,15 @@ impl<W> Builder<W> {
         let writer = self.writer;
         let line = self.line;
         if self.text_off_ecs && !crate::on_ecs() {
+            let colours = self.writes_to_stdout
+                && text_colours(
+                    std::io::IsTerminal::is_terminal(&io::stdout()),
+                    std::env::var_os("NO_COLOR"),
+                );
             return EcsLayer::text(
                 tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
+                    .with_ansi(colours)
+                    .with_target(line.target)
                     .log_internal_errors(false)
                     .with_file(line.file)
                     .with_line_number(line.line_number)
@@ -437,6 +454,12 @@ impl<W> Builder<W> {
     }
 }
 
+/// Whether text lines use colours: on a terminal, unless `NO_COLOR` is set and not empty
+/// (<https://no-color.org>).
+fn text_colours(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// A global subscriber was already installed.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -457,5 +480,18 @@ impl fmt::Display for InitError {
 impl std::error::Error for InitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_on_a_terminal_unless_no_color_says_not() {
+        assert!(text_colours(true, None));
+        assert!(text_colours(true, Some("".into())));
+        assert!(!text_colours(true, Some("1".into())));
+        assert!(!text_colours(false, None));
     }
 }

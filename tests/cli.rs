@@ -231,3 +231,43 @@ fn metrics_emf_prints_valid_lines() {
     );
     assert_eq!(run(&["metrics"], &[]).status.code(), Some(2));
 }
+
+#[test]
+fn every_command_takes_raw_and_a_deadline() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let (var, url) = emulator.env_var();
+    for command in ["summary", "task", "metrics"] {
+        let out = run(&[command, "--raw", "--deadline", "5s"], &[(var, &url)]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "{command} --raw is one line: {text}"
+        );
+        stdout_json(&out);
+    }
+}
+
+#[test]
+fn the_deadline_bounds_a_stalled_endpoint() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    emulator.inject(
+        Document::Container,
+        Fault::StallBeforeHeaders(std::time::Duration::from_secs(30)),
+        ALWAYS,
+    );
+    let (var, url) = emulator.env_var();
+    let started = std::time::Instant::now();
+    let out = run(&["container", "--deadline", "300ms"], &[(var, &url)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timed out"), "{stderr}");
+    // A bound on a hang: the stall lasts 30 s.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

@@ -30,6 +30,48 @@ fn by_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
 }
 
 #[test]
+fn the_target_can_be_left_out() {
+    let event = || info!(target: "orders::db", target_table = "orders", "queried");
+    let with = capture(tracing_aws_ecs::builder(), event).only_line();
+    assert_eq!(with["target"], "orders::db");
+    let line = capture(tracing_aws_ecs::builder().with_target(false), || {
+        event();
+        // A field named `target` is still renamed: the key stays the formatter's.
+        info!(target = "mine", "own field");
+    });
+    let lines = line.lines();
+    assert!(lines[0].get("target").is_none(), "{}", lines[0]);
+    assert_eq!(lines[0]["target_table"], "orders");
+    assert_eq!(lines[1]["fields.target"], "mine");
+}
+
+/// The names of 0.1 that were renamed still work, deprecated, until 1.0.
+#[test]
+#[allow(deprecated)]
+fn renamed_items_keep_their_old_names() {
+    let builder = tracing_aws_ecs::builder().with_timeout(Duration::from_millis(10));
+    let _ = capture(builder, || info!("built"));
+    assert_eq!(
+        tracing_aws_ecs::Path::Task,
+        tracing_aws_ecs::endpoint::Document::Task
+    );
+    assert_eq!(
+        tracing_aws_ecs::V4_VARIABLE,
+        "ECS_CONTAINER_METADATA_URI_V4"
+    );
+    assert_eq!(tracing_aws_ecs::V3_VARIABLE, "ECS_CONTAINER_METADATA_URI");
+    assert!(tracing_aws_ecs::Endpoint::parse("http://169.254.170.2/v4/x").is_ok());
+    assert_eq!(
+        tracing_aws_ecs::ApiVersion::V4,
+        tracing_aws_ecs::endpoint::ApiVersion::V4
+    );
+    assert_eq!(
+        fargate_metadata().version(),
+        fargate_metadata().api_version()
+    );
+}
+
+#[test]
 fn file_and_line_number() {
     let mut line_of_event = 0;
     let out = capture(

@@ -14,7 +14,7 @@ use super::truncate::{Line, StringValue};
 use super::{EcsFormat, ValueSink};
 use crate::json::{is_plain, write_json_str};
 
-/// `{"timestamp":"…","level":"…","target":"…"`.
+/// `{"timestamp":"…","level":"…","target":"…"` (the target when its option is on).
 pub(super) fn write_prelude(
     out: &mut String,
     options: &LineOptions,
@@ -25,8 +25,12 @@ pub(super) fn write_prelude(
     options.write_start(out, now)?;
     out.push_str("\"level\":\"");
     out.push_str(level.as_str());
-    out.push_str("\",\"target\":");
-    write_json_str(out, target)
+    out.push('"');
+    if options.target {
+        out.push_str(",\"target\":");
+        write_json_str(out, target)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -29,9 +29,11 @@ pub enum Timestamp {
 /// The optional keys, in the order they follow the span fields, and the static fields. The
 /// key names are those of `tracing_subscriber::fmt().json()`, so that queries written for it
 /// keep working. Set through the [`Builder`](crate::Builder).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct LineOptions {
     pub(crate) timestamp: Timestamp,
+    /// `"target":"orders::db"` (on by default, as in `fmt().json()`).
+    pub(crate) target: bool,
     /// `"filename":"src/main.rs"`.
     pub(crate) file: bool,
     /// `"line_number":42`.
@@ -46,6 +48,22 @@ pub(crate) struct LineOptions {
     pub(crate) span_list: bool,
     /// Fields written on every line, in order.
     pub(crate) statics: Vec<(String, serde_json::Value)>,
+}
+
+impl Default for LineOptions {
+    fn default() -> Self {
+        LineOptions {
+            timestamp: Timestamp::default(),
+            target: true,
+            file: false,
+            line_number: false,
+            thread_names: false,
+            thread_ids: false,
+            current_span: false,
+            span_list: false,
+            statics: Vec::new(),
+        }
+    }
 }
 
 impl LineOptions {
