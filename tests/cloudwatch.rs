@@ -44,11 +44,7 @@ fn what_cloudwatch_receives() {
         "one event per line: the burst, two large lines, the panic"
     );
     for thread in 0..4 {
-        let seqs: Vec<u64> = lines
-            .iter()
-            .filter(|l| l["kind"] == "burst" && l["thread"] == thread)
-            .map(|l| l["seq"].as_u64().unwrap())
-            .collect();
+        let seqs = burst_seqs(&lines, thread);
         assert_eq!(seqs, (0..PER_THREAD).collect::<Vec<_>>(), "thread {thread}");
     }
     let large = |size: &str| {
@@ -85,11 +81,7 @@ fn what_cloudwatch_receives() {
     let events = moto.events("non-blocking");
     let lines = check_events(&events);
     for thread in 0..4 {
-        let seqs: Vec<u64> = lines
-            .iter()
-            .filter(|l| l["kind"] == "burst" && l["thread"] == thread)
-            .map(|l| l["seq"].as_u64().unwrap())
-            .collect();
+        let seqs = burst_seqs(&lines, thread);
         assert!(
             seqs.windows(2).all(|w| w[0] < w[1]),
             "what arrives of thread {thread} is in order, once"
@@ -101,6 +93,15 @@ fn what_cloudwatch_receives() {
     );
     drop((docker, work));
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The sequence numbers of one burst thread's lines, in the order they arrived.
+fn burst_seqs(lines: &[Value], thread: u64) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "burst" && l["thread"] == thread)
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect()
 }
 
 /// Checks every event: one JSON line within the limit, carrying the identity. Returns the

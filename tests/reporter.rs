@@ -42,19 +42,25 @@ fn wait_for(mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn reports_at_the_interval_and_stops() {
-    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+/// A reporter on `emulator` (its scenario's metadata read first) writing into `out` every
+/// `interval`, in namespace `Test/NS`.
+fn start_reporter(emulator: &Emulator, out: &Capture, interval: Duration) -> MetricsReporter {
     let meta = emulator.client().fetch_metadata().unwrap();
-    let out = Capture::default();
-    let reporter = MetricsReporter::builder()
+    MetricsReporter::builder()
         .with_client(emulator.client())
         .with_metadata(meta)
         .with_writer(out.clone())
-        .with_interval(Duration::from_millis(20))
+        .with_interval(interval)
         .with_namespace("Test/NS")
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn reports_at_the_interval_and_stops() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let out = Capture::default();
+    let reporter = start_reporter(&emulator, &out, Duration::from_millis(20));
     // Fargate: app + envoy + the task's record per sample.
     wait_for(|| emf_lines(&out).len() >= 9);
     reporter.stop();
@@ -287,15 +293,8 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
 #[test]
 fn the_first_sample_is_written_at_start() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    let meta = emulator.client().fetch_metadata().unwrap();
     let out = Capture::default();
-    let reporter = MetricsReporter::builder()
-        .with_client(emulator.client())
-        .with_metadata(meta)
-        .with_writer(out.clone())
-        .with_interval(Duration::from_secs(60))
-        .start()
-        .unwrap();
+    let reporter = start_reporter(&emulator, &out, Duration::from_secs(60));
     // An interval of a minute: lines within the 10 s bound are the sample taken at start.
     wait_for(|| !emf_lines(&out).is_empty());
     reporter.stop();
