@@ -82,8 +82,14 @@ where
             store.request = Some(RequestClock::now());
         }
         let mut extensions = span.extensions_mut();
-        if extensions.get_mut::<SpanStore>().is_none() {
-            extensions.insert(store);
+        match extensions.get_mut::<SpanStore>() {
+            // The other layer may keep no clock: this one needs it.
+            Some(stored) => {
+                if stored.request.is_none() {
+                    stored.request = store.request;
+                }
+            }
+            None => extensions.insert(store),
         }
     }
 

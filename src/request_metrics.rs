@@ -40,8 +40,8 @@ use crate::write::LineSink;
 /// other characters written as `?`.
 ///
 /// Lines go to the layer's writer at the end of each interval (one thread, however many
-/// requests; an interval without requests writes nothing) and on
-/// [`flush`](crate::flush()).
+/// requests; an interval without requests writes nothing), on [`flush`](crate::flush()),
+/// and when the layer is dropped.
 ///
 /// ```
 /// use std::time::Duration;
@@ -266,6 +266,13 @@ impl Recorder {
                 tracing::warn!(target: "tracing_aws_ecs", "request metrics not written: {e}");
             }
         }
+    }
+}
+
+impl Drop for Recorder {
+    /// The layer is gone (a scoped subscriber ended): what the interval counted is written.
+    fn drop(&mut self) {
+        self.write_interval();
     }
 }
 

@@ -208,3 +208,32 @@ fn the_interval_ends_by_itself() {
     assert_eq!(lines[0]["Route"], "/tick");
     assert_eq!(lines[0]["Requests"], 1);
 }
+
+#[test]
+fn a_second_layer_with_metrics_counts_behind_one_without() {
+    // Under the lock: a scoped subscriber must not overlap another test's requests.
+    let (_serial, _) = output();
+    let (plain, counted) = (Capture::default(), Capture::default());
+    let layer = |out: &Capture| {
+        tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_writer(out.clone())
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(layer(&plain).layer())
+        .with(
+            layer(&counted)
+                .with_request_metrics(
+                    RequestMetrics::new("Test/Second").with_interval(Duration::from_secs(3600)),
+                )
+                .layer(),
+        );
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("request", route = "/second", method = "GET").in_scope(|| info!("served"));
+    });
+    // The layers are gone with the subscriber: what they counted was written then.
+    let lines = emf_lines(&counted);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["Route"], "/second");
+    assert!(emf_lines(&plain).is_empty());
+}
