@@ -17,7 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
 use crate::format::{EcsFormat, RequestClock, SpanStore};
-use crate::request_metrics::Recorder;
+use crate::request_metrics::{REQUEST_FIELDS, Recorder};
 use crate::span_events::SpanEvents;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
@@ -307,11 +307,7 @@ where
     let Some(clock) = &store.request else {
         return;
     };
-    let [route, method, status] = store.texts_of([
-        &["route", "http.route"],
-        &["method", "http.request.method"],
-        &["status", "http.response.status_code"],
-    ]);
+    let [route, method, status] = store.texts_of(&REQUEST_FIELDS);
     let status = status.and_then(|s| s.parse::<u16>().ok());
     recorder.record(
         route.as_deref().unwrap_or(span.name()),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use once_cell::sync::Lazy;
 
 use crate::emf::{self, Metric, Unit};
+use crate::format::name_bit;
 use crate::metadata::EcsMetadata;
 use crate::time::random_fraction;
 use crate::write::LineSink;
@@ -89,6 +90,23 @@ impl RequestMetrics {
         self
     }
 }
+
+/// The root span's fields a request's route, method and status are read from, each list with
+/// its names' bits.
+pub(crate) const REQUEST_FIELDS: [(&[&str], u64); 3] = [
+    (
+        &["route", "http.route"],
+        name_bit("route") | name_bit("http.route"),
+    ),
+    (
+        &["method", "http.request.method"],
+        name_bit("method") | name_bit("http.request.method"),
+    ),
+    (
+        &["status", "http.response.status_code"],
+        name_bit("status") | name_bit("http.response.status_code"),
+    ),
+];
 
 /// What one (Route, Method) pair did in the current interval.
 struct RouteStats {

@@ -4,12 +4,35 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A fraction in [0, 1), from a per-process random key hashed with the clock: jitter and
-/// sampling without a dependency. Not for anything that must be unpredictable.
+/// A fraction in [0, 1): jitter and sampling without a dependency. A per-thread xorshift64*
+/// generator, seeded once per thread from the process's random key hashed with the clock
+/// (a few ns a call, where hashing the clock each time cost a clock read and a SipHash).
+/// Not for anything that must be unpredictable.
 pub(crate) fn random_fraction() -> f64 {
-    use std::hash::BuildHasher;
-    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+    let next = |state: &Cell<u64>| {
+        let mut x = state.get();
+        if x == 0 {
+            x = seed() | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    // A thread being torn down has no state left: a fresh seed will do.
+    let random = STATE.try_with(next).unwrap_or_else(|_| seed());
     (random >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A random 64-bit seed: the process's random key hashed with the clock.
+fn seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now())
 }
 
 /// A UTC civil date and time.

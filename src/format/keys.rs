@@ -95,10 +95,14 @@ impl ReservedKeys {
 /// cannot be equal, and a set of names as the union of their bits rules out most shared names
 /// without a comparison. FNV-1a over every byte, then mixed: FNV's top bits never see the
 /// last byte, and names that differ only there (`f01`, `f02`) are the commonest look-alikes.
-pub(super) fn name_bit(name: &str) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+pub(crate) const fn name_bit(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
     let mixed = (hash ^ (hash >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     1 << (mixed >> 58)
 }

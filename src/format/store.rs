@@ -133,16 +133,18 @@ impl SpanStore {
         self.maybe_reserved = false;
     }
 
-    /// The values of the first fields named one of each list of `names` (several lists, one
+    /// The values of the first fields named one of each list of names (several lists, one
     /// walk over the fields), as text: a string's content, or a number or boolean as written.
+    /// Each list comes with the union of its names' [`name_bit`]s: most fields are ruled out
+    /// without a comparison.
     pub(crate) fn texts_of<const N: usize>(
         &self,
-        names: [&[&str]; N],
+        names: &[(&[&str], u64); N],
     ) -> [Option<Cow<'_, str>>; N] {
         let mut found: [Option<&StoredField>; N] = [None; N];
         for field in &self.fields {
-            for (slot, names) in found.iter_mut().zip(names) {
-                if slot.is_none() && names.contains(&field.name) {
+            for (slot, (names, bits)) in found.iter_mut().zip(names) {
+                if slot.is_none() && field.bit & bits != 0 && names.contains(&field.name) {
                     *slot = Some(field);
                 }
             }
