@@ -194,16 +194,23 @@ impl Recorder {
                 interval.routes.push(RouteStats::new(route, method));
                 interval.routes.len() - 1
             }
-            None => {
-                let other = interval
-                    .routes
-                    .iter()
-                    .position(|r| r.route == OTHER && r.method == OTHER);
-                other.unwrap_or_else(|| {
-                    interval.routes.push(RouteStats::new(OTHER, OTHER));
-                    interval.routes.len() - 1
-                })
-            }
+            // A pair of the last interval with no request in this one gives its place up.
+            None => match interval.routes.iter().position(|r| r.requests == 0) {
+                Some(at) => {
+                    interval.routes[at].reuse(route, method);
+                    at
+                }
+                None => {
+                    let other = interval
+                        .routes
+                        .iter()
+                        .position(|r| r.route == OTHER && r.method == OTHER);
+                    other.unwrap_or_else(|| {
+                        interval.routes.push(RouteStats::new(OTHER, OTHER));
+                        interval.routes.len() - 1
+                    })
+                }
+            },
         };
         let overflowed =
             interval.routes[at].route == OTHER && interval.routes.len() > self.config.max_routes;
@@ -295,6 +302,14 @@ impl Drop for Recorder {
 }
 
 impl RouteStats {
+    /// Takes the place of a pair of the last interval, keeping its room.
+    fn reuse(&mut self, route: &str, method: &str) {
+        self.route.clear();
+        self.route.push_str(route);
+        self.method.clear();
+        self.method.push_str(method);
+    }
+
     fn new(route: &str, method: &str) -> Self {
         RouteStats {
             route: route.to_owned(),

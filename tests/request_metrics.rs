@@ -237,3 +237,23 @@ fn a_second_layer_with_metrics_counts_behind_one_without() {
     assert_eq!(lines[0]["Route"], "/second");
     assert!(emf_lines(&plain).is_empty());
 }
+
+#[test]
+fn the_pairs_of_the_last_interval_give_their_places_up() {
+    let (_serial, out) = output();
+    let request = |route: &str| {
+        info_span!("request", route, method = "GET").in_scope(|| info!("served"));
+    };
+    // An interval of 100 pairs, then one of 100 other pairs: none of them is `other`.
+    for i in 0..100 {
+        request(&format!("/first/{i}"));
+    }
+    tracing_aws_ecs::flush();
+    for i in 0..100 {
+        request(&format!("/second/{i}"));
+    }
+    tracing_aws_ecs::flush();
+    let totals = totals(&emf_lines(out));
+    assert_eq!(totals.len(), 200, "{:?}", totals.keys().collect::<Vec<_>>());
+    assert!(totals.keys().all(|(route, _)| route != "other"));
+}
