@@ -21,6 +21,7 @@ pub(super) const RENAMED: &str = "fields.";
 /// key families, and the keys its options and static fields add.
 #[derive(Clone, Debug)]
 pub(super) struct ReservedKeys {
+    /// Ordered by [`by_length`], for a binary search.
     exact: Vec<Cow<'static, str>>,
     prefixes: Vec<&'static str>,
     /// The [`name_bit`]s of the keys that only this configuration's options add: span
@@ -32,13 +33,16 @@ pub(super) struct ReservedKeys {
 impl ReservedKeys {
     /// The formatter's keys, and those of `scheme` with `extra`.
     pub(super) fn new(scheme: FieldScheme, extra: ExtraFields) -> Self {
+        let mut exact: Vec<Cow<'static, str>> = BASE_KEYS
+            .iter()
+            .copied()
+            .chain(scheme.top_level_keys(extra))
+            .map(Cow::Borrowed)
+            .collect();
+        exact.sort_by(|a, b| by_length(a, b));
+        exact.dedup();
         ReservedKeys {
-            exact: BASE_KEYS
-                .iter()
-                .copied()
-                .chain(scheme.top_level_keys(extra))
-                .map(Cow::Borrowed)
-                .collect(),
+            exact,
             prefixes: std::iter::once(RENAMED)
                 .chain(scheme.reserved_prefixes().iter().copied())
                 .collect(),
@@ -61,7 +65,7 @@ impl ReservedKeys {
                 );
                 any.prefixes.extend(scheme.reserved_prefixes());
             }
-            any.exact.sort_unstable();
+            any.exact.sort_by(|a, b| by_length(a, b));
             any.exact.dedup();
             any.prefixes.sort_unstable();
             any.prefixes.dedup();
@@ -72,16 +76,19 @@ impl ReservedKeys {
 
     /// Reserves a key that this configuration's options write.
     pub(super) fn add(&mut self, key: Cow<'static, str>) {
-        if !self.exact.contains(&key) {
+        if let Err(at) = self.exact.binary_search_by(|k| by_length(k, &key)) {
             self.own_mask |= name_bit(&key);
-            self.exact.push(key);
+            self.exact.insert(at, key);
         }
     }
 
     /// Whether a field named `name` is renamed; `traced` when the line carries trace ids.
     pub(super) fn contains(&self, name: &str, traced: bool) -> bool {
         self.prefixes.iter().any(|prefix| name.starts_with(prefix))
-            || self.exact.iter().any(|key| key == name)
+            || self
+                .exact
+                .binary_search_by(|key| by_length(key, name))
+                .is_ok()
             || (traced && TRACE_KEYS.contains(&name))
     }
 
@@ -89,6 +96,13 @@ impl ReservedKeys {
     pub(super) fn own_mask(&self) -> u64 {
         self.own_mask
     }
+}
+
+/// Keys ordered by length, then bytes: a search compares lengths, and bytes only between
+/// keys of the name's length (every span field is checked against every configuration's
+/// keys when its span is created).
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// One of 64 bits for a field name: equal names have equal bits, so names whose bits differ

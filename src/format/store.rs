@@ -159,7 +159,7 @@ impl SpanStore {
             return Some(Cow::Borrowed(value));
         }
         let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-        if inner.contains('\\') {
+        if inner.as_bytes().contains(&b'\\') {
             serde_json::from_str::<String>(value).ok().map(Cow::Owned)
         } else {
             Some(Cow::Borrowed(inner))
