@@ -286,79 +286,107 @@ pub(crate) fn write_samples_record(
     check_dimensions(dimensions)?;
     let millis = check_timestamp(timestamp)?;
     let (name, unit, values) = samples;
-    let mut values = values
+    let values: Vec<f64> = values
         .iter()
         .copied()
         .filter(|v| accepted_value(*v))
-        .peekable();
-    let mut first = true;
-    while first || values.peek().is_some() {
-        let chunk: Vec<f64> = values.by_ref().take(MAX_VALUES).collect();
-        let line_counts = if first { counts } else { &[] };
-        first = false;
-        if chunk.is_empty() && line_counts.is_empty() {
-            break;
-        }
-        // Writing to a String cannot fail.
-        let _ = write!(
+        .collect();
+    let mut chunks = values.chunks(MAX_VALUES);
+    // The counts go on the first line, with the first values.
+    let first = chunks.next().unwrap_or_default();
+    if !counts.is_empty() || !first.is_empty() {
+        write_samples_line(
             out,
-            "{{\"_aws\":{{\"Timestamp\":{millis},\"CloudWatchMetrics\":[{{\"Namespace\":"
+            namespace,
+            dimensions,
+            rollup,
+            counts,
+            (name, unit, first),
+            millis,
         );
-        let _ = write_json_str(out, namespace);
-        out.push_str(",\"Dimensions\":[");
-        for (i, set) in [&dimensions[..rollup.min(dimensions.len())], dimensions]
-            .iter()
-            .enumerate()
-        {
-            out.push_str(if i > 0 { ",[" } else { "[" });
-            for (j, (key, _)) in set.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                let _ = write_json_str(out, key);
+    }
+    for chunk in chunks {
+        write_samples_line(
+            out,
+            namespace,
+            dimensions,
+            rollup,
+            &[],
+            (name, unit, chunk),
+            millis,
+        );
+    }
+    Ok(())
+}
+
+/// One line of a [`write_samples_record`] record: `counts`, and `samples` when it has values.
+fn write_samples_line(
+    out: &mut String,
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    rollup: usize,
+    counts: &[Metric<'_>],
+    (name, unit, values): (&str, Unit, &[f64]),
+    millis: u128,
+) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{{\"_aws\":{{\"Timestamp\":{millis},\"CloudWatchMetrics\":[{{\"Namespace\":"
+    );
+    let _ = write_json_str(out, namespace);
+    out.push_str(",\"Dimensions\":[");
+    for (i, set) in [&dimensions[..rollup.min(dimensions.len())], dimensions]
+        .iter()
+        .enumerate()
+    {
+        out.push_str(if i > 0 { ",[" } else { "[" });
+        for (j, (key, _)) in set.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
             }
-            out.push(']');
+            let _ = write_json_str(out, key);
         }
-        out.push_str("],\"Metrics\":[");
-        let named = line_counts
-            .iter()
-            .map(|m| (m.name, m.unit))
-            .chain((!chunk.is_empty()).then_some((name, unit)));
-        for (i, (metric, unit)) in named.enumerate() {
+        out.push(']');
+    }
+    out.push_str("],\"Metrics\":[");
+    let named = counts
+        .iter()
+        .map(|m| (m.name, m.unit))
+        .chain((!values.is_empty()).then_some((name, unit)));
+    for (i, (metric, unit)) in named.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"Name\":");
+        let _ = write_json_str(out, metric);
+        let _ = write!(out, ",\"Unit\":\"{}\"}}", unit.as_str());
+    }
+    out.push_str("]}]}");
+    for (key, value) in dimensions {
+        out.push(',');
+        let _ = write_json_str(out, key);
+        out.push(':');
+        let _ = write_json_str(out, value);
+    }
+    for metric in counts {
+        out.push(',');
+        let _ = write_json_str(out, metric.name);
+        let _ = write!(out, ":{}", metric.value);
+    }
+    if !values.is_empty() {
+        out.push(',');
+        let _ = write_json_str(out, name);
+        out.push_str(":[");
+        for (i, value) in values.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str("{\"Name\":");
-            let _ = write_json_str(out, metric);
-            let _ = write!(out, ",\"Unit\":\"{}\"}}", unit.as_str());
+            let _ = crate::json::write_f64(out, *value);
         }
-        out.push_str("]}]}");
-        for (key, value) in dimensions {
-            out.push(',');
-            let _ = write_json_str(out, key);
-            out.push(':');
-            let _ = write_json_str(out, value);
-        }
-        for metric in line_counts {
-            out.push(',');
-            let _ = write_json_str(out, metric.name);
-            let _ = write!(out, ":{}", metric.value);
-        }
-        if !chunk.is_empty() {
-            out.push(',');
-            let _ = write_json_str(out, name);
-            out.push_str(":[");
-            for (i, value) in chunk.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = crate::json::write_f64(out, *value);
-            }
-            out.push(']');
-        }
-        out.push_str("}\n");
+        out.push(']');
     }
-    Ok(())
+    out.push_str("}\n");
 }
 
 fn accepted_value(value: f64) -> bool {

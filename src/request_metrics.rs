@@ -243,6 +243,7 @@ impl Recorder {
     pub(crate) fn write_interval(&self) {
         let mut lines = String::new();
         let mut refused = None;
+        let now = SystemTime::now();
         {
             let mut interval = lock(&self.interval);
             // Routes without requests are forgotten; the others keep their room.
@@ -273,7 +274,7 @@ impl Recorder {
                         },
                     ],
                     ("Latency", Unit::Milliseconds, &stats.latencies),
-                    SystemTime::now(),
+                    now,
                 );
                 if let Err(e) = written {
                     refused = Some(e);

@@ -9,7 +9,7 @@
 mod common;
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 
 use common::{Capture, fargate_metadata};
 use tracing::{debug, error, info, info_span};
@@ -20,19 +20,12 @@ use tracing_subscriber::prelude::*;
 /// The global subscriber, installed once: a buffering layer writing to the returned capture.
 /// The tests take turns, each starting from an empty capture.
 fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    static OUTPUT: OnceLock<Capture> = OnceLock::new();
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let output = OUTPUT.get_or_init(|| {
-        let output = Capture::default();
+    common::global_capture(|output| {
         tracing_subscriber::registry()
             .with(LevelFilter::TRACE)
-            .with(layer(&output))
+            .with(layer(output))
             .init();
-        output
-    });
-    output.clear();
-    (serial, output)
+    })
 }
 
 fn layer<S>(out: &Capture) -> tracing_aws_ecs::EcsLayer<S, Capture>

@@ -221,7 +221,6 @@ fn a_bad_namespace_or_no_endpoint_is_an_error_at_start() {
 fn a_payload_it_cannot_use_costs_one_warning_and_reporting_goes_on() {
     let logs = logs();
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
-    let meta = emulator.client().fetch_metadata().unwrap();
     // A container the task does not list, named as CloudWatch refuses a dimension: not
     // ASCII, then blank.
     let mut unusable = Vec::new();
@@ -238,14 +237,7 @@ fn a_payload_it_cannot_use_costs_one_warning_and_reporting_goes_on() {
         emulator.inject(Document::TaskStats, Fault::Body(body.clone()), 1);
     }
     let out = Capture::default();
-    let reporter = MetricsReporter::builder()
-        .with_client(emulator.client())
-        .with_metadata(meta)
-        .with_writer(out.clone())
-        .with_interval(Duration::from_millis(10))
-        .with_namespace("Test/NS")
-        .start()
-        .unwrap();
+    let reporter = start_reporter(&emulator, &out, Duration::from_millis(10));
     // Fargate: app + envoy + the task's record per sample, from the samples after.
     wait_for(|| emf_lines(&out).len() >= 6);
     reporter.stop();

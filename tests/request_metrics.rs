@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use common::{Capture, assert_emf, fargate_metadata};
@@ -21,11 +21,7 @@ use tracing_subscriber::prelude::*;
 /// The global subscriber with request metrics (an interval of an hour: lines are written by
 /// `flush()`), writing into the returned capture, empty.
 fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    static OUTPUT: OnceLock<Capture> = OnceLock::new();
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let output = OUTPUT.get_or_init(|| {
-        let output = Capture::default();
+    let (serial, output) = common::global_capture(|output| {
         let layer = tracing_aws_ecs::builder()
             .with_metadata(fargate_metadata())
             .with_request_metrics(
@@ -34,7 +30,6 @@ fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
             .with_writer(output.clone())
             .layer();
         tracing_subscriber::registry().with(layer).init();
-        output
     });
     // Whatever an earlier test left in the interval goes first.
     tracing_aws_ecs::flush();

@@ -66,6 +66,25 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
+/// A capture behind a global subscriber that `install` sets up once per test binary (as
+/// `init()` would), for tests that need one: `tracing` drops an event logged inside
+/// another's dispatch while a scoped subscriber is in use. The tests take turns (hold the
+/// guard), each starting from an empty capture.
+pub fn global_capture(
+    install: impl FnOnce(&Capture),
+) -> (std::sync::MutexGuard<'static, ()>, &'static Capture) {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    static OUTPUT: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let output = OUTPUT.get_or_init(|| {
+        let output = Capture::default();
+        install(&output);
+        output
+    });
+    output.clear();
+    (serial, output)
+}
+
 /// Fails if a JSON object on the line repeats a key at any depth (serde_json keeps the last).
 pub fn assert_no_duplicate_keys(line: &str) {
     struct Check;
