@@ -1,16 +1,20 @@
 //! What request metrics add to a request: a root span of three fields (route, method,
 //! status) around one event, with and without `with_request_metrics`, to `io::sink()`. The
 //! difference is the cost of starting the request's clock, reading its fields at the close
-//! and counting it.
+//! and counting it. A second group times the close alone (the span is made and its event
+//! written untimed), and a third spreads the requests over 50 routes, among which the count
+//! looks each one up.
 
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use tracing::{Dispatch, info, info_span};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tracing::{Dispatch, Span, info, info_span};
 use tracing_aws_ecs::{EcsMetadata, RequestMetrics};
 use tracing_subscriber::prelude::*;
 
-fn dispatch(metrics: Option<RequestMetrics>) -> Dispatch {
+const SETUPS: [(&str, bool); 2] = [("without", false), ("with request metrics", true)];
+
+fn dispatch(metrics: bool) -> Dispatch {
     let metadata = EcsMetadata::from_json(
         r#"{"Name":"app","Labels":{"com.amazonaws.ecs.cluster":"prod","com.amazonaws.ecs.task-definition-family":"orders"}}"#,
         None,
@@ -19,31 +23,54 @@ fn dispatch(metrics: Option<RequestMetrics>) -> Dispatch {
     let mut builder = tracing_aws_ecs::builder()
         .with_metadata(metadata)
         .with_writer(std::io::sink);
-    if let Some(metrics) = metrics {
+    if metrics {
+        let metrics =
+            RequestMetrics::new("Bench/Requests").with_interval(Duration::from_secs(3600));
         builder = builder.with_request_metrics(metrics);
     }
     Dispatch::new(tracing_subscriber::registry().with(builder.layer()))
 }
 
-fn request() {
-    let span = info_span!(
-        "request",
-        route = "/orders/{id}",
-        method = "GET",
-        status = 200u16
-    );
+/// A request that has served its one event, not closed yet.
+fn served(route: &str) -> Span {
+    let span = info_span!("request", route, method = "GET", status = 200u16);
     span.in_scope(|| info!(order_id = 42u64, "served"));
+    span
 }
 
-fn per_request(c: &mut Criterion) {
+fn one_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("request metrics | a request of one event");
-    let metrics = RequestMetrics::new("Bench/Requests").with_interval(Duration::from_secs(3600));
-    for (name, dispatch) in [
-        ("without", dispatch(None)),
-        ("with request metrics", dispatch(Some(metrics))),
-    ] {
-        tracing::dispatcher::with_default(&dispatch, || {
-            group.bench_function(name, |b| b.iter(request));
+    for (name, metrics) in SETUPS {
+        tracing::dispatcher::with_default(&dispatch(metrics), || {
+            group.bench_function(name, |b| b.iter(|| drop(served("/orders/{id}"))));
+        });
+    }
+    group.finish();
+}
+
+fn close_alone(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request metrics | the close alone");
+    for (name, metrics) in SETUPS {
+        tracing::dispatcher::with_default(&dispatch(metrics), || {
+            group.bench_function(name, |b| {
+                b.iter_batched(|| served("/orders/{id}"), drop, BatchSize::SmallInput);
+            });
+        });
+    }
+    group.finish();
+}
+
+fn fifty_routes(c: &mut Criterion) {
+    let routes: Vec<String> = (0..50)
+        .map(|i| format!("/api/v1/resource{i:02}/{{id}}"))
+        .collect();
+    let mut group = c.benchmark_group("request metrics | a request of one event, 50 routes");
+    for (name, metrics) in SETUPS {
+        let mut next = routes.iter().cycle();
+        tracing::dispatcher::with_default(&dispatch(metrics), || {
+            group.bench_function(name, |b| {
+                b.iter(|| drop(served(next.next().expect("endless"))));
+            });
         });
     }
     group.finish();
@@ -54,6 +81,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = per_request
+    targets = one_event, close_alone, fifty_routes
 }
 criterion_main!(benches);

@@ -1,6 +1,8 @@
 //! JSON writing shared by the line formatter and the EMF writer: string escaping, numbers,
 //! error chains.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 /// A finite float in the shortest form that reads back as the same value, with an exponent
@@ -81,6 +83,38 @@ fn is_clean(chunk: &[u8; 32]) -> bool {
 /// Whether `s` goes into JSON as it is: no byte of it needs a look (short strings, names).
 pub(crate) fn is_plain(s: &str) -> bool {
     !s.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)])
+}
+
+/// The text of a JSON string's content as written between its quotes: `None` when it is
+/// not valid JSON.
+pub(crate) fn unescaped(content: &str) -> Option<Cow<'_, str>> {
+    if !content.contains('\\') {
+        return Some(Cow::Borrowed(content));
+    }
+    serde_json::from_str::<String>(&format!("\"{content}\""))
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// Hands `f` the JSON escaping of `s`, without quotes: `s` itself when nothing in it needs
+/// escaping, else the escaping in a buffer kept per thread.
+pub(crate) fn with_escaped<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static ESCAPED: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    if is_plain(s) {
+        return f(s);
+    }
+    ESCAPED.with(|buffer| {
+        // A second use on this thread while the first holds the buffer (`f` logs) gets its own.
+        let mut fresh = String::new();
+        let mut reused = buffer.try_borrow_mut();
+        let escaped = reused.as_deref_mut().unwrap_or(&mut fresh);
+        escaped.clear();
+        // Into a `String`: cannot fail.
+        let _ = write_escaped(escaped, s);
+        f(escaped)
+    })
 }
 
 /// The JSON escaping of `s`, without quotes.

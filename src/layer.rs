@@ -17,7 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
 use crate::format::{EcsFormat, RequestClock, SpanStore};
-use crate::request_metrics::{REQUEST_FIELDS, Recorder};
+use crate::request_metrics::Recorder;
 use crate::span_events::SpanEvents;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
@@ -307,13 +307,13 @@ where
     let Some(clock) = &store.request else {
         return;
     };
-    let [route, method, status] = store.texts_of(&REQUEST_FIELDS);
+    let [route, method, status] = store.request_values();
     let status = status.and_then(|s| s.parse::<u16>().ok());
-    recorder.record(
-        route.as_deref().unwrap_or(span.name()),
-        method.as_deref().unwrap_or("ANY"),
-        status,
-        clock.opened.elapsed(),
-        clock.failed.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let latency = clock.opened.elapsed();
+    let failed = clock.failed.load(std::sync::atomic::Ordering::Relaxed);
+    let method = method.unwrap_or("ANY");
+    match route {
+        Some(route) => recorder.record(route, method, status, latency, failed),
+        None => recorder.record_named(span.name(), method, status, latency, failed),
+    }
 }

@@ -252,3 +252,43 @@ fn the_pairs_of_the_last_interval_give_their_places_up() {
     assert_eq!(totals.len(), 200, "{:?}", totals.keys().collect::<Vec<_>>());
     assert!(totals.keys().all(|(route, _)| route != "other"));
 }
+
+#[test]
+fn routes_are_read_as_written_whatever_their_characters() {
+    let (_serial, out) = output();
+    for _ in 0..2 {
+        // OpenTelemetry's names, recorded after the span was made.
+        let request = info_span!(
+            "request",
+            http.route = tracing::field::Empty,
+            http.request.method = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        request.record("http.route", r#"/a"b\c"#);
+        request.record("http.request.method", "PUT");
+        request.record("http.response.status_code", 503u16);
+        request.in_scope(|| info!("served"));
+        info_span!("request", route = "/prix €", method = "GET").in_scope(|| info!("served"));
+        // No route field: the span's name is the route.
+        info_span!("ping \"x\"", method = "GET").in_scope(|| info!("served"));
+        info_span!("request", route = "/prix \u{2028}", method = "GET")
+            .in_scope(|| info!("served"));
+    }
+    tracing_aws_ecs::flush();
+    let totals = totals(&emf_lines(out));
+    let pair = |route: &str, method: &str| (route.to_owned(), method.to_owned());
+    assert_eq!(
+        totals.keys().cloned().collect::<Vec<_>>(),
+        [
+            pair(r#"/a"b\c"#, "PUT"),
+            pair("/prix ?", "GET"),
+            pair("ping \"x\"", "GET"),
+        ],
+        "each route is one pair, its text with other characters than ASCII as `?`"
+    );
+    assert_eq!(totals[&pair(r#"/a"b\c"#, "PUT")].0, 2);
+    assert_eq!(totals[&pair(r#"/a"b\c"#, "PUT")].1, 2, "a 503 is an error");
+    assert_eq!(totals[&pair("ping \"x\"", "GET")].0, 2);
+    // `€` and U+2028 both become `?`: two routes, one dimension value, one line each.
+    assert_eq!(totals[&pair("/prix ?", "GET")].0, 4);
+}

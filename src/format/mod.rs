@@ -74,7 +74,6 @@ use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
-pub(crate) use keys::name_bit;
 use keys::{RENAMED, ReservedKeys};
 pub(crate) use options::LineOptions;
 pub use options::Timestamp;

@@ -2,7 +2,6 @@
 //! whole, and where each field is in it, so that a line whose names clash reads the fields
 //! one by one and `span.record` replaces values in place.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -29,9 +28,45 @@ pub(crate) struct SpanStore {
     mask: u64,
     /// Whether some configuration reserves one of the names.
     maybe_reserved: bool,
+    /// Where the first field of each of [`REQUEST_FIELDS`]' lists is in `fields` (among the
+    /// first 256): noted as fields are added, so that a request's close reads them without a
+    /// search.
+    request_fields: [Option<u8>; 3],
     /// For a request's root span, when request metrics are on: when it opened, and whether
     /// the request failed.
     pub(crate) request: Option<RequestClock>,
+}
+
+/// The names a request's route, method and status are read from, in that order.
+const REQUEST_FIELDS: [&[&str]; 3] = [
+    &["route", "http.route"],
+    &["method", "http.request.method"],
+    &["status", "http.response.status_code"],
+];
+
+/// The [`name_bit`]s of [`REQUEST_FIELDS`]: most names are ruled out without a comparison.
+const REQUEST_BITS: u64 = {
+    let mut bits = 0;
+    let mut list = 0;
+    while list < REQUEST_FIELDS.len() {
+        let mut name = 0;
+        while name < REQUEST_FIELDS[list].len() {
+            bits |= name_bit(REQUEST_FIELDS[list][name]);
+            name += 1;
+        }
+        list += 1;
+    }
+    bits
+};
+
+/// Which of [`REQUEST_FIELDS`]' lists `name` is in.
+fn request_field(name: &str, bit: u64) -> Option<usize> {
+    if bit & REQUEST_BITS == 0 {
+        return None;
+    }
+    REQUEST_FIELDS
+        .iter()
+        .position(|names| names.contains(&name))
 }
 
 /// When a request opened, and whether it logged an error.
@@ -110,6 +145,7 @@ impl SpanStore {
                 fields,
                 mask: scratch.mask,
                 maybe_reserved: scratch.maybe_reserved,
+                request_fields: scratch.request_fields,
                 request: None,
             }
         })
@@ -131,39 +167,29 @@ impl SpanStore {
         self.fields.clear();
         self.mask = 0;
         self.maybe_reserved = false;
+        self.request_fields = [None; 3];
     }
 
-    /// The values of the first fields named one of each list of names (several lists, one
-    /// walk over the fields), as text: a string's content, or a number or boolean as written.
-    /// Each list comes with the union of its names' [`name_bit`]s: most fields are ruled out
-    /// without a comparison.
-    pub(crate) fn texts_of<const N: usize>(
-        &self,
-        names: &[(&[&str], u64); N],
-    ) -> [Option<Cow<'_, str>>; N] {
-        let mut found: [Option<&StoredField>; N] = [None; N];
-        for field in &self.fields {
-            for (slot, (names, bits)) in found.iter_mut().zip(names) {
-                if slot.is_none() && field.bit & bits != 0 && names.contains(&field.name) {
-                    *slot = Some(field);
-                }
-            }
+    /// A request's route, method and status: the values of the first fields named in each of
+    /// [`REQUEST_FIELDS`]' lists, as they are written in the fragment: a string's escaped
+    /// content without its quotes (NaN and the infinities are strings too), or a number or
+    /// boolean as it is.
+    pub(crate) fn request_values(&self) -> [Option<&str>; 3] {
+        let mut values = [None; 3];
+        for (value, at) in values.iter_mut().zip(self.request_fields) {
+            let Some(field) = at.and_then(|at| self.fields.get(usize::from(at))) else {
+                continue;
+            };
+            let (start, end) = field.value;
+            // A string's quotes are ASCII: inside them is on a character's boundary.
+            let quoted = !field.plain || self.fragment.as_bytes().get(start) == Some(&b'"');
+            *value = if quoted && end - start >= 2 {
+                self.fragment.get(start + 1..end - 1)
+            } else {
+                self.fragment.get(start..end)
+            };
         }
-        found.map(|field| field.and_then(|field| self.text(field)))
-    }
-
-    /// A field's value as text.
-    fn text(&self, field: &StoredField) -> Option<Cow<'_, str>> {
-        let value = field.value(&self.fragment);
-        if field.plain {
-            return Some(Cow::Borrowed(value));
-        }
-        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-        if inner.as_bytes().contains(&b'\\') {
-            serde_json::from_str::<String>(value).ok().map(Cow::Owned)
-        } else {
-            Some(Cow::Borrowed(inner))
-        }
+        values
     }
 
     pub(super) fn fragment(&self) -> &str {
@@ -189,6 +215,17 @@ impl SpanStore {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// Notes where a request's route, method or status is, for a field about to be appended.
+    fn note_request_field(&mut self, name: &str, bit: u64) {
+        if let Some(list) = request_field(name, bit) {
+            let at = u8::try_from(self.fields.len()).ok();
+            let slot = &mut self.request_fields[list];
+            if slot.is_none() {
+                *slot = at;
+            }
+        }
+    }
+
     /// Appends a field, unless the store has one of its name: the first of a name wins.
     fn push(&mut self, field: &Field, plain: bool, write: impl FnOnce(&mut String) -> fmt::Result) {
         let name = field.name();
@@ -211,6 +248,7 @@ impl SpanStore {
             self.fragment.truncate(start);
             return;
         }
+        self.note_request_field(name, bit);
         self.fields.push(StoredField {
             name,
             bit,
@@ -245,6 +283,7 @@ impl SpanStore {
                     self.fragment
                         .push_str(&recorded.fragment[field.start..field.value.1]);
                     let shift = start.wrapping_sub(field.start);
+                    self.note_request_field(field.name, field.bit);
                     self.fields.push(StoredField {
                         start,
                         value: (
@@ -310,7 +349,16 @@ mod tests {
     fn field_named(name: &str) -> Field {
         struct Callsite;
         static CALLSITE: Callsite = Callsite;
-        static FIELDS: &[&str] = &["a", "b\n", "c", "container.id"];
+        static FIELDS: &[&str] = &[
+            "a",
+            "b\n",
+            "c",
+            "container.id",
+            "route",
+            "http.route",
+            "http.request.method",
+            "status",
+        ];
         static META: tracing::Metadata<'static> = tracing::metadata! {
             name: "test",
             target: "test",
@@ -366,6 +414,27 @@ mod tests {
         assert_eq!(stored.mask, name_bit("a") | name_bit("b\n"));
         assert!(!stored.maybe_reserved);
         assert!(store(&[("container.id", "1", true)]).maybe_reserved);
+    }
+
+    #[test]
+    fn request_values_are_the_first_of_each_list_as_written() {
+        let mut stored = store(&[
+            ("a", "1", true),
+            ("http.route", r#""/a\"b""#, false),
+            ("route", r#""/ignored""#, false),
+        ]);
+        assert_eq!(stored.request_values(), [Some(r#"/a\"b"#), None, None]);
+        // Recorded later: the method is new, the route's value changes where it is.
+        stored.merge(&store(&[
+            ("http.request.method", r#""GET""#, false),
+            ("http.route", r#""/c""#, false),
+        ]));
+        stored.merge(&store(&[("status", "503", true)]));
+        assert_eq!(
+            stored.request_values(),
+            [Some("/c"), Some("GET"), Some("503")]
+        );
+        assert_eq!(store(&[("c", "1", true)]).request_values(), [None; 3]);
     }
 
     #[test]
