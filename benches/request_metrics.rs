@@ -5,31 +5,15 @@
 //! written untimed), and a third spreads the requests over 50 routes, among which the count
 //! looks each one up.
 
+mod support;
+
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use tracing::{Dispatch, Span, info, info_span};
-use tracing_aws_ecs::{EcsMetadata, RequestMetrics};
-use tracing_subscriber::prelude::*;
+use support::request_metrics_dispatch;
+use tracing::{Span, info, info_span};
 
 const SETUPS: [(&str, bool); 2] = [("without", false), ("with request metrics", true)];
-
-fn dispatch(metrics: bool) -> Dispatch {
-    let metadata = EcsMetadata::from_json(
-        r#"{"Name":"app","Labels":{"com.amazonaws.ecs.cluster":"prod","com.amazonaws.ecs.task-definition-family":"orders"}}"#,
-        None,
-    )
-    .expect("metadata");
-    let mut builder = tracing_aws_ecs::builder()
-        .with_metadata(metadata)
-        .with_writer(std::io::sink);
-    if metrics {
-        let metrics =
-            RequestMetrics::new("Bench/Requests").with_interval(Duration::from_secs(3600));
-        builder = builder.with_request_metrics(metrics);
-    }
-    Dispatch::new(tracing_subscriber::registry().with(builder.layer()))
-}
 
 /// A request that has served its one event, not closed yet.
 fn served(route: &str) -> Span {
@@ -41,7 +25,7 @@ fn served(route: &str) -> Span {
 fn one_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("request metrics | a request of one event");
     for (name, metrics) in SETUPS {
-        tracing::dispatcher::with_default(&dispatch(metrics), || {
+        tracing::dispatcher::with_default(&request_metrics_dispatch(metrics), || {
             group.bench_function(name, |b| b.iter(|| drop(served("/orders/{id}"))));
         });
     }
@@ -51,7 +35,7 @@ fn one_event(c: &mut Criterion) {
 fn close_alone(c: &mut Criterion) {
     let mut group = c.benchmark_group("request metrics | the close alone");
     for (name, metrics) in SETUPS {
-        tracing::dispatcher::with_default(&dispatch(metrics), || {
+        tracing::dispatcher::with_default(&request_metrics_dispatch(metrics), || {
             group.bench_function(name, |b| {
                 b.iter_batched(|| served("/orders/{id}"), drop, BatchSize::SmallInput);
             });
@@ -67,7 +51,7 @@ fn fifty_routes(c: &mut Criterion) {
     let mut group = c.benchmark_group("request metrics | a request of one event, 50 routes");
     for (name, metrics) in SETUPS {
         let mut next = routes.iter().cycle();
-        tracing::dispatcher::with_default(&dispatch(metrics), || {
+        tracing::dispatcher::with_default(&request_metrics_dispatch(metrics), || {
             group.bench_function(name, |b| {
                 b.iter(|| drop(served(next.next().expect("endless"))));
             });

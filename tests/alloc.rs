@@ -262,3 +262,52 @@ fn buffering_allocates_per_request_not_per_event() {
     println!("allocations per request: {ten} with 10 held lines, {forty} with 40");
     assert!(forty <= ten + 3, "{ten} with 10 lines, {forty} with 40");
 }
+
+/// Request metrics allocate nothing per request once its (Route, Method) is known in the
+/// interval: the same allocations as without them (the span's own store), whatever the
+/// route's characters, and once the latency sample is full.
+#[test]
+fn request_metrics_allocate_nothing_per_request() {
+    let allocations_of = |metrics: bool| {
+        let mut builder = tracing_aws_ecs::builder();
+        if metrics {
+            builder = builder.with_request_metrics(
+                tracing_aws_ecs::RequestMetrics::new("Test/Alloc")
+                    .with_interval(std::time::Duration::from_secs(3600))
+                    .with_max_latencies(5),
+            );
+        }
+        under(builder, || {
+            let requests = || {
+                info_span!(
+                    "request",
+                    route = "/orders/{id}",
+                    method = "GET",
+                    status = 200
+                )
+                .in_scope(|| info!("served"));
+                info_span!(
+                    "request",
+                    route = r#"/a"b\c €"#,
+                    method = "PUT",
+                    status = 503
+                )
+                .in_scope(|| info!("served"));
+                // No route field: the name, escaped, is the route.
+                info_span!("ping \"x\"").in_scope(|| info!("served"));
+            };
+            // Warm up: the pairs, their sample full (5 latencies), the per-thread buffers.
+            for _ in 0..10 {
+                requests();
+            }
+            allocations(|| {
+                for _ in 0..100 {
+                    requests();
+                }
+            })
+        })
+    };
+    let (without, with) = (allocations_of(false), allocations_of(true));
+    println!("allocations for 300 requests: {without} without request metrics, {with} with");
+    assert_eq!(with, without);
+}

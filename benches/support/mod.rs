@@ -19,6 +19,25 @@ pub fn metadata() -> EcsMetadata {
     EcsMetadata::from_values(task["Containers"][1].clone(), Some(task)).unwrap()
 }
 
+/// Our layer to `io::sink()`, with request metrics (an interval of an hour: no line is
+/// written while it runs) or without, for a task of cluster `prod` and family `orders`.
+pub fn request_metrics_dispatch(metrics: bool) -> Dispatch {
+    let metadata = EcsMetadata::from_json(
+        r#"{"Name":"app","Labels":{"com.amazonaws.ecs.cluster":"prod","com.amazonaws.ecs.task-definition-family":"orders"}}"#,
+        None,
+    )
+    .expect("metadata");
+    let mut builder = tracing_aws_ecs::builder()
+        .with_metadata(metadata)
+        .with_writer(std::io::sink);
+    if metrics {
+        let metrics = tracing_aws_ecs::RequestMetrics::new("Bench/Requests")
+            .with_interval(std::time::Duration::from_secs(3600));
+        builder = builder.with_request_metrics(metrics);
+    }
+    Dispatch::new(tracing_subscriber::registry().with(builder.layer()))
+}
+
 /// The values our `Nested` scheme writes, for the peers to write the same.
 pub fn ecs_object(meta: &EcsMetadata) -> Value {
     json!({
