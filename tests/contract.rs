@@ -44,7 +44,10 @@ impl V {
             V::Str(s) => Json::String(s.clone()),
             V::I(i) => json!(i),
             V::U(u) => json!(u),
-            V::F(f) if f.is_finite() => json!(f),
+            // As a default parser reads its shortest text back: not exactly, for subnormals.
+            V::F(f) if f.is_finite() => {
+                serde_json::from_str(&json!(f).to_string()).unwrap_or_else(|_| json!(f))
+            }
             // JSON has no NaN or infinity: their spellings, as strings.
             V::F(f) => Json::String(f.to_string()),
             V::B(b) => json!(b),
