@@ -292,3 +292,72 @@ fn routes_are_read_as_written_whatever_their_characters() {
     // `€` and U+2028 both become `?`: two routes, one dimension value, one line each.
     assert_eq!(totals[&pair("/prix ?", "GET")].0, 4);
 }
+
+#[test]
+fn requests_on_many_threads_are_each_counted_once_while_intervals_end() {
+    let (_serial, out) = output();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Intervals end again and again while requests close.
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing_aws_ecs::flush();
+                std::thread::yield_now();
+            }
+        });
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                scope.spawn(move || {
+                    for i in 0..250u32 {
+                        let route = ["/a", "/b", "/c"][(i % 3) as usize];
+                        let status = if (t + i) % 50 == 0 { 503 } else { 200 };
+                        info_span!("request", route, method = "GET", status)
+                            .in_scope(|| info!(i, "handled"));
+                    }
+                })
+            })
+            .collect();
+        // A request spread over threads: made here, its ERROR logged on a second thread
+        // under a child span, closed on a third.
+        for i in 0..50u32 {
+            let request = info_span!("request", route = "/spread", method = "POST", status = 200);
+            let parent = request.clone();
+            std::thread::spawn(move || {
+                info_span!(parent: &parent, "work").in_scope(|| {
+                    if i % 10 == 0 {
+                        error!("the upstream failed");
+                    }
+                });
+            })
+            .join()
+            .unwrap();
+            std::thread::spawn(move || drop(request)).join().unwrap();
+        }
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    tracing_aws_ecs::flush();
+    let totals = totals(&emf_lines(out));
+    let counts: BTreeMap<&str, (u64, u64, usize)> = totals
+        .iter()
+        .map(|((route, _), (requests, errors, latencies))| {
+            (route.as_str(), (*requests, *errors, latencies.len()))
+        })
+        .collect();
+    // What the workers sent: 2,000 requests over three routes, a 503 where (t + i) % 50 == 0.
+    let mut expected: BTreeMap<&str, (u64, u64, usize)> = BTreeMap::new();
+    for t in 0..8u32 {
+        for i in 0..250u32 {
+            let entry = expected
+                .entry(["/a", "/b", "/c"][(i % 3) as usize])
+                .or_default();
+            entry.0 += 1;
+            entry.1 += u64::from((t + i) % 50 == 0);
+            entry.2 += 1;
+        }
+    }
+    expected.insert("/spread", (50, 5, 50));
+    assert_eq!(counts, expected);
+}
