@@ -1,7 +1,8 @@
 //! What request metrics add to a request, the two subscribers taking turns: 100,000 requests
 //! under one, then under the other, 30 turns (the first dropped as warm-up), so that a slow
-//! spell of the machine falls on both. Prints, for one route and for 50 look-alike routes,
-//! the median ns per request without and with request metrics, and the difference.
+//! spell of the machine falls on both. Prints, for one route, for 50 look-alike routes and for
+//! one route whose requests open three child spans in turn, the median ns per request without
+//! and with request metrics, and the difference.
 
 mod support;
 
@@ -13,8 +14,9 @@ use tracing::{info, info_span};
 const REQUESTS: u32 = 100_000;
 const TURNS: usize = 30;
 
-/// The median ns per request over the turns, without and with request metrics.
-fn medians(routes: &[String]) -> [f64; 2] {
+/// The median ns per request over the turns, without and with request metrics: requests
+/// over `routes` in turn, each opening `children` child spans one after the other.
+fn medians(routes: &[String], children: usize) -> [f64; 2] {
     let dispatches = [
         request_metrics_dispatch(false),
         request_metrics_dispatch(true),
@@ -28,7 +30,12 @@ fn medians(routes: &[String]) -> [f64; 2] {
                 for _ in 0..REQUESTS {
                     let route = next.next().map_or("/", String::as_str);
                     let span = info_span!("request", route, method = "GET", status = 200u16);
-                    span.in_scope(|| info!(order_id = 42u64, "served"));
+                    span.in_scope(|| {
+                        for _ in 0..children {
+                            info_span!("query", table = "orders").in_scope(|| {});
+                        }
+                        info!(order_id = 42u64, "served");
+                    });
                 }
                 if turn > 0 {
                     times.push(start.elapsed().as_nanos() as f64 / f64::from(REQUESTS));
@@ -48,8 +55,12 @@ fn main() {
     let fifty: Vec<String> = (0..50)
         .map(|i| format!("/api/v1/resource{i:02}/{{id}}"))
         .collect();
-    for (name, routes) in [("one route", one), ("50 routes", fifty)] {
-        let [without, with] = medians(&routes);
+    for (name, routes, children) in [
+        ("one route", &one, 0),
+        ("50 routes", &fifty, 0),
+        ("one route, 3 child spans", &one, 3),
+    ] {
+        let [without, with] = medians(routes, children);
         println!(
             "{name}: {without:.0} ns without request metrics, {with:.0} ns with: {:.0} ns added",
             with - without
