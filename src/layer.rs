@@ -32,8 +32,6 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
     span_events: SpanEvents,
     /// Request-scoped buffering, on the JSON path.
     buffer: Option<Buffer>,
-    /// Request metrics, on the JSON path.
-    metrics: Option<Arc<Recorder>>,
 }
 
 /// The JSON lines, or human-readable text off ECS.
@@ -48,9 +46,19 @@ enum Inner<S, W> {
 struct JsonLayer<S, W> {
     format: EcsFormat,
     writer: Arc<W>,
-    /// Whether root spans keep a request clock (request metrics are on).
-    requests: bool,
+    /// Where root spans' requests go, when request metrics are on.
+    requests: Option<Arc<Recorder>>,
     _subscriber: PhantomData<fn(S)>,
+}
+
+impl<S, W> Drop for JsonLayer<S, W> {
+    /// The subscriber is going: the registry drops the spans still open after its layers,
+    /// and those requests did not finish.
+    fn drop(&mut self) {
+        if let Some(recorder) = &self.requests {
+            recorder.layer_gone();
+        }
+    }
 }
 
 impl<S, W> JsonLayer<S, W>
@@ -78,18 +86,22 @@ where
             return;
         };
         // A request's clock starts with its root span.
-        if self.requests && span.parent().is_none() {
-            store.request = Some(RequestClock::now());
-        }
+        let recorder = self.requests.as_ref().filter(|_| span.parent().is_none());
+        let clock =
+            |recorder: &Arc<Recorder>| RequestClock::now(attrs.metadata().name(), recorder.clone());
         let mut extensions = span.extensions_mut();
-        match extensions.get_mut::<SpanStore>() {
-            // The other layer may keep no clock: this one needs it.
-            Some(stored) => {
-                if stored.request.is_none() {
-                    stored.request = store.request;
-                }
+        match (extensions.get_mut::<SpanStore>(), recorder) {
+            // Another layer of ours stored the fields: this one's requests go on the same
+            // clock, or on a clock of their own if that layer counts none.
+            (Some(stored), Some(recorder)) => match &mut stored.request {
+                Some(request) => request.add_sink(recorder),
+                None => stored.request = Some(clock(recorder)),
+            },
+            (Some(_), None) => {}
+            (None, recorder) => {
+                store.request = recorder.map(clock);
+                extensions.insert(store);
             }
-            None => extensions.insert(store),
         }
     }
 
@@ -186,7 +198,8 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.metrics.is_some() && *event.metadata().level() == tracing::Level::ERROR {
+        let counts_requests = matches!(&self.inner, Inner::Json(l) if l.requests.is_some());
+        if counts_requests && *event.metadata().level() == tracing::Level::ERROR {
             mark_failed(event, &ctx);
         }
         match (&self.inner, &self.buffer) {
@@ -218,9 +231,6 @@ where
         if let (Inner::Json(layer), true) = (&self.inner, self.span_events.any()) {
             self.span_events.on_close(layer, &id, ctx.clone());
         }
-        if let Some(recorder) = &self.metrics {
-            end_request(recorder, &id, &ctx);
-        }
         delegate!(&self.inner, layer => layer.on_close(id, ctx));
     }
 
@@ -250,13 +260,12 @@ where
             inner: Inner::Json(JsonLayer {
                 format,
                 writer,
-                requests: metrics.is_some(),
+                requests: metrics,
                 _subscriber: PhantomData,
             }),
             dispatch,
             span_events,
             buffer,
-            metrics,
         }
     }
 
@@ -267,7 +276,6 @@ where
             dispatch: Arc::default(),
             span_events: SpanEvents::default(),
             buffer: None,
-            metrics: None,
         }
     }
 }
@@ -288,32 +296,5 @@ where
         clock
             .failed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Counts the request whose root span `id` closes: its route, method and status as its
-/// fields say, and how long it lasted.
-fn end_request<S>(recorder: &Recorder, id: &span::Id, ctx: &Context<'_, S>)
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    let Some(span) = ctx.span(id) else {
-        return;
-    };
-    let extensions = span.extensions();
-    let Some(store) = extensions.get::<SpanStore>() else {
-        return;
-    };
-    let Some(clock) = &store.request else {
-        return;
-    };
-    let [route, method, status] = store.request_values();
-    let status = status.and_then(|s| s.parse::<u16>().ok());
-    let latency = clock.opened.elapsed();
-    let failed = clock.failed.load(std::sync::atomic::Ordering::Relaxed);
-    let method = method.unwrap_or("ANY");
-    match route {
-        Some(route) => recorder.record(route, method, status, latency, failed),
-        None => recorder.record_named(span.name(), method, status, latency, failed),
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use once_cell::sync::Lazy;
 
 use crate::emf::{self, Metric, Unit};
+use crate::format::RequestSink;
 use crate::json::{unescaped, with_escaped};
 use crate::metadata::EcsMetadata;
 use crate::time::random_fraction;
@@ -26,6 +27,10 @@ use crate::write::LineSink;
 /// - `Route`: `route` or `http.route`, else the span's name;
 /// - `Method`: `method` or `http.request.method`, else `ANY`;
 /// - the status: `status` or `http.response.status_code`.
+///
+/// A request is counted as its root span closes, when the registry drops the span's data
+/// (`tracing_subscriber`'s `Registry` does so at the close; requests still open when the
+/// subscriber is dropped are not counted).
 ///
 /// A request is an error when its status is 500 or more, or when it logged an ERROR event.
 /// For each interval (60 s by default) and each (Route, Method), one EMF line carries
@@ -229,6 +234,29 @@ pub(crate) struct Recorder {
     warned_routes: AtomicBool,
     /// Whether the WARN about a line CloudWatch would refuse was written.
     warned_emf: AtomicBool,
+    /// Whether its layer is gone: the requests still open then are dropped with the
+    /// subscriber, unfinished, and not counted.
+    layer_gone: AtomicBool,
+}
+
+impl RequestSink for Recorder {
+    fn request_ended(
+        &self,
+        [route, method, status]: [Option<&str>; 3],
+        name: &'static str,
+        latency: Duration,
+        failed: bool,
+    ) {
+        if self.layer_gone.load(Ordering::Relaxed) {
+            return;
+        }
+        let status = status.and_then(|s| s.parse::<u16>().ok());
+        let method = method.unwrap_or("ANY");
+        match route {
+            Some(route) => self.record(route, method, status, latency, failed),
+            None => self.record_named(name, method, status, latency, failed),
+        }
+    }
 }
 
 /// Every live recorder, for [`flush`](crate::flush()).
@@ -258,6 +286,7 @@ impl Recorder {
             interval: Mutex::default(),
             warned_routes: AtomicBool::new(false),
             warned_emf: AtomicBool::new(false),
+            layer_gone: AtomicBool::new(false),
         });
         let mut live = lock(&RECORDERS);
         live.retain(|r| r.strong_count() > 0);
@@ -268,7 +297,7 @@ impl Recorder {
     }
 
     /// Counts one request; `route` and `method` are escaped as in a JSON string.
-    pub(crate) fn record(
+    fn record(
         &self,
         route: &str,
         method: &str,
@@ -287,7 +316,7 @@ impl Recorder {
 
     /// Counts one request whose route is its span's `name` (not escaped).
     #[inline(never)]
-    pub(crate) fn record_named(
+    fn record_named(
         &self,
         name: &str,
         method: &str,
@@ -296,8 +325,13 @@ impl Recorder {
         failed: bool,
     ) {
         with_escaped(name, |route| {
-            self.record(route, method, status, latency, failed)
+            self.record(route, method, status, latency, failed);
         });
+    }
+
+    /// Its layer is gone: requests that end from now on were cut off, not finished.
+    pub(crate) fn layer_gone(&self) {
+        self.layer_gone.store(true, Ordering::Relaxed);
     }
 
     // Out of `record`'s way, which runs at each request's close.

@@ -361,3 +361,55 @@ fn requests_on_many_threads_are_each_counted_once_while_intervals_end() {
     expected.insert("/spread", (50, 5, 50));
     assert_eq!(counts, expected);
 }
+
+#[test]
+fn two_layers_with_metrics_each_count_the_request() {
+    // Under the lock: a scoped subscriber must not overlap another test's requests.
+    let (_serial, _) = output();
+    let (first, second) = (Capture::default(), Capture::default());
+    let builder = |out: &Capture, namespace: &str| {
+        tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_writer(out.clone())
+            .with_request_metrics(
+                RequestMetrics::new(namespace).with_interval(Duration::from_secs(3600)),
+            )
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(builder(&first, "Test/First").layer())
+        .with(builder(&second, "Test/Second").layer());
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("request", route = "/both", method = "GET").in_scope(|| info!("served"));
+    });
+    for out in [&first, &second] {
+        let lines = emf_lines(out);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert_eq!(lines[0]["Route"], "/both");
+        assert_eq!(lines[0]["Requests"], 1);
+    }
+}
+
+#[test]
+fn a_request_still_open_when_the_subscriber_goes_is_not_counted() {
+    // Under the lock: a scoped subscriber must not overlap another test's requests.
+    let (_serial, _) = output();
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .with_request_metrics(
+            RequestMetrics::new("Test/Cut").with_interval(Duration::from_secs(3600)),
+        )
+        .layer();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info_span!("request", route = "/done", method = "GET").in_scope(|| info!("served"));
+        let cut = info_span!("request", route = "/cut", method = "GET");
+        // A reference never given back: the span never closes, and goes with the registry.
+        dispatch.clone_span(&cut.id().expect("enabled"));
+    });
+    drop(dispatch);
+    let lines = emf_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["Route"], "/done");
+}

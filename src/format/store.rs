@@ -4,8 +4,9 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 use tracing::field::Field;
@@ -69,18 +70,69 @@ fn request_field(name: &str, bit: u64) -> Option<usize> {
         .position(|names| names.contains(&name))
 }
 
-/// When a request opened, and whether it logged an error.
-#[derive(Debug)]
+/// Where a request goes when it ends: when its root span's store is dropped, which the
+/// registry does as the span closes (after every layer's `on_close`). Counting there, rather
+/// than in `on_close`, spares every span that is not a request a lookup when it closes.
+pub(crate) trait RequestSink: Send + Sync {
+    /// A request ended: its route, method and status as [`SpanStore::request_values`] gives
+    /// them, its span's name, how long it lasted, and whether it logged an ERROR.
+    fn request_ended(
+        &self,
+        values: [Option<&str>; 3],
+        name: &'static str,
+        latency: Duration,
+        failed: bool,
+    );
+}
+
+/// A request's root span: when it opened, whether it logged an error, and where it goes
+/// when it ends (one sink per layer that counts requests).
 pub(crate) struct RequestClock {
-    pub(crate) opened: Instant,
+    opened: Instant,
     pub(crate) failed: AtomicBool,
+    name: &'static str,
+    sinks: SmallVec<[Arc<dyn RequestSink>; 1]>,
 }
 
 impl RequestClock {
-    pub(crate) fn now() -> Self {
+    /// A request whose root span, named `name`, opens now.
+    pub(crate) fn now(name: &'static str, sink: Arc<dyn RequestSink>) -> Self {
         RequestClock {
             opened: Instant::now(),
             failed: AtomicBool::new(false),
+            name,
+            sinks: smallvec::smallvec![sink],
+        }
+    }
+
+    /// Sends the request to `sink` too, unless it goes there already.
+    pub(crate) fn add_sink<T: RequestSink + 'static>(&mut self, sink: &Arc<T>) {
+        let there = |s: &Arc<dyn RequestSink>| std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(sink));
+        if !self.sinks.iter().any(there) {
+            self.sinks.push(sink.clone());
+        }
+    }
+}
+
+impl fmt::Debug for RequestClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestClock")
+            .field("opened", &self.opened)
+            .field("failed", &self.failed)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SpanStore {
+    /// The span closed (or the registry went): a request's root span hands the request on.
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            let latency = request.opened.elapsed();
+            let failed = request.failed.load(Ordering::Relaxed);
+            for sink in &request.sinks {
+                sink.request_ended(self.request_values(), request.name, latency, failed);
+            }
         }
     }
 }
