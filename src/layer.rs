@@ -16,7 +16,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
-use crate::format::{EcsFormat, RequestClock, SpanStore};
+use crate::format::{EcsFormat, OpenRequest, SpanStore};
 use crate::request_metrics::Recorder;
 use crate::span_events::SpanEvents;
 
@@ -85,21 +85,21 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        // A request's clock starts with its root span.
+        // A request starts with its root span.
         let recorder = self.requests.as_ref().filter(|_| span.parent().is_none());
-        let clock =
-            |recorder: &Arc<Recorder>| RequestClock::now(attrs.metadata().name(), recorder.clone());
+        let open =
+            |recorder: &Arc<Recorder>| OpenRequest::now(attrs.metadata().name(), recorder.clone());
         let mut extensions = span.extensions_mut();
         match (extensions.get_mut::<SpanStore>(), recorder) {
-            // Another layer of ours stored the fields: this one's requests go on the same
-            // clock, or on a clock of their own if that layer counts none.
+            // Another layer of ours stored the fields: this one counts the request that layer
+            // opened, or opens it if that layer counts none.
             (Some(stored), Some(recorder)) => match &mut stored.request {
                 Some(request) => request.add_sink(recorder),
-                None => stored.request = Some(clock(recorder)),
+                None => stored.request = Some(open(recorder)),
             },
             (Some(_), None) => {}
             (None, recorder) => {
-                store.request = recorder.map(clock);
+                store.request = recorder.map(open);
                 extensions.insert(store);
             }
         }
@@ -289,12 +289,10 @@ where
         return;
     };
     let extensions = root.extensions();
-    if let Some(clock) = extensions
+    if let Some(request) = extensions
         .get::<SpanStore>()
         .and_then(|store| store.request.as_ref())
     {
-        clock
-            .failed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        request.mark_failed();
     }
 }

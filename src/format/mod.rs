@@ -78,7 +78,7 @@ use keys::{RENAMED, ReservedKeys};
 pub(crate) use options::LineOptions;
 pub use options::Timestamp;
 use store::LineNames;
-pub(crate) use store::{RequestClock, RequestSink, SpanStore};
+pub(crate) use store::{OpenRequest, RequestSink, SpanStore};
 use truncate::{Line, StringValue, Strings, share};
 
 /// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event

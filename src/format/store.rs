@@ -33,9 +33,9 @@ pub(crate) struct SpanStore {
     /// first 256): noted as fields are added, so that a request's close reads them without a
     /// search.
     request_fields: [Option<u8>; 3],
-    /// For a request's root span, when request metrics are on: when it opened, and whether
-    /// the request failed.
-    pub(crate) request: Option<RequestClock>,
+    /// For a request's root span, when request metrics are on: when it opened, whether it
+    /// failed, and where it goes when it ends.
+    pub(crate) request: Option<OpenRequest>,
 }
 
 /// The names a request's route, method and status are read from, in that order.
@@ -85,24 +85,29 @@ pub(crate) trait RequestSink: Send + Sync {
     );
 }
 
-/// A request's root span: when it opened, whether it logged an error, and where it goes
-/// when it ends (one sink per layer that counts requests).
-pub(crate) struct RequestClock {
+/// A request whose root span is open: when it opened, whether it logged an error, and where
+/// it goes when it ends (one sink per layer that counts requests).
+pub(crate) struct OpenRequest {
     opened: Instant,
-    pub(crate) failed: AtomicBool,
+    failed: AtomicBool,
     name: &'static str,
     sinks: SmallVec<[Arc<dyn RequestSink>; 1]>,
 }
 
-impl RequestClock {
+impl OpenRequest {
     /// A request whose root span, named `name`, opens now.
     pub(crate) fn now(name: &'static str, sink: Arc<dyn RequestSink>) -> Self {
-        RequestClock {
+        OpenRequest {
             opened: Instant::now(),
             failed: AtomicBool::new(false),
             name,
             sinks: smallvec::smallvec![sink],
         }
+    }
+
+    /// The request logged an ERROR.
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
     }
 
     /// Sends the request to `sink` too, unless it goes there already.
@@ -114,9 +119,9 @@ impl RequestClock {
     }
 }
 
-impl fmt::Debug for RequestClock {
+impl fmt::Debug for OpenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestClock")
+        f.debug_struct("OpenRequest")
             .field("opened", &self.opened)
             .field("failed", &self.failed)
             .field("name", &self.name)
