@@ -2,7 +2,6 @@
 //! error chains.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 
 /// A finite float in the shortest form that reads back as the same value, with an exponent
@@ -94,27 +93,6 @@ pub(crate) fn unescaped(content: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(&format!("\"{content}\""))
         .ok()
         .map(Cow::Owned)
-}
-
-/// Hands `f` the JSON escaping of `s`, without quotes: `s` itself when nothing in it needs
-/// escaping, else the escaping in a buffer kept per thread.
-pub(crate) fn with_escaped<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static ESCAPED: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    if is_plain(s) {
-        return f(s);
-    }
-    ESCAPED.with(|buffer| {
-        // A second use on this thread while the first holds the buffer (`f` logs) gets its own.
-        let mut fresh = String::new();
-        let mut reused = buffer.try_borrow_mut();
-        let escaped = reused.as_deref_mut().unwrap_or(&mut fresh);
-        escaped.clear();
-        // Into a `String`: cannot fail.
-        let _ = write_escaped(escaped, s);
-        f(escaped)
-    })
 }
 
 /// The JSON escaping of `s`, without quotes.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use once_cell::sync::Lazy;
 
 use crate::emf::{self, Metric, Unit};
-use crate::format::RequestSink;
-use crate::json::{unescaped, with_escaped};
+use crate::format::{RequestSink, with_escaped};
+use crate::json::unescaped;
 use crate::metadata::EcsMetadata;
 use crate::time::random_fraction;
 use crate::write::LineSink;
@@ -254,7 +254,9 @@ impl RequestSink for Recorder {
         let method = method.unwrap_or("ANY");
         match route {
             Some(route) => self.record(route, method, status, latency, failed),
-            None => self.record_named(name, method, status, latency, failed),
+            None => with_escaped(name, |route| {
+                self.record(route, method, status, latency, failed);
+            }),
         }
     }
 }
@@ -312,21 +314,6 @@ impl Recorder {
         if at.is_none() && !self.warned_routes.swap(true, Ordering::Relaxed) {
             self.warn_routes();
         }
-    }
-
-    /// Counts one request whose route is its span's `name` (not escaped).
-    #[inline(never)]
-    fn record_named(
-        &self,
-        name: &str,
-        method: &str,
-        status: Option<u16>,
-        latency: Duration,
-        failed: bool,
-    ) {
-        with_escaped(name, |route| {
-            self.record(route, method, status, latency, failed);
-        });
     }
 
     /// Its layer is gone: requests that end from now on were cut off, not finished.

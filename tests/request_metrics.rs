@@ -18,16 +18,24 @@ use tracing::{error, info, info_span};
 use tracing_aws_ecs::RequestMetrics;
 use tracing_subscriber::prelude::*;
 
-/// The global subscriber with request metrics (an interval of an hour: lines are written by
-/// `flush()`), writing into the returned capture, empty.
+/// A layer's builder for the Fargate task, writing into `out`.
+fn writing_to(out: &Capture) -> tracing_aws_ecs::Builder<Capture> {
+    tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+}
+
+/// Request metrics in `namespace`, over an interval of an hour: lines are written by
+/// `flush()`, or when the layer goes.
+fn hourly(namespace: &str) -> RequestMetrics {
+    RequestMetrics::new(namespace).with_interval(Duration::from_secs(3600))
+}
+
+/// The global subscriber with request metrics, writing into the returned capture, empty.
 fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
     let (serial, output) = common::global_capture(|output| {
-        let layer = tracing_aws_ecs::builder()
-            .with_metadata(fargate_metadata())
-            .with_request_metrics(
-                RequestMetrics::new("Test/Requests").with_interval(Duration::from_secs(3600)),
-            )
-            .with_writer(output.clone())
+        let layer = writing_to(output)
+            .with_request_metrics(hourly("Test/Requests"))
             .layer();
         tracing_subscriber::registry().with(layer).init();
     });
@@ -181,12 +189,10 @@ fn the_interval_ends_by_itself() {
     // would make `tracing` drop that test's WARN.
     let (_serial, _) = output();
     let out = Capture::default();
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
+    let layer = writing_to(&out)
         .with_request_metrics(
             RequestMetrics::new("Test/Timer").with_interval(Duration::from_millis(100)),
         )
-        .with_writer(out.clone())
         .layer();
     let subscriber = tracing_subscriber::registry().with(layer);
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -209,18 +215,11 @@ fn a_second_layer_with_metrics_counts_behind_one_without() {
     // Under the lock: a scoped subscriber must not overlap another test's requests.
     let (_serial, _) = output();
     let (plain, counted) = (Capture::default(), Capture::default());
-    let layer = |out: &Capture| {
-        tracing_aws_ecs::builder()
-            .with_metadata(fargate_metadata())
-            .with_writer(out.clone())
-    };
     let subscriber = tracing_subscriber::registry()
-        .with(layer(&plain).layer())
+        .with(writing_to(&plain).layer())
         .with(
-            layer(&counted)
-                .with_request_metrics(
-                    RequestMetrics::new("Test/Second").with_interval(Duration::from_secs(3600)),
-                )
+            writing_to(&counted)
+                .with_request_metrics(hourly("Test/Second"))
                 .layer(),
         );
     tracing::subscriber::with_default(subscriber, || {
@@ -367,17 +366,17 @@ fn two_layers_with_metrics_each_count_the_request() {
     // Under the lock: a scoped subscriber must not overlap another test's requests.
     let (_serial, _) = output();
     let (first, second) = (Capture::default(), Capture::default());
-    let builder = |out: &Capture, namespace: &str| {
-        tracing_aws_ecs::builder()
-            .with_metadata(fargate_metadata())
-            .with_writer(out.clone())
-            .with_request_metrics(
-                RequestMetrics::new(namespace).with_interval(Duration::from_secs(3600)),
-            )
-    };
     let subscriber = tracing_subscriber::registry()
-        .with(builder(&first, "Test/First").layer())
-        .with(builder(&second, "Test/Second").layer());
+        .with(
+            writing_to(&first)
+                .with_request_metrics(hourly("Test/First"))
+                .layer(),
+        )
+        .with(
+            writing_to(&second)
+                .with_request_metrics(hourly("Test/Second"))
+                .layer(),
+        );
     tracing::subscriber::with_default(subscriber, || {
         info_span!("request", route = "/both", method = "GET").in_scope(|| info!("served"));
     });
@@ -394,12 +393,8 @@ fn a_request_still_open_when_the_subscriber_goes_is_not_counted() {
     // Under the lock: a scoped subscriber must not overlap another test's requests.
     let (_serial, _) = output();
     let out = Capture::default();
-    let layer = tracing_aws_ecs::builder()
-        .with_metadata(fargate_metadata())
-        .with_writer(out.clone())
-        .with_request_metrics(
-            RequestMetrics::new("Test/Cut").with_interval(Duration::from_secs(3600)),
-        )
+    let layer = writing_to(&out)
+        .with_request_metrics(hourly("Test/Cut"))
         .layer();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {

@@ -71,7 +71,9 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
+use crate::json::{
+    is_plain, write_error_chain, write_escaped, write_f64, write_integer, write_json_str,
+};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
 use keys::{RENAMED, ReservedKeys};
@@ -454,6 +456,23 @@ impl<T: ValueSink> Visit for Values<T> {
         self.0.string(field, |w| write_error_chain(w, value));
     }
 }
+/// Hands `f` the JSON escaping of `s`, without quotes: `s` itself when nothing in it needs
+/// escaping, else the escaping in a buffer kept per thread.
+pub(crate) fn with_escaped<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static ESCAPED: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    if is_plain(s) {
+        return f(s);
+    }
+    with_reused(&ESCAPED, |escaped| {
+        escaped.clear();
+        // Into a `String`: cannot fail.
+        let _ = write_escaped(escaped, s);
+        f(escaped)
+    })
+}
+
 /// Runs `f` on this thread's `T` in `cell`, as the last use left it; on a fresh `T` when it
 /// is in use already (formatting that logs, in a `Debug` impl, re-enters).
 fn with_reused<T: Default, R>(
