@@ -33,34 +33,30 @@ const WOULD_BLOCK_PATIENCE: Duration = Duration::from_millis(100);
 /// happens:
 ///
 /// - an interrupted write is retried, and so is one that would block (up to
-///   [`WOULD_BLOCK_PATIENCE`] for the line, in short sleeps);
+///   [`WOULD_BLOCK_PATIENCE`] from the line's first, in short sleeps);
 /// - when the writer fails after part of the line went out, the rest of the line is lost and
 ///   a newline ends the fragment, so that the next line is not glued to it.
 ///
 /// A line that fails before any byte went out is lost alone, with no retry.
 pub(crate) fn write_line(writer: &mut impl Write, line: &[u8]) -> io::Result<()> {
-    let started = Instant::now();
-    let written = write_patiently(writer, line, started);
-    match written {
+    match write_patiently(writer, line) {
         Ok(()) => Ok(()),
         Err((0, e)) => Err(e),
         Err((_, e)) => {
             // A fragment is out: end it (with patience of its own, as the line may have used
             // all of its).
-            let _ = write_patiently(writer, b"\n", Instant::now());
+            let _ = write_patiently(writer, b"\n");
             Err(e)
         }
     }
 }
 
-/// Writes all of `bytes`, retrying interrupted writes and, until `WOULD_BLOCK_PATIENCE` after
-/// `since`, writes that would block; on failure, how many bytes went out and why.
-fn write_patiently(
-    writer: &mut impl Write,
-    bytes: &[u8],
-    since: Instant,
-) -> Result<(), (usize, io::Error)> {
+/// Writes all of `bytes`, retrying interrupted writes and, for up to `WOULD_BLOCK_PATIENCE`
+/// from the first, writes that would block; on failure, how many bytes went out and why.
+fn write_patiently(writer: &mut impl Write, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
+    // The clock is read only once the writer would block: not for every line.
+    let mut blocked_since: Option<Instant> = None;
     let mut pause = Duration::from_micros(50);
     while written < bytes.len() {
         match writer.write(&bytes[written..]) {
@@ -69,7 +65,8 @@ fn write_patiently(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
-                    && since.elapsed() < WOULD_BLOCK_PATIENCE =>
+                    && blocked_since.get_or_insert_with(Instant::now).elapsed()
+                        < WOULD_BLOCK_PATIENCE =>
             {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(5));
