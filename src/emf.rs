@@ -268,25 +268,35 @@ fn check_timestamp(timestamp: SystemTime) -> Result<u128, EmfError> {
 /// The most values EMF takes in one metric's array.
 pub(crate) const MAX_VALUES: usize = 100;
 
-/// Writes a record of `counts` (single values) and `samples` (one value per observation,
-/// as arrays of at most [`MAX_VALUES`]: several lines when there are more, the counts on the
-/// first only), under two dimension sets: the first `rollup` dimensions, and all of them, so
-/// that CloudWatch keeps each metric both for the whole and for each value of the others.
-/// Values CloudWatch would refuse are left out.
+/// A record of `counts` (single values) and `samples` (one value per observation), for
+/// [`write_samples_record`].
+pub(crate) struct SamplesRecord<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) dimensions: &'a [(&'a str, &'a str)],
+    /// The dimensions of the first set: the first `rollup` of them.
+    pub(crate) rollup: usize,
+    pub(crate) counts: &'a [Metric<'a>],
+    pub(crate) samples: (&'a str, Unit, &'a [f64]),
+    /// Strings on the first line beside the counts, their values JSON-escaped already.
+    pub(crate) properties: &'a [(&'a str, &'a str)],
+}
+
+/// Writes `record`, its samples as arrays of at most [`MAX_VALUES`]: several lines when
+/// there are more, the counts and properties on the first only. Under two dimension sets:
+/// the first `rollup` dimensions, and all of them, so that CloudWatch keeps each metric both
+/// for the whole and for each value of the others. Values CloudWatch would refuse are left
+/// out.
 pub(crate) fn write_samples_record(
     out: &mut String,
-    namespace: &str,
-    dimensions: &[(&str, &str)],
-    rollup: usize,
-    counts: &[Metric<'_>],
-    samples: (&str, Unit, &[f64]),
+    record: &SamplesRecord<'_>,
     timestamp: SystemTime,
 ) -> Result<(), EmfError> {
-    check_namespace(namespace)?;
-    check_dimensions(dimensions)?;
+    check_namespace(record.namespace)?;
+    check_dimensions(record.dimensions)?;
     let millis = check_timestamp(timestamp)?;
-    let (name, unit, values) = samples;
-    let values: Vec<f64> = values
+    let values: Vec<f64> = record
+        .samples
+        .2
         .iter()
         .copied()
         .filter(|v| accepted_value(*v))
@@ -294,41 +304,36 @@ pub(crate) fn write_samples_record(
     let mut chunks = values.chunks(MAX_VALUES);
     // The counts go on the first line, with the first values.
     let first = chunks.next().unwrap_or_default();
-    if !counts.is_empty() || !first.is_empty() {
-        write_samples_line(
-            out,
-            namespace,
-            dimensions,
-            rollup,
-            counts,
-            (name, unit, first),
-            millis,
-        );
+    if !record.counts.is_empty() || !first.is_empty() {
+        write_samples_line(out, record, true, first, millis);
     }
     for chunk in chunks {
-        write_samples_line(
-            out,
-            namespace,
-            dimensions,
-            rollup,
-            &[],
-            (name, unit, chunk),
-            millis,
-        );
+        write_samples_line(out, record, false, chunk, millis);
     }
     Ok(())
 }
 
-/// One line of a [`write_samples_record`] record: `counts`, and `samples` when it has values.
+/// One line of a [`write_samples_record`] record: its counts and properties on the `first`,
+/// and `values` of its samples when there are some.
 fn write_samples_line(
     out: &mut String,
-    namespace: &str,
-    dimensions: &[(&str, &str)],
-    rollup: usize,
-    counts: &[Metric<'_>],
-    (name, unit, values): (&str, Unit, &[f64]),
+    record: &SamplesRecord<'_>,
+    first: bool,
+    values: &[f64],
     millis: u128,
 ) {
+    let SamplesRecord {
+        namespace,
+        dimensions,
+        rollup,
+        samples: (name, unit, _),
+        ..
+    } = *record;
+    let (counts, properties) = if first {
+        (record.counts, record.properties)
+    } else {
+        (&[][..], &[][..])
+    };
     // Writing to a String cannot fail.
     let _ = write!(
         out,
@@ -385,6 +390,11 @@ fn write_samples_line(
             let _ = crate::json::write_f64(out, *value);
         }
         out.push(']');
+    }
+    for (key, escaped) in properties {
+        out.push(',');
+        let _ = write_json_str(out, key);
+        let _ = write!(out, ":\"{escaped}\"");
     }
     out.push_str("}\n");
 }

@@ -16,8 +16,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
-use crate::format::{EcsFormat, OpenRequest, SpanStore};
-use crate::request_metrics::Recorder;
+use crate::format::{EcsFormat, HasStore, SpanStore};
+use crate::request_metrics::{OpenRequest, Recorder};
 use crate::span_events::SpanEvents;
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
@@ -38,6 +38,31 @@ pub struct EcsLayer<S, W = fn() -> io::Stdout> {
 enum Inner<S, W> {
     Json(JsonLayer<S, W>),
     Text(TextLayer<S, W>),
+}
+
+/// What the layer keeps in each span's extensions: the span's fields and, on a request's root
+/// span when request metrics are on, the open request. One allocation for both.
+#[derive(Debug, Default)]
+struct SpanData {
+    fields: SpanStore,
+    request: Option<OpenRequest>,
+}
+
+impl HasStore for SpanData {
+    fn store(&self) -> &SpanStore {
+        &self.fields
+    }
+}
+
+impl Drop for SpanData {
+    /// The span closed (the registry drops its data after every layer's `on_close`), or the
+    /// registry went: a request's root span ends the request. Here rather than in
+    /// `on_close`, which would cost every span that is not a request a lookup.
+    fn drop(&mut self) {
+        if let Some(request) = &self.request {
+            request.end(&self.fields);
+        }
+    }
 }
 
 /// The JSON path: each span's fields kept in its extensions as a [`SpanStore`], and each
@@ -67,7 +92,7 @@ where
 {
     /// Renders `event`'s line and hands it to `emit`.
     fn render(&self, event: &Event<'_>, ctx: &Context<'_, S>, emit: impl FnOnce(&str)) {
-        let _ = self.format.format_line(ctx, event, emit);
+        let _ = self.format.format_line::<S, SpanData>(ctx, event, emit);
     }
 }
 
@@ -81,27 +106,25 @@ where
     // layer of ours in the registry may have stored them already: the store is the same for
     // every configuration.
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let mut store = SpanStore::new(attrs, attrs.metadata().fields().len());
+        let fields = SpanStore::new(attrs, attrs.metadata().fields().len());
         let Some(span) = ctx.span(id) else {
             return;
         };
         // A request starts with its root span.
         let recorder = self.requests.as_ref().filter(|_| span.parent().is_none());
-        let open =
-            |recorder: &Arc<Recorder>| OpenRequest::now(attrs.metadata().name(), recorder.clone());
         let mut extensions = span.extensions_mut();
-        match (extensions.get_mut::<SpanStore>(), recorder) {
+        match (extensions.get_mut::<SpanData>(), recorder) {
             // Another layer of ours stored the fields: this one counts the request that layer
             // opened, or opens it if that layer counts none.
             (Some(stored), Some(recorder)) => match &mut stored.request {
-                Some(request) => request.add_sink(recorder),
-                None => stored.request = Some(open(recorder)),
+                Some(request) => request.add_recorder(recorder),
+                None => stored.request = Some(OpenRequest::now(recorder)),
             },
             (Some(_), None) => {}
-            (None, recorder) => {
-                store.request = recorder.map(open);
-                extensions.insert(store);
-            }
+            (None, recorder) => extensions.insert(SpanData {
+                fields,
+                request: recorder.map(OpenRequest::now),
+            }),
         }
     }
 
@@ -111,12 +134,12 @@ where
         };
         SpanStore::record(values, |merge| {
             let mut extensions = span.extensions_mut();
-            match extensions.get_mut::<SpanStore>() {
-                Some(store) => merge(store),
+            match extensions.get_mut::<SpanData>() {
+                Some(data) => merge(&mut data.fields),
                 None => {
-                    let mut store = SpanStore::default();
-                    merge(&mut store);
-                    extensions.insert(store);
+                    let mut data = SpanData::default();
+                    merge(&mut data.fields);
+                    extensions.insert(data);
                 }
             }
         });
@@ -290,8 +313,8 @@ where
     };
     let extensions = root.extensions();
     if let Some(request) = extensions
-        .get::<SpanStore>()
-        .and_then(|store| store.request.as_ref())
+        .get::<SpanData>()
+        .and_then(|data| data.request.as_ref())
     {
         request.mark_failed();
     }

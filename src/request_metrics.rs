@@ -3,15 +3,17 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use once_cell::sync::Lazy;
+use smallvec::SmallVec;
 
 use crate::emf::{self, Metric, Unit};
-use crate::format::{RequestSink, with_escaped};
+use crate::format::{SpanStore, name_bit};
 use crate::json::unescaped;
 use crate::metadata::EcsMetadata;
 use crate::time::random_fraction;
@@ -20,13 +22,19 @@ use crate::write::LineSink;
 /// Request metrics: give it to
 /// [`Builder::with_request_metrics`](crate::Builder::with_request_metrics).
 ///
-/// A request is a root span (as for [`Buffering`](crate::Buffering)); it lasts from the
-/// span's creation to its close. At its close, its route, method and status are read from
+/// A request is a root span (as for [`Buffering`](crate::Buffering)) that carries a route;
+/// it lasts from the span's creation to its close. At its close, what it was is read from
 /// the root span's fields, whenever they were recorded:
 ///
-/// - `Route`: `route` or `http.route`, else the span's name;
-/// - `Method`: `method` or `http.request.method`, else `ANY`;
-/// - the status: `status` or `http.response.status_code`.
+/// - `Route`: `http.route`, `route` or `matched_path` (axum's name). A root span without one
+///   is not a request (a background job's span): it is not counted. When such a span has a
+///   method or a `uri` (it looks like a request, as tower-http's default span does), one WARN
+///   says how to give it a route;
+/// - `Method`: `http.request.method` or `method`, else `ANY`;
+/// - the status: `http.response.status_code` or `status`, a number or a string that starts
+///   with the code (`%response.status()` gives `503 Service Unavailable`);
+/// - the request's id and trace: `request_id` and `xray_trace_id`, kept for the slowest
+///   request of each (Route, Method) and interval.
 ///
 /// A request is counted as its root span closes, when the registry drops the span's data
 /// (`tracing_subscriber`'s `Registry` does so at the close; requests still open when the
@@ -34,8 +42,10 @@ use crate::write::LineSink;
 ///
 /// A request is an error when its status is 500 or more, or when it logged an ERROR event.
 /// For each interval (60 s by default) and each (Route, Method), one EMF line carries
-/// `Requests` and `Errors` (Count, exact) and `Latency` (Milliseconds, one value per request,
-/// at most 100 a line: more lines when there are more requests). Past
+/// `Requests` and `Errors` (Count, exact) and `Latency` (Milliseconds to the microsecond, one
+/// value per request, at most 100 a line: more lines when there are more requests), and the
+/// `request_id` and `xray_trace_id` of the pair's slowest request in the interval, when it
+/// had them: a latency spike leads to that request's lines in one Logs Insights query. Past
 /// [`with_max_latencies`](Self::with_max_latencies) requests of a route in one interval
 /// (1,000), `Latency` is a uniform random sample of them; the counts stay exact.
 ///
@@ -109,6 +119,9 @@ struct RouteStats {
     requests: u64,
     errors: u64,
     latencies: Vec<f64>,
+    /// The slowest request of the interval: its latency, and its `request_id` and
+    /// `xray_trace_id` as the store has them (escaped, without quotes; empty when it had none).
+    slowest: (f64, String, String),
 }
 
 /// The current interval.
@@ -140,13 +153,8 @@ impl Default for Interval {
 impl Interval {
     /// Counts a request of `(route, method)`, whose [`pair_key`] is `key`: where, in
     /// `routes`; `None` for `other`.
-    fn count(
-        &mut self,
-        (key, route, method): (u64, &str, &str),
-        millis: f64,
-        error: bool,
-        config: &RequestMetrics,
-    ) -> Option<usize> {
+    fn count(&mut self, key: u64, request: &Request<'_>, config: &RequestMetrics) -> Option<usize> {
+        let (route, method) = (request.route, request.method);
         let at = match self.find(key, route, method) {
             Some(at) => Some(at),
             None => self.place(key, route, method, config.max_routes),
@@ -155,7 +163,7 @@ impl Interval {
             Some(stats) => stats,
             None => &mut self.other,
         };
-        stats.count(millis, error, config.max_latencies);
+        stats.count(request, config.max_latencies);
         at
     }
 
@@ -234,31 +242,194 @@ pub(crate) struct Recorder {
     warned_routes: AtomicBool,
     /// Whether the WARN about a line CloudWatch would refuse was written.
     warned_emf: AtomicBool,
+    /// Whether the WARN about root spans that look like requests but carry no route was
+    /// written.
+    warned_no_route: AtomicBool,
     /// Whether its layer is gone: the requests still open then are dropped with the
     /// subscriber, unfinished, and not counted.
     layer_gone: AtomicBool,
 }
 
-impl RequestSink for Recorder {
-    fn request_ended(
-        &self,
-        [route, method, status]: [Option<&str>; 3],
-        name: &'static str,
-        latency: Duration,
-        failed: bool,
-    ) {
-        if self.layer_gone.load(Ordering::Relaxed) {
-            return;
+/// One request as its root span's fields say at its close; strings as the store has them
+/// (escaped as in a JSON string, without quotes).
+struct Request<'a> {
+    route: &'a str,
+    method: &'a str,
+    millis: f64,
+    error: bool,
+    request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+}
+
+/// The field names a request is read from, one list per value: the first field of a list's
+/// names gives its value.
+const FIELD_NAMES: [&[&str]; 6] = [
+    // The route: a root span without one is not a request.
+    &["http.route", "route", "matched_path"],
+    &["http.request.method", "method"],
+    &["http.response.status_code", "status"],
+    &["request_id"],
+    &["xray_trace_id"],
+    // What makes a root span without a route look like a request (tower-http's default
+    // span has `method`, `uri` and `version`).
+    &["uri", "url.path", "path"],
+];
+
+/// For each of the 64 [`name_bit`]s, the lists of [`FIELD_NAMES`] that have a name of that
+/// bit (bit `i` for list `i`): a field is matched with a table read and, for the few that
+/// may be ours, one list's names.
+const LISTS_OF_BIT: [u8; 64] = {
+    let mut table = [0; 64];
+    let mut list = 0;
+    while list < FIELD_NAMES.len() {
+        let mut name = 0;
+        while name < FIELD_NAMES[list].len() {
+            table[name_bit(FIELD_NAMES[list][name]).trailing_zeros() as usize] |= 1 << list;
+            name += 1;
         }
-        let status = status.and_then(|s| s.parse::<u16>().ok());
-        let method = method.unwrap_or("ANY");
-        match route {
-            Some(route) => self.record(route, method, status, latency, failed),
-            None => with_escaped(name, |route| {
-                self.record(route, method, status, latency, failed);
-            }),
+        list += 1;
+    }
+    table
+};
+
+/// The [`name_bit`] of each name of [`FIELD_NAMES`], in its place.
+const NAME_BITS: [[u64; 3]; 6] = {
+    let mut bits = [[0; 3]; 6];
+    let mut list = 0;
+    while list < FIELD_NAMES.len() {
+        let mut name = 0;
+        while name < FIELD_NAMES[list].len() {
+            bits[list][name] = name_bit(FIELD_NAMES[list][name]);
+            name += 1;
+        }
+        list += 1;
+    }
+    bits
+};
+
+/// The [`name_bit`]s of all of [`FIELD_NAMES`].
+const FIELD_BITS: u64 = {
+    let mut bits = 0;
+    let mut bit = 0;
+    while bit < 64 {
+        if LISTS_OF_BIT[bit] != 0 {
+            bits |= 1 << bit;
+        }
+        bit += 1;
+    }
+    bits
+};
+
+/// The values of [`FIELD_NAMES`] in `fields`.
+fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
+    let mut values = [None; 6];
+    if fields.mask() & FIELD_BITS == 0 {
+        return values;
+    }
+    for (name, bit, value) in fields.written() {
+        let mut lists = LISTS_OF_BIT[bit.trailing_zeros() as usize];
+        while lists != 0 {
+            let list = lists.trailing_zeros() as usize;
+            lists &= lists - 1;
+            let mut names = FIELD_NAMES[list].iter().zip(NAME_BITS[list]);
+            let ours = names.any(|(n, b)| b == bit && *n == name);
+            if ours && values[list].is_none() {
+                values[list] = Some(value);
+            }
         }
     }
+    values
+}
+
+/// A request whose root span is open, kept beside the span's fields: when it opened, whether
+/// it logged an error, and the recorders it goes to when it ends (one per layer that counts
+/// requests).
+pub(crate) struct OpenRequest {
+    opened: Instant,
+    failed: AtomicBool,
+    recorders: SmallVec<[Arc<Recorder>; 1]>,
+}
+
+impl OpenRequest {
+    /// A request whose root span opens now, counted by `recorder`.
+    pub(crate) fn now(recorder: &Arc<Recorder>) -> Self {
+        OpenRequest {
+            opened: Instant::now(),
+            failed: AtomicBool::new(false),
+            recorders: smallvec::smallvec![Arc::clone(recorder)],
+        }
+    }
+
+    /// The request logged an ERROR.
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts the request in `recorder` too, unless it is counted there already.
+    pub(crate) fn add_recorder(&mut self, recorder: &Arc<Recorder>) {
+        if !self.recorders.iter().any(|r| Arc::ptr_eq(r, recorder)) {
+            self.recorders.push(Arc::clone(recorder));
+        }
+    }
+
+    /// The root span closed with `fields`: the request is counted, if it is one.
+    pub(crate) fn end(&self, fields: &SpanStore) {
+        let latency = self.opened.elapsed();
+        let [route, method, status, request_id, trace_id, uri] = request_fields(fields);
+        let Some(route) = route else {
+            if method.is_some() || uri.is_some() {
+                for recorder in &self.recorders {
+                    recorder.warn_no_route();
+                }
+            }
+            return;
+        };
+        let status = status.and_then(status_code);
+        let request = Request {
+            route,
+            method: method.unwrap_or("ANY"),
+            millis: rounded_millis(latency),
+            error: self.failed.load(Ordering::Relaxed) || status.is_some_and(|s| s >= 500),
+            request_id,
+            trace_id,
+        };
+        for recorder in &self.recorders {
+            recorder.record(&request);
+        }
+    }
+}
+
+impl fmt::Debug for OpenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenRequest")
+            .field("opened", &self.opened)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A status as a span's field has it: a number, or text that starts with the code (`503`,
+/// `"503"`, `503 Service Unavailable`).
+fn status_code(value: &str) -> Option<u16> {
+    match value.as_bytes() {
+        [a, b, c, rest @ ..]
+            if [a, b, c].iter().all(|d| d.is_ascii_digit())
+                && rest.first().is_none_or(|d| !d.is_ascii_digit()) =>
+        {
+            Some(
+                [a, b, c]
+                    .iter()
+                    .fold(0, |code, d| code * 10 + u16::from(*d - b'0')),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// A latency in milliseconds, to the microsecond.
+fn rounded_millis(latency: Duration) -> f64 {
+    // In `f64` throughout: `as_micros` is a `u128`, slow to convert.
+    (latency.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Every live recorder, for [`flush`](crate::flush()).
@@ -288,6 +459,7 @@ impl Recorder {
             interval: Mutex::default(),
             warned_routes: AtomicBool::new(false),
             warned_emf: AtomicBool::new(false),
+            warned_no_route: AtomicBool::new(false),
             layer_gone: AtomicBool::new(false),
         });
         let mut live = lock(&RECORDERS);
@@ -298,19 +470,13 @@ impl Recorder {
         recorder
     }
 
-    /// Counts one request; `route` and `method` are escaped as in a JSON string.
-    fn record(
-        &self,
-        route: &str,
-        method: &str,
-        status: Option<u16>,
-        latency: Duration,
-        failed: bool,
-    ) {
-        let error = failed || status.is_some_and(|s| s >= 500);
-        let millis = latency.as_secs_f64() * 1e3;
-        let pair = (pair_key(route, method), route, method);
-        let at = lock(&self.interval).count(pair, millis, error, &self.config);
+    /// Counts one request.
+    fn record(&self, request: &Request<'_>) {
+        if self.layer_gone.load(Ordering::Relaxed) {
+            return;
+        }
+        let key = pair_key(request.route, request.method);
+        let at = lock(&self.interval).count(key, request, &self.config);
         if at.is_none() && !self.warned_routes.swap(true, Ordering::Relaxed) {
             self.warn_routes();
         }
@@ -333,6 +499,23 @@ impl Recorder {
         );
     }
 
+    /// Says once that root spans which look like requests are not counted, and why.
+    #[cold]
+    #[inline(never)]
+    fn warn_no_route(&self) {
+        if self.layer_gone.load(Ordering::Relaxed)
+            || self.warned_no_route.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        tracing::warn!(
+            target: "tracing_aws_ecs",
+            "request metrics: a root span with a method but no route closed, and is not \
+             counted: record the route template as `http.route` on the request's root span \
+             (tower-http's default span has none), or use tracing_aws_ecs::http::RequestLayer"
+        );
+    }
+
     /// Writes the interval's lines, and starts the next interval.
     pub(crate) fn write_interval(&self) {
         let mut lines = String::new();
@@ -344,17 +527,23 @@ impl Recorder {
             for stats in counted.filter(|r| r.requests > 0) {
                 let route = escaped_dimension_value(&stats.route);
                 let method = escaped_dimension_value(&stats.method);
-                let written = emf::write_samples_record(
-                    &mut lines,
-                    &self.config.namespace,
-                    &[
+                let (_, request_id, trace_id) = &stats.slowest;
+                let slowest = [("request_id", request_id), ("xray_trace_id", trace_id)];
+                let properties: SmallVec<[(&str, &str); 2]> = slowest
+                    .iter()
+                    .filter(|(_, id)| !id.is_empty())
+                    .map(|(key, id)| (*key, id.as_str()))
+                    .collect();
+                let record = emf::SamplesRecord {
+                    namespace: &self.config.namespace,
+                    dimensions: &[
                         ("ClusterName", &self.cluster),
                         ("ServiceName", &self.service),
                         ("Route", &route),
                         ("Method", &method),
                     ],
-                    2,
-                    &[
+                    rollup: 2,
+                    counts: &[
                         Metric {
                             name: "Requests",
                             unit: Unit::Count,
@@ -366,9 +555,10 @@ impl Recorder {
                             value: stats.errors as f64,
                         },
                     ],
-                    ("Latency", Unit::Milliseconds, &stats.latencies),
-                    now,
-                );
+                    samples: ("Latency", Unit::Milliseconds, &stats.latencies),
+                    properties: &properties,
+                };
+                let written = emf::write_samples_record(&mut lines, &record, now);
                 if let Err(e) = written {
                     refused = Some(e);
                 }
@@ -398,13 +588,26 @@ impl RouteStats {
         self.requests = 0;
         self.errors = 0;
         self.latencies.clear();
+        self.slowest.0 = f64::NEG_INFINITY;
+        self.slowest.1.clear();
+        self.slowest.2.clear();
     }
 
-    /// Counts a request that took `millis`, keeping at most `max_latencies` of them: past
-    /// that, a uniform sample of the interval's latencies.
-    fn count(&mut self, millis: f64, error: bool, max_latencies: usize) {
+    /// Counts `request`, keeping at most `max_latencies` latencies: past that, a uniform
+    /// sample of the interval's. The slowest request's ids are kept, in room that stays
+    /// from one interval to the next.
+    fn count(&mut self, request: &Request<'_>, max_latencies: usize) {
+        let millis = request.millis;
         self.requests += 1;
-        self.errors += u64::from(error);
+        self.errors += u64::from(request.error);
+        if millis > self.slowest.0 {
+            let (slowest, request_id, trace_id) = &mut self.slowest;
+            *slowest = millis;
+            request_id.clear();
+            request_id.push_str(request.request_id.unwrap_or_default());
+            trace_id.clear();
+            trace_id.push_str(request.trace_id.unwrap_or_default());
+        }
         if self.latencies.len() < max_latencies {
             self.latencies.push(millis);
         } else {
@@ -432,6 +635,7 @@ impl RouteStats {
             requests: 0,
             errors: 0,
             latencies: Vec::new(),
+            slowest: (f64::NEG_INFINITY, String::new(), String::new()),
         }
     }
 }
@@ -555,7 +759,15 @@ mod tests {
     /// Counts a request of `route` (method GET) whose key is `key`, with room for 3 pairs.
     fn count_keyed(interval: &mut Interval, key: u64, route: &str) -> Option<usize> {
         let config = RequestMetrics::new("Test").with_max_routes(3);
-        interval.count((key, route, "GET"), 1.0, false, &config)
+        let request = Request {
+            route,
+            method: "GET",
+            millis: 1.0,
+            error: false,
+            request_id: None,
+            trace_id: None,
+        };
+        interval.count(key, &request, &config)
     }
 
     fn count(interval: &mut Interval, route: &str) -> Option<usize> {
@@ -600,6 +812,51 @@ mod tests {
             .map(|r| (r.route.as_str(), r.requests))
             .collect();
         assert_eq!(routes, [("/d", 2), ("/b", 1), ("/e", 1)]);
+    }
+
+    #[test]
+    fn statuses_are_read_from_numbers_and_text() {
+        assert_eq!(status_code("503"), Some(503));
+        assert_eq!(status_code("503 Service Unavailable"), Some(503));
+        assert_eq!(status_code("200 OK"), Some(200));
+        assert_eq!(status_code("5030"), None);
+        assert_eq!(status_code("50"), None);
+        assert_eq!(status_code("ok"), None);
+        assert_eq!(status_code("NaN"), None);
+    }
+
+    #[test]
+    fn latencies_are_rounded_to_the_microsecond() {
+        assert_eq!(rounded_millis(Duration::from_nanos(1_234_567)), 1.235);
+        assert_eq!(rounded_millis(Duration::from_nanos(499)), 0.0);
+        assert_eq!(rounded_millis(Duration::from_secs(86_400)), 86_400_000.0);
+    }
+
+    #[test]
+    fn the_slowest_request_of_a_pair_keeps_its_ids() {
+        let mut interval = Interval::default();
+        let config = RequestMetrics::new("Test");
+        let request = |millis, id| Request {
+            route: "/a",
+            method: "GET",
+            millis,
+            error: false,
+            request_id: id,
+            trace_id: id.map(|_| "1-5e1b4151-5ac6c58f5fb0f6a3a2a8e0a0"),
+        };
+        let key = pair_key("/a", "GET");
+        interval.count(key, &request(2.0, Some("r1")), &config);
+        interval.count(key, &request(9.0, Some("r2")), &config);
+        interval.count(key, &request(3.0, Some("r3")), &config);
+        assert_eq!(interval.routes[0].slowest.0, 9.0);
+        assert_eq!(interval.routes[0].slowest.1, "r2");
+        interval.restart();
+        // A new interval: its first request is its slowest so far, ids or none.
+        interval.count(key, &request(0.5, None), &config);
+        assert_eq!(
+            interval.routes[0].slowest,
+            (0.5, String::new(), String::new())
+        );
     }
 
     #[test]

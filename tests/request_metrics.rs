@@ -268,8 +268,9 @@ fn routes_are_read_as_written_whatever_their_characters() {
         request.record("http.response.status_code", 503u16);
         request.in_scope(|| info!("served"));
         info_span!("request", route = "/prix €", method = "GET").in_scope(|| info!("served"));
-        // No route field: the span's name is the route.
-        info_span!("ping \"x\"", method = "GET").in_scope(|| info!("served"));
+        // axum's name for the route template.
+        info_span!("http_request", matched_path = "ping \"x\"", method = "GET")
+            .in_scope(|| info!("served"));
         info_span!("request", route = "/prix \u{2028}", method = "GET")
             .in_scope(|| info!("served"));
     }
@@ -407,4 +408,103 @@ fn a_request_still_open_when_the_subscriber_goes_is_not_counted() {
     let lines = emf_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["Route"], "/done");
+}
+
+#[test]
+fn root_spans_without_a_route_are_not_requests_and_a_look_alike_warns_once() {
+    let (_serial, out) = output();
+    for _ in 0..3 {
+        // A background job.
+        info_span!("cart_sweep", swept = 3).in_scope(|| info!("swept"));
+        // tower-http's default span: a method and a uri, no route.
+        info_span!(
+            "request",
+            method = "GET",
+            uri = "/orders/7",
+            version = "HTTP/1.1"
+        )
+        .in_scope(|| info!("served"));
+    }
+    info_span!("request", http.route = "/orders/{id}", method = "GET").in_scope(|| {});
+    tracing_aws_ecs::flush();
+    let totals = totals(&emf_lines(out));
+    assert_eq!(
+        totals.keys().cloned().collect::<Vec<_>>(),
+        [("/orders/{id}".to_owned(), "GET".to_owned())]
+    );
+    let warnings: Vec<Value> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`http.route`"),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn statuses_written_as_text_count_as_their_code() {
+    let (_serial, out) = output();
+    for status in ["503 Service Unavailable", "200 OK", "404 Not Found", "500"] {
+        let request = info_span!(
+            "request",
+            route = "/text",
+            method = "GET",
+            status = tracing::field::Empty
+        );
+        request.record("status", tracing::field::display(status));
+        drop(request);
+    }
+    // `Debug` of a status code, as `?response.status()` records it.
+    info_span!("request", route = "/text", method = "GET", status = ?502u16).in_scope(|| {});
+    tracing_aws_ecs::flush();
+    let totals = totals(&emf_lines(out));
+    let (requests, errors, _) = &totals[&("/text".to_owned(), "GET".to_owned())];
+    assert_eq!((*requests, *errors), (5, 3));
+}
+
+#[test]
+fn each_pair_names_its_slowest_request() {
+    let (_serial, out) = output();
+    for i in 0..20u32 {
+        let request_id = format!("req-{i}");
+        let trace = format!("1-5e1b4151-{i:024x}");
+        info_span!(
+            "request",
+            route = "/slow",
+            method = "GET",
+            request_id = request_id.as_str(),
+            xray_trace_id = trace.as_str()
+        )
+        .in_scope(|| {
+            if i == 13 {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+    }
+    // A request with no ids is the slowest of its own pair: none is written.
+    info_span!("request", route = "/anonymous", method = "GET").in_scope(|| {});
+    tracing_aws_ecs::flush();
+    let lines = emf_lines(out);
+    let slow: Vec<&Value> = lines.iter().filter(|l| l["Route"] == "/slow").collect();
+    assert_eq!(slow.len(), 1);
+    assert_eq!(slow[0]["request_id"], "req-13");
+    assert_eq!(slow[0]["xray_trace_id"], format!("1-5e1b4151-{:024x}", 13));
+    // Latencies to the microsecond: three decimals at most.
+    for value in slow[0]["Latency"].as_array().unwrap() {
+        let micros = value.as_f64().unwrap() * 1e3;
+        assert!((micros - micros.round()).abs() < 1e-6, "{value}");
+    }
+    let anonymous: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["Route"] == "/anonymous")
+        .collect();
+    assert_eq!(anonymous.len(), 1);
+    assert!(anonymous[0].get("request_id").is_none());
+    assert!(anonymous[0].get("xray_trace_id").is_none());
 }

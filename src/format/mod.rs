@@ -71,17 +71,22 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
-use crate::json::{
-    is_plain, write_error_chain, write_escaped, write_f64, write_integer, write_json_str,
-};
+use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
+pub(crate) use keys::name_bit;
 use keys::{RENAMED, ReservedKeys};
 pub(crate) use options::LineOptions;
 pub use options::Timestamp;
 use store::LineNames;
-pub(crate) use store::{OpenRequest, RequestSink, SpanStore};
+pub(crate) use store::SpanStore;
 use truncate::{Line, StringValue, Strings, share};
+
+/// What a layer keeps in each span's extensions: the extension that holds the span's
+/// [`SpanStore`], beside what other parts of the layer keep for the span.
+pub(crate) trait HasStore: Send + Sync + 'static {
+    fn store(&self) -> &SpanStore;
+}
 
 /// The longest line written by default, newline excluded: CloudWatch Logs' 256 KiB event
 /// limit less the 26 bytes it counts for each event.
@@ -186,7 +191,7 @@ impl EcsFormat {
 
     /// Renders the line for `event` in a per-thread buffer, cut to the line limit if need be,
     /// and hands it to `emit`.
-    pub(crate) fn format_line<S>(
+    pub(crate) fn format_line<S, X: HasStore>(
         &self,
         ctx: &Context<'_, S>,
         event: &Event<'_>,
@@ -203,9 +208,9 @@ impl EcsFormat {
             let now = SystemTime::now();
             let identity = self.identity.current();
             let mut line = Line::new(out, Strings::Whole);
-            self.render(ctx, event, now, identity, &mut line)?;
+            self.render::<S, X>(ctx, event, now, identity, &mut line)?;
             if out.len() > self.max_line + 1 {
-                self.render_truncated(ctx, event, now, identity, out)?;
+                self.render_truncated::<S, X>(ctx, event, now, identity, out)?;
             }
             emit(out);
             shrink_after_huge_lines(out);
@@ -214,7 +219,7 @@ impl EcsFormat {
     }
 
     /// Writes the line for `event`, ending with `identity`, into `line`.
-    fn render<S>(
+    fn render<S, X: HasStore>(
         &self,
         ctx: &Context<'_, S>,
         event: &Event<'_>,
@@ -263,7 +268,7 @@ impl EcsFormat {
         visitor.0.result?;
         let valued = std::mem::take(&mut visitor.0.valued);
 
-        self.write_span_fields(ctx, event, &names, &valued, traced, line);
+        self.write_span_fields::<S, X>(ctx, event, &names, &valued, traced, line);
         self.options.write_keys(line.out, meta, ctx, event)?;
         line.out.push_str(&self.statics);
         if line.cut {
@@ -276,7 +281,7 @@ impl EcsFormat {
 
     /// The fields of the event's spans, nearest first, each but those whose name is on the
     /// line already: a span none of whose names is (nor reserved) is copied whole.
-    fn write_span_fields<S>(
+    fn write_span_fields<S, X: HasStore>(
         &self,
         ctx: &Context<'_, S>,
         event: &Event<'_>,
@@ -298,7 +303,7 @@ impl EcsFormat {
             let mut scope = scope.peekable();
             while let Some(span) = scope.next() {
                 let extensions = span.extensions();
-                let Some(store) = extensions.get::<SpanStore>() else {
+                let Some(store) = extensions.get::<X>().map(X::store) else {
                     continue;
                 };
                 let nearer = names.facts.mask | on_line.mask() | self.reserved.own_mask();
@@ -332,7 +337,7 @@ impl EcsFormat {
 
     /// Renders again with every string value cut to the length that makes the line fit:
     /// first measuring the values, then sharing the room left among them, longest cut first.
-    fn render_truncated<S>(
+    fn render_truncated<S, X: HasStore>(
         &self,
         ctx: &Context<'_, S>,
         event: &Event<'_>,
@@ -352,12 +357,12 @@ impl EcsFormat {
             // A count of the strings' escaped lengths, not a rendering: the line gets only
             // what is not a string value.
             let mut line = Line::new(out, Strings::Measure(lengths));
-            self.render(ctx, event, now, identity, &mut line)?;
+            self.render::<S, X>(ctx, event, now, identity, &mut line)?;
             let fixed = out.len() + TRUNCATED.len();
             Ok(share(lengths, (self.max_line + 1).saturating_sub(fixed)))
         })?;
         out.clear();
-        self.render(
+        self.render::<S, X>(
             ctx,
             event,
             now,
@@ -456,23 +461,6 @@ impl<T: ValueSink> Visit for Values<T> {
         self.0.string(field, |w| write_error_chain(w, value));
     }
 }
-/// Hands `f` the JSON escaping of `s`, without quotes: `s` itself when nothing in it needs
-/// escaping, else the escaping in a buffer kept per thread.
-pub(crate) fn with_escaped<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static ESCAPED: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    if is_plain(s) {
-        return f(s);
-    }
-    with_reused(&ESCAPED, |escaped| {
-        escaped.clear();
-        // Into a `String`: cannot fail.
-        let _ = write_escaped(escaped, s);
-        f(escaped)
-    })
-}
-
 /// Runs `f` on this thread's `T` in `cell`, as the last use left it; on a fresh `T` when it
 /// is in use already (formatting that logs, in a `Debug` impl, re-enters).
 fn with_reused<T: Default, R>(

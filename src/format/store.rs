@@ -4,9 +4,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 use tracing::field::Field;
@@ -29,117 +26,6 @@ pub(crate) struct SpanStore {
     mask: u64,
     /// Whether some configuration reserves one of the names.
     maybe_reserved: bool,
-    /// Where the first field of each of [`REQUEST_FIELDS`]' lists is in `fields` (among the
-    /// first 256): noted as fields are added, so that a request's close reads them without a
-    /// search.
-    request_fields: [Option<u8>; 3],
-    /// For a request's root span, when request metrics are on: when it opened, whether it
-    /// failed, and where it goes when it ends.
-    pub(crate) request: Option<OpenRequest>,
-}
-
-/// The names a request's route, method and status are read from, in that order.
-const REQUEST_FIELDS: [&[&str]; 3] = [
-    &["route", "http.route"],
-    &["method", "http.request.method"],
-    &["status", "http.response.status_code"],
-];
-
-/// The [`name_bit`]s of [`REQUEST_FIELDS`]: most names are ruled out without a comparison.
-const REQUEST_BITS: u64 = {
-    let mut bits = 0;
-    let mut list = 0;
-    while list < REQUEST_FIELDS.len() {
-        let mut name = 0;
-        while name < REQUEST_FIELDS[list].len() {
-            bits |= name_bit(REQUEST_FIELDS[list][name]);
-            name += 1;
-        }
-        list += 1;
-    }
-    bits
-};
-
-/// Which of [`REQUEST_FIELDS`]' lists `name` is in.
-fn request_field(name: &str, bit: u64) -> Option<usize> {
-    if bit & REQUEST_BITS == 0 {
-        return None;
-    }
-    REQUEST_FIELDS
-        .iter()
-        .position(|names| names.contains(&name))
-}
-
-/// Where a request goes when it ends: when its root span's store is dropped, which the
-/// registry does as the span closes (after every layer's `on_close`). Counting there, rather
-/// than in `on_close`, spares every span that is not a request a lookup when it closes.
-pub(crate) trait RequestSink: Send + Sync {
-    /// A request ended: its route, method and status as [`SpanStore::request_values`] gives
-    /// them, its span's name, how long it lasted, and whether it logged an ERROR.
-    fn request_ended(
-        &self,
-        values: [Option<&str>; 3],
-        name: &'static str,
-        latency: Duration,
-        failed: bool,
-    );
-}
-
-/// A request whose root span is open: when it opened, whether it logged an error, and where
-/// it goes when it ends (one sink per layer that counts requests).
-pub(crate) struct OpenRequest {
-    opened: Instant,
-    failed: AtomicBool,
-    name: &'static str,
-    sinks: SmallVec<[Arc<dyn RequestSink>; 1]>,
-}
-
-impl OpenRequest {
-    /// A request whose root span, named `name`, opens now.
-    pub(crate) fn now(name: &'static str, sink: Arc<dyn RequestSink>) -> Self {
-        OpenRequest {
-            opened: Instant::now(),
-            failed: AtomicBool::new(false),
-            name,
-            sinks: smallvec::smallvec![sink],
-        }
-    }
-
-    /// The request logged an ERROR.
-    pub(crate) fn mark_failed(&self) {
-        self.failed.store(true, Ordering::Relaxed);
-    }
-
-    /// Sends the request to `sink` too, unless it goes there already.
-    pub(crate) fn add_sink<T: RequestSink + 'static>(&mut self, sink: &Arc<T>) {
-        let there = |s: &Arc<dyn RequestSink>| std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(sink));
-        if !self.sinks.iter().any(there) {
-            self.sinks.push(sink.clone());
-        }
-    }
-}
-
-impl fmt::Debug for OpenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenRequest")
-            .field("opened", &self.opened)
-            .field("failed", &self.failed)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for SpanStore {
-    /// The span closed (or the registry went): a request's root span hands the request on.
-    fn drop(&mut self) {
-        if let Some(request) = self.request.take() {
-            let latency = request.opened.elapsed();
-            let failed = request.failed.load(Ordering::Relaxed);
-            for sink in &request.sinks {
-                sink.request_ended(self.request_values(), request.name, latency, failed);
-            }
-        }
-    }
 }
 
 /// One field of a [`SpanStore`].
@@ -202,8 +88,6 @@ impl SpanStore {
                 fields,
                 mask: scratch.mask,
                 maybe_reserved: scratch.maybe_reserved,
-                request_fields: scratch.request_fields,
-                request: None,
             }
         })
     }
@@ -224,29 +108,26 @@ impl SpanStore {
         self.fields.clear();
         self.mask = 0;
         self.maybe_reserved = false;
-        self.request_fields = [None; 3];
     }
 
-    /// A request's route, method and status: the values of the first fields named in each of
-    /// [`REQUEST_FIELDS`]' lists, as they are written in the fragment: a string's escaped
-    /// content without its quotes (NaN and the infinities are strings too), or a number or
-    /// boolean as it is.
-    pub(crate) fn request_values(&self) -> [Option<&str>; 3] {
-        let mut values = [None; 3];
-        for (value, at) in values.iter_mut().zip(self.request_fields) {
-            let Some(field) = at.and_then(|at| self.fields.get(usize::from(at))) else {
-                continue;
-            };
-            let (start, end) = field.value;
-            // A string's quotes are ASCII: inside them is on a character's boundary.
-            let quoted = !field.plain || self.fragment.as_bytes().get(start) == Some(&b'"');
-            *value = if quoted && end - start >= 2 {
-                self.fragment.get(start + 1..end - 1)
-            } else {
-                self.fragment.get(start..end)
-            };
+    /// Each field's name, [`name_bit`] and value as it is written: a string's escaped content
+    /// without its quotes (NaN and the infinities are strings too), or a number or boolean
+    /// as it is. For the parts that read a span's fields back (request metrics) without a
+    /// visit of their own; [`mask`](Self::mask) rules most spans out first.
+    pub(crate) fn written(&self) -> impl Iterator<Item = (&'static str, u64, &str)> {
+        self.fields
+            .iter()
+            .map(|field| (field.name, field.bit, self.written_value(field)))
+    }
+
+    /// `field`'s value as [`written`](Self::written) gives it.
+    fn written_value(&self, field: &StoredField) -> &str {
+        let value = &self.fragment[field.value.0..field.value.1];
+        // A string's quotes are ASCII: inside them is on a character's boundary.
+        match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(inside) => inside,
+            None => value,
         }
-        values
     }
 
     pub(super) fn fragment(&self) -> &str {
@@ -257,7 +138,8 @@ impl SpanStore {
         &self.fields
     }
 
-    pub(super) fn mask(&self) -> u64 {
+    /// The [`name_bit`]s of the fields' names.
+    pub(crate) fn mask(&self) -> u64 {
         self.mask
     }
 
@@ -270,17 +152,6 @@ impl SpanStore {
             return None;
         }
         self.fields.iter().position(|f| f.name == name)
-    }
-
-    /// Notes where a request's route, method or status is, for a field about to be appended.
-    fn note_request_field(&mut self, name: &str, bit: u64) {
-        if let Some(list) = request_field(name, bit) {
-            let at = u8::try_from(self.fields.len()).ok();
-            let slot = &mut self.request_fields[list];
-            if slot.is_none() {
-                *slot = at;
-            }
-        }
     }
 
     /// Appends a field, unless the store has one of its name: the first of a name wins.
@@ -305,7 +176,6 @@ impl SpanStore {
             self.fragment.truncate(start);
             return;
         }
-        self.note_request_field(name, bit);
         self.fields.push(StoredField {
             name,
             bit,
@@ -340,7 +210,6 @@ impl SpanStore {
                     self.fragment
                         .push_str(&recorded.fragment[field.start..field.value.1]);
                     let shift = start.wrapping_sub(field.start);
-                    self.note_request_field(field.name, field.bit);
                     self.fields.push(StoredField {
                         start,
                         value: (
@@ -388,7 +257,8 @@ impl LineNames {
         self.mask |= store.mask;
     }
 
-    pub(super) fn mask(&self) -> u64 {
+    /// The [`name_bit`]s of the fields' names.
+    pub(crate) fn mask(&self) -> u64 {
         self.mask
     }
 
@@ -474,24 +344,27 @@ mod tests {
     }
 
     #[test]
-    fn request_values_are_the_first_of_each_list_as_written() {
-        let mut stored = store(&[
-            ("a", "1", true),
-            ("http.route", r#""/a\"b""#, false),
-            ("route", r#""/ignored""#, false),
-        ]);
-        assert_eq!(stored.request_values(), [Some(r#"/a\"b"#), None, None]);
-        // Recorded later: the method is new, the route's value changes where it is.
+    fn values_are_read_back_as_written() {
+        let mut stored = store(&[("http.route", r#""/a\"b""#, false), ("status", "503", true)]);
+        // A new value where it was, a new name at the end.
         stored.merge(&store(&[
-            ("http.request.method", r#""GET""#, false),
+            ("a", "1", true),
             ("http.route", r#""/c""#, false),
         ]));
-        stored.merge(&store(&[("status", "503", true)]));
+        // A plain value spelled in quotes (NaN) is read without them.
+        stored.merge(&store(&[("c", r#""NaN""#, true)]));
+        let written: Vec<_> = stored.written().collect();
         assert_eq!(
-            stored.request_values(),
-            [Some("/c"), Some("GET"), Some("503")]
+            written,
+            [
+                ("http.route", name_bit("http.route"), "/c"),
+                ("status", name_bit("status"), "503"),
+                ("a", name_bit("a"), "1"),
+                ("c", name_bit("c"), "NaN"),
+            ]
         );
-        assert_eq!(store(&[("c", "1", true)]).request_values(), [None; 3]);
+        let escaped = store(&[("http.route", r#""/a\"b""#, false)]);
+        assert_eq!(escaped.written().next().unwrap().2, r#"/a\"b"#);
     }
 
     #[test]
