@@ -221,6 +221,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if crate::panic::is_second_report(event.metadata()) {
+            return;
+        }
         let counts_requests = matches!(&self.inner, Inner::Json(l) if l.requests.is_some());
         if counts_requests && *event.metadata().level() == tracing::Level::ERROR {
             mark_failed(event, &ctx);

@@ -66,6 +66,9 @@ pub mod endpoint;
 mod error;
 mod fields;
 pub mod format;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod http;
 mod json;
 mod layer;
 pub mod metadata;

@@ -30,9 +30,13 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            let _ = PANICS.try_with(|panics| panics.set(panics.get().wrapping_add(1)));
             let _ = WRITTEN.try_with(|written| written.set(false));
             log_panic(info);
             let written = WRITTEN.try_with(|written| written.replace(false));
+            if written == Ok(true) {
+                let _ = LINES.try_with(|lines| lines.set(lines.get().wrapping_add(1)));
+            }
             if written != Ok(true) || RUN_PREVIOUS.load(Ordering::Relaxed) {
                 previous(info);
             }
@@ -49,6 +53,33 @@ static RUN_PREVIOUS: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// Whether a line of the panic's target was written on this thread since the hook began.
     static WRITTEN: Cell<bool> = const { Cell::new(false) };
+    /// How many panics the hook has seen on this thread.
+    static PANICS: Cell<u64> = const { Cell::new(0) };
+    /// How many panic lines the hook has written on this thread, and how many of them a
+    /// second report (tower-http's) was left out for.
+    static LINES: Cell<u64> = const { Cell::new(0) };
+    static SECOND_REPORTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The target of tower-http's `CatchPanicLayer`, which logs an ERROR for each panic it
+/// catches, on the panicking thread, after the hook.
+const CATCH_PANIC_TARGET: &str = "tower_http::catch_panic";
+
+/// Whether `event` reports again a panic whose line the hook wrote: tower-http's
+/// `CatchPanicLayer`'s ERROR, one per panic. A panic is one ERROR line.
+pub(crate) fn is_second_report(event: &tracing::Metadata<'_>) -> bool {
+    if *event.level() != tracing::Level::ERROR || event.target() != CATCH_PANIC_TARGET {
+        return false;
+    }
+    let lines = LINES.try_with(Cell::get).unwrap_or(0);
+    SECOND_REPORTS.try_with(|reported| reported.replace(lines) != lines) == Ok(true)
+}
+
+/// How many panics the hook has seen on this thread: a service that sees it change while it
+/// polls what it wraps knows that a panic was caught inside, and its line written.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) fn panics_on_this_thread() -> u64 {
+    PANICS.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Sets whether the hook installed before ours runs after every panic line, not only when

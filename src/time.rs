@@ -9,7 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// (a few ns a call, where hashing the clock each time cost a clock read and a SipHash).
 /// Not for anything that must be unpredictable.
 pub(crate) fn random_fraction() -> f64 {
-    use std::cell::Cell;
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// 64 random bits, from the generator of [`random_fraction`].
+pub(crate) fn random_u64() -> u64 {
     thread_local! {
         static STATE: Cell<u64> = const { Cell::new(0) };
     }
@@ -25,8 +29,7 @@ pub(crate) fn random_fraction() -> f64 {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
     // A thread being torn down has no state left: a fresh seed will do.
-    let random = STATE.try_with(next).unwrap_or_else(|_| seed());
-    (random >> 11) as f64 / (1u64 << 53) as f64
+    STATE.try_with(next).unwrap_or_else(|_| seed())
 }
 
 /// A random 64-bit seed: the process's random key hashed with the clock.

@@ -1,0 +1,433 @@
+//! A `tower` layer for HTTP services (axum, or any `tower` service of `http` requests):
+//! each request is a root span with OpenTelemetry's HTTP keys, from its arrival to the end of
+//! its response body, and one line when it ends.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use ::axum::extract::MatchedPath;
+use ::http::{HeaderName, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+
+/// The route of a request that matched no route (axum's fallback, a 404): never the raw
+/// path, which would make a metric dimension per URL.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The header a request's id is read from, and echoed in when asked.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The header an Application Load Balancer adds with the request's X-Ray trace.
+const AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+/// The target of the request's span and of its line.
+const TARGET: &str = "tracing_aws_ecs::http";
+
+/// A `tower` layer that makes each HTTP request a root span at INFO, named `request`, with
+/// OpenTelemetry's HTTP keys, and writes one line when the request ends. With
+/// [`RequestMetrics`](crate::RequestMetrics) on, every request is counted under its route.
+///
+/// The span's fields:
+///
+/// - `http.request.method`: `GET`, `POST`, …;
+/// - `http.route`: the route template axum matched (`/orders/{id}`, from
+///   [`MatchedPath`]), or [`UNMATCHED_ROUTE`] when none matched (a 404): never the raw path;
+/// - `url.path`: the path as requested;
+/// - `request_id`: the `x-request-id` header when the request has one (1 to 128 visible
+///   ASCII characters), else 32 random hex digits;
+/// - `xray_trace_id`: the `Root` of the `X-Amzn-Trace-Id` header an Application Load
+///   Balancer adds (`1-67891233-abcdef012345678912345678`), when there is one;
+/// - `http.response.status_code`: recorded when the response is made.
+///
+/// Every line logged while the request is handled carries them. The request ends when its
+/// response body ends or is dropped (a streaming body stays in its request); then one line,
+/// `request finished`, with `duration_ms` (milliseconds, to the microsecond): at INFO, or at
+/// ERROR for a 5xx status or a service error, so that
+/// [`Buffering`](crate::Buffering) writes what the request held.
+///
+/// A panic in the handler is the request's error, with status 500, and one ERROR line: the
+/// [panic hook](crate::install_panic_hook)'s, in the request, whether
+/// `tower_http::catch_panic::CatchPanicLayer` is inside this layer or outside it.
+///
+/// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
+/// request matched:
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tracing_aws_ecs::http::RequestLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/orders/{id}", get(|| async { "order" }))
+///     .route("/health", get(|| async { "ok" }))
+///     .layer(RequestLayer::new().without_route("/health"));
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct RequestLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Config {
+    /// Routes (or paths, for unmatched requests) that are not requests: no span, a DEBUG line.
+    skipped: Vec<String>,
+    /// Whether the response carries the request's id as `x-request-id`.
+    echo_request_id: bool,
+}
+
+impl RequestLayer {
+    /// The layer: every route is a request, and the request id is not echoed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leaves out requests of `route` (a route template, as given to the router, or a path
+    /// when it matches no route): health checks. They have no span, so they are not counted
+    /// and their lines carry no request fields, and their `request finished` line is at
+    /// DEBUG.
+    pub fn without_route(mut self, route: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).skipped.push(route.into());
+        self
+    }
+
+    /// Whether each response carries its request's id as `x-request-id` (default `false`).
+    pub fn with_request_id_in_response(mut self, echo: bool) -> Self {
+        Arc::make_mut(&mut self.config).echo_request_id = echo;
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service [`RequestLayer`] wraps around another.
+#[derive(Clone, Debug)]
+pub struct RequestService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let skipped = self
+            .config
+            .skipped
+            .iter()
+            .any(|s| s == route || (route == UNMATCHED_ROUTE && s == path));
+        let given_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .filter(|id| valid_request_id(id.as_bytes()))
+            .and_then(|id| id.to_str().ok());
+        let generated = given_id.is_none().then(random_id);
+        let request_id = match (given_id, &generated) {
+            (Some(id), _) => id,
+            (None, Some(id)) => std::str::from_utf8(id).unwrap_or_default(),
+            (None, None) => "",
+        };
+        let echoed = self
+            .config
+            .echo_request_id
+            .then(|| HeaderValue::from_str(request_id).ok())
+            .flatten();
+        let span = if skipped {
+            Span::none()
+        } else {
+            let span = tracing::info_span!(
+                target: TARGET,
+                parent: None,
+                "request",
+                http.request.method = request.method().as_str(),
+                http.route = route,
+                url.path = path,
+                request_id,
+                xray_trace_id = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+            );
+            let trace = request.headers().get(AMZN_TRACE_ID);
+            if let Some(root) = trace.and_then(|t| xray_root(t.to_str().ok()?)) {
+                span.record("xray_trace_id", root);
+            }
+            span
+        };
+        let inner = span.in_scope(|| self.inner.call(request));
+        ResponseFuture {
+            inner,
+            request: Some(OpenRequest {
+                span,
+                started,
+                skipped,
+                status: None,
+                failed: false,
+                caught_panic: false,
+                panics: 0,
+                in_poll: false,
+            }),
+            echoed,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`RequestService`]'s response.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        // Handed to the response's body when the response is made.
+        request: Option<OpenRequest>,
+        echoed: Option<HeaderValue>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(request) = this.request.as_mut() else {
+            // Polled again after it was ready.
+            return Poll::Pending;
+        };
+        let entered = request.span.clone().entered();
+        // A panic that unwinds out of `poll` leaves `in_poll` set for the drop to see.
+        request.in_poll = true;
+        request.panics = crate::panic::panics_on_this_thread();
+        let polled = this.inner.poll(cx);
+        request.in_poll = false;
+        // A panic caught inside (`CatchPanicLayer` there): its line is written already.
+        let caught_panic = crate::panic::panics_on_this_thread() != request.panics;
+        drop(entered);
+        let result = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(result) => result,
+        };
+        let mut request = this.request.take();
+        match result {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                if let Some(request) = &mut request {
+                    let status = parts.status.as_u16();
+                    request.status = Some(status);
+                    request.caught_panic = caught_panic;
+                    request.span.record("http.response.status_code", status);
+                }
+                if let Some(id) = this.echoed.take() {
+                    parts.headers.insert(REQUEST_ID, id);
+                }
+                let body = ResponseBody {
+                    inner: body,
+                    request,
+                };
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Err(e) => {
+                if let Some(request) = &mut request {
+                    request.failed = true;
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The body of a [`RequestService`]'s response: the request ends when it ends or is
+    /// dropped.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: B,
+        request: Option<OpenRequest>,
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        // A streaming body's lines are the request's.
+        let entered = this.request.as_ref().map(|r| r.span.clone().entered());
+        let frame = this.inner.poll_frame(cx);
+        drop(entered);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+            // The body ended: so does the request.
+            this.request.take();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request in flight: its span, and what its line says when it ends, as this is dropped.
+struct OpenRequest {
+    span: Span,
+    started: Instant,
+    skipped: bool,
+    status: Option<u16>,
+    /// The service returned an error.
+    failed: bool,
+    /// A panic was caught inside (its line is written).
+    caught_panic: bool,
+    /// [`panics_on_this_thread`](crate::panic::panics_on_this_thread) when the last poll
+    /// began.
+    panics: u64,
+    /// Whether the inner future is being polled: still so at the drop when a panic unwound
+    /// out of it.
+    in_poll: bool,
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        if self.in_poll {
+            // A panic unwound out of the handler (`CatchPanicLayer` outside, or none): the
+            // request failed with a 500, and the hook's line, in the request, says why.
+            self.span.record("http.response.status_code", 500u16);
+            if crate::panic::panics_on_this_thread() == self.panics {
+                tracing::error!(target: TARGET, "request panicked");
+            }
+            return;
+        }
+        let duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let server_error = self.status.is_some_and(|s| s >= 500);
+        if self.skipped {
+            tracing::debug!(target: TARGET, duration_ms, "request finished");
+        } else if self.caught_panic {
+            // The panic's line is the request's ERROR.
+            tracing::info!(target: TARGET, duration_ms, "request finished");
+        } else if self.failed || server_error {
+            tracing::error!(target: TARGET, duration_ms, "request finished");
+        } else {
+            tracing::info!(target: TARGET, duration_ms, "request finished");
+        }
+    }
+}
+
+/// Whether a request's `x-request-id` is taken as its id: 1 to 128 visible ASCII characters.
+fn valid_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// 32 random lowercase hex digits.
+fn random_id() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0; 32];
+    let bits = [crate::time::random_u64(), crate::time::random_u64()];
+    for (digit, slot) in id.iter_mut().enumerate() {
+        let word = bits[digit / 16];
+        *slot = HEX[(word >> ((digit % 16) * 4) & 0xf) as usize];
+    }
+    id
+}
+
+/// The `Root` of an `X-Amzn-Trace-Id` header (`Root=1-67891233-abcdef012345678912345678;
+/// Parent=…;Sampled=1`), when it is an X-Ray trace id.
+fn xray_root(header: &str) -> Option<&str> {
+    let root = header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))?;
+    let bytes = root.as_bytes();
+    let hex = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_hexdigit);
+    let shaped = bytes.len() == 35
+        && bytes.starts_with(b"1-")
+        && bytes[10] == b'-'
+        && hex(2..10)
+        && hex(11..35);
+    shaped.then_some(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xray_roots_are_read_from_the_header() {
+        let root = "1-67891233-abcdef012345678912345678";
+        assert_eq!(xray_root(&format!("Root={root}")), Some(root));
+        assert_eq!(
+            xray_root(&format!(
+                "Self=1-67891234-12456789abcdef012345678;Root={root};Sampled=1"
+            )),
+            Some(root)
+        );
+        assert_eq!(
+            xray_root(&format!(" Root={root} ; Parent=53995c3f42cd8ad8")),
+            Some(root)
+        );
+        assert_eq!(xray_root("Root=1-6789123-abcdef012345678912345678"), None);
+        assert_eq!(xray_root("Root=1-67891233-abcdef01234567891234567z"), None);
+        assert_eq!(xray_root("Sampled=1"), None);
+        assert_eq!(xray_root("Root=é"), None);
+    }
+
+    #[test]
+    fn request_ids_are_visible_ascii_or_generated() {
+        assert!(valid_request_id(b"4f9c1e2a-77b1"));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id(&[b'x'; 129]));
+        let (a, b) = (random_id(), random_id());
+        assert_ne!(a, b);
+        assert!(
+            a.iter()
+                .all(|d| d.is_ascii_hexdigit() && !d.is_ascii_uppercase())
+        );
+    }
+}

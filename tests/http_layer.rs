@@ -1,0 +1,344 @@
+//! The tower layer on an axum `Router`, served in process: the request span's keys, route
+//! templates and the unmatched route, request ids given and made, the ALB's trace id, left-out
+//! routes, status recorded at the response, a streaming body kept in its request, and a
+//! panic as one ERROR line with `CatchPanicLayer` inside the layer or outside it.
+//!
+//! The subscriber is global, as `init()` installs it, with request metrics and buffering,
+//! filtered as `RUST_LOG=info,http_layer=debug` does; the tests take turns.
+#![cfg(feature = "axum")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use common::{Capture, fargate_metadata};
+use serde_json::Value;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing_aws_ecs::http::{RequestLayer, UNMATCHED_ROUTE};
+use tracing_aws_ecs::{Buffering, RequestMetrics};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+/// The global subscriber at INFO, with request metrics and buffering, writing into the
+/// returned capture, empty.
+fn output() -> (MutexGuard<'static, ()>, &'static Capture) {
+    let (serial, output) = common::global_capture(|output| {
+        let layer = tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_writer(output.clone())
+            .with_buffering(Buffering::default())
+            .with_request_metrics(
+                RequestMetrics::new("Test/Http").with_interval(Duration::from_secs(3600)),
+            )
+            .layer();
+        // What `RUST_LOG=info,http_layer=debug` gives.
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("info,http_layer=debug"))
+            .with(layer)
+            .init();
+        tracing_aws_ecs::install_panic_hook();
+        // The hook writes panics into the capture: a failed assertion is printed too.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            hook(info);
+            if info.payload().downcast_ref::<&str>() != Some(&"handler panicked") {
+                eprintln!("{info}");
+            }
+        }));
+    });
+    tracing_aws_ecs::flush();
+    output.clear();
+    (serial, output)
+}
+
+/// A service's routes: path parameters, a failing route, a panicking one, a health check
+/// and a streaming body.
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                tracing::info!("looked up order");
+                "order"
+            }),
+        )
+        .route("/orders", post(|| async { StatusCode::CREATED }))
+        .route(
+            "/fail",
+            get(|| async {
+                tracing::debug!("held until the failure");
+                StatusCode::SERVICE_UNAVAILABLE
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("handler panicked");
+                }
+                "never"
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = futures_chunks();
+                Body::from_stream(chunks)
+            }),
+        )
+}
+
+/// Three chunks, each logging as it is made, the second after a pause.
+fn futures_chunks() -> impl futures_core::Stream<Item = Result<String, std::io::Error>> {
+    struct Chunks(u32, Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<String, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if let Some(sleep) = self.1.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
+                self.1 = None;
+            }
+            if self.0 == 3 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 += 1;
+            tracing::info!(chunk = self.0, "streamed");
+            if self.0 == 1 {
+                self.1 = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+            }
+            std::task::Poll::Ready(Some(Ok(format!("chunk {}\n", self.0))))
+        }
+    }
+    use std::future::Future;
+    Chunks(0, None)
+}
+
+/// Sends `request` through `app` and reads the whole body: the request ends.
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap) {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    axum::body::to_bytes(body, usize::MAX).await.expect("body");
+    (parts.status, parts.headers)
+}
+
+fn get_request(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// `(Route, Method)` → (Requests, Errors), from the EMF lines.
+fn counts(out: &Capture) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut counts: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for line in out.lines().iter().filter(|l| l.get("_aws").is_some()) {
+        common::assert_emf(line);
+        let key = (
+            line["Route"].as_str().unwrap().to_owned(),
+            line["Method"].as_str().unwrap().to_owned(),
+        );
+        let entry = counts.entry(key).or_default();
+        entry.0 += line["Requests"].as_u64().unwrap_or(0);
+        entry.1 += line["Errors"].as_u64().unwrap_or(0);
+    }
+    counts
+}
+
+fn pair(route: &str, method: &str) -> (String, String) {
+    (route.to_owned(), method.to_owned())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn each_request_is_counted_under_its_route_template() {
+    let (_serial, out) = output();
+    let app = routes().layer(RequestLayer::new().without_route("/health"));
+    runtime().block_on(async {
+        for i in 0..40 {
+            send(&app, get_request(&format!("/orders/{i}"))).await;
+            send(&app, get_request("/health")).await;
+        }
+        for _ in 0..10 {
+            let created = Request::post("/orders").body(Body::empty()).unwrap();
+            assert_eq!(send(&app, created).await.0, StatusCode::CREATED);
+            assert_eq!(send(&app, get_request("/fail")).await.0, 503);
+            assert_eq!(send(&app, get_request("/no/such/path")).await.0, 404);
+        }
+    });
+    // A background job's root span is not a request.
+    tracing::info_span!("cart_sweep").in_scope(|| tracing::info!("swept"));
+    tracing_aws_ecs::flush();
+    let expected: BTreeMap<_, _> = [
+        (pair("/orders/{id}", "GET"), (40, 0)),
+        (pair("/orders", "POST"), (10, 0)),
+        (pair("/fail", "GET"), (10, 10)),
+        (pair(UNMATCHED_ROUTE, "GET"), (10, 0)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(counts(out), expected);
+    let lines = out.lines();
+    // One line a request, at INFO but for the 5xx (ERROR, after its held DEBUG line); none at
+    // INFO for the health checks.
+    let finished: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .collect();
+    assert_eq!(finished.len(), 70);
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 10);
+    assert!(errors.iter().all(|l| l["http.route"] == "/fail"));
+    let held = lines
+        .iter()
+        .filter(|l| l["message"] == "held until the failure")
+        .count();
+    assert_eq!(held, 10, "the failing requests' DEBUG lines are written");
+    assert!(lines.iter().all(|l| l["url.path"] != "/health"));
+    // Every line of a request carries its keys, and ids differ between requests.
+    let mut ids = std::collections::HashSet::new();
+    for line in lines.iter().filter(|l| l.get("http.route").is_some()) {
+        let id = line["request_id"].as_str().expect("request_id");
+        assert_eq!(id.len(), 32, "{line}");
+        assert!(line["http.request.method"].is_string(), "{line}");
+        assert!(line["url.path"].is_string(), "{line}");
+        if line["message"] == "request finished" {
+            assert!(line["http.response.status_code"].is_u64(), "{line}");
+            assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+            ids.insert(id.to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 70);
+    let unmatched = lines
+        .iter()
+        .find(|l| l["http.route"] == UNMATCHED_ROUTE)
+        .unwrap();
+    assert_eq!(unmatched["url.path"], "/no/such/path");
+    assert_eq!(unmatched["http.response.status_code"], 404);
+}
+
+#[test]
+fn a_request_id_given_is_kept_and_echoed_and_the_albs_trace_is_on_every_line() {
+    let (_serial, out) = output();
+    let app = routes().layer(RequestLayer::new().with_request_id_in_response(true));
+    let root = "1-67891233-abcdef012345678912345678";
+    let headers = runtime().block_on(async {
+        let request = Request::get("/orders/7")
+            .header("x-request-id", "client-id-42")
+            .header(
+                "x-amzn-trace-id",
+                format!("Self=1-67891234-12456789abcdef012345678;Root={root};Sampled=1"),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let (_, given) = send(&app, request).await;
+        // A bad id (a space) is replaced, and the one made is echoed.
+        let request = Request::get("/orders/8")
+            .header("x-request-id", "two words")
+            .body(Body::empty())
+            .unwrap();
+        let (_, made) = send(&app, request).await;
+        (given, made)
+    });
+    assert_eq!(headers.0["x-request-id"], "client-id-42");
+    let made = headers.1["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 32);
+    let lines = out.lines();
+    let of =
+        |path: &str| -> Vec<&Value> { lines.iter().filter(|l| l["url.path"] == path).collect() };
+    let (seven, eight) = (of("/orders/7"), of("/orders/8"));
+    assert_eq!(seven.len(), 2, "the handler's line and the request's");
+    for line in &seven {
+        assert_eq!(line["request_id"], "client-id-42");
+        assert_eq!(line["xray_trace_id"], root);
+    }
+    for line in &eight {
+        assert_eq!(line["request_id"], made.as_str());
+        assert!(line.get("xray_trace_id").is_none());
+    }
+}
+
+#[test]
+fn a_streaming_body_stays_in_its_request() {
+    let (_serial, out) = output();
+    let app = routes().layer(RequestLayer::new());
+    runtime().block_on(async {
+        send(&app, get_request("/stream")).await;
+    });
+    tracing_aws_ecs::flush();
+    let lines = out.lines();
+    let streamed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "streamed")
+        .collect();
+    assert_eq!(streamed.len(), 3);
+    let id = &streamed[0]["request_id"];
+    assert!(streamed.iter().all(|l| &l["request_id"] == id));
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "request finished")
+        .unwrap();
+    assert_eq!(&finished["request_id"], id);
+    // The request lasted until its body ended, pause included.
+    assert!(
+        finished["duration_ms"].as_f64().unwrap() >= 50.0,
+        "{finished}"
+    );
+    let latency = lines
+        .iter()
+        .find(|l| l["Route"] == "/stream")
+        .map(|l| l["Latency"][0].as_f64().unwrap())
+        .unwrap();
+    assert!(latency >= 50.0, "{latency}");
+}
+
+#[test]
+fn a_panic_is_one_error_line_and_a_500_with_catch_panic_inside_or_outside() {
+    let (_serial, out) = output();
+    let inside = routes()
+        .layer(CatchPanicLayer::new())
+        .layer(RequestLayer::new());
+    let outside = routes()
+        .layer(RequestLayer::new())
+        .layer(CatchPanicLayer::new());
+    runtime().block_on(async {
+        for app in [&inside, &outside] {
+            for _ in 0..3 {
+                assert_eq!(send(app, get_request("/panic")).await.0, 500);
+            }
+        }
+    });
+    tracing_aws_ecs::flush();
+    assert_eq!(
+        counts(out),
+        [(pair("/panic", "GET"), (6, 6))].into_iter().collect()
+    );
+    let lines = out.lines();
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    let messages: Vec<_> = errors
+        .iter()
+        .map(|l| (&l["message"], &l["target"]))
+        .collect();
+    assert_eq!(errors.len(), 6, "{messages:?}");
+    for error in &errors {
+        assert_eq!(error["message"], "handler panicked");
+        assert_eq!(error["http.route"], "/panic");
+        assert!(error["request_id"].is_string());
+    }
+}
