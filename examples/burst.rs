@@ -12,7 +12,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(5_000);
-    tracing_aws_ecs::init();
+    let _guard = tracing_aws_ecs::init();
 
     let threads: Vec<_> = (0..4u64)
         .map(|thread| {

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 
 /// What a service does: one line of set-up, then ordinary `tracing`.
 fn service() {
-    tracing_aws_ecs::init();
+    let _guard = tracing_aws_ecs::init();
 
     let request = info_span!("request", method = "POST", path = "/orders");
     let _entered = request.enter();

@@ -36,9 +36,11 @@ pub(crate) const DROPPED_KEY: &str = "buffer_dropped";
 /// root span closes without such an event, its held lines are discarded. Nothing is written
 /// twice.
 ///
-/// Outside any span, events at the buffered levels are dropped, as they would be at INFO:
-/// buffering lowers the level that reaches the layer, and background noise must not flood
-/// the logs because of it.
+/// Outside any span, events at the buffered levels are dropped when
+/// [`init`](crate::Builder::init) raised the level for buffering (`RUST_LOG` unset), as they
+/// would be at INFO: background noise must not flood the logs because of it. When
+/// `RUST_LOG` is set, or on the [`layer`](crate::Builder::layer) path with a filter of
+/// yours, the filter decides: what it lets through outside a request is written.
 ///
 /// Memory is bounded: a request keeps at most [`with_max_request_bytes`](Self::with_max_request_bytes)
 /// of lines (64 KiB), dropping its oldest first, and all requests together at most
@@ -52,8 +54,9 @@ pub(crate) const DROPPED_KEY: &str = "buffer_dropped";
 /// A panic is an ERROR line (see the [panic hook](crate::install_panic_hook)): it flushes
 /// its own request, as any error does, and no other; a panic caught by a runtime (tokio, a
 /// web framework) leaves the other requests in flight as they were. Call
-/// [`flush_buffered`](crate::flush_buffered) when the service shuts down, so that what the
-/// requests in flight held is not lost.
+/// [`flush_buffered`](crate::flush_buffered) when the service shuts down (the
+/// [`FlushGuard`](crate::FlushGuard) that `init` returns does), so that what the requests in
+/// flight held is not lost.
 ///
 /// An event logged while another is rendered (from a `Debug` impl) is routed on its own:
 /// held, written or flushing as its level and request say.
@@ -75,6 +78,10 @@ pub struct Buffering {
     max_request_bytes: usize,
     max_total_bytes: usize,
     sample_rate: f64,
+    /// Whether lines at the buffered levels outside any request are dropped: when `init`
+    /// raised the level for buffering (`RUST_LOG` unset), not when a filter of the user's
+    /// lets them through.
+    pub(crate) drop_outside_requests: bool,
 }
 
 impl Default for Buffering {
@@ -85,6 +92,7 @@ impl Default for Buffering {
             max_request_bytes: 64 * 1024,
             max_total_bytes: 8 * 1024 * 1024,
             sample_rate: 0.0,
+            drop_outside_requests: false,
         }
     }
 }
@@ -447,7 +455,11 @@ impl Buffer {
             return Route::Write;
         }
         let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
-            return if buffered { Route::Drop } else { Route::Write };
+            return if buffered && self.config.drop_outside_requests {
+                Route::Drop
+            } else {
+                Route::Write
+            };
         };
         let buffer = self.buffer_of(&root);
         drop(root);

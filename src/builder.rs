@@ -21,9 +21,11 @@ use crate::fields::{ExtraFields, FieldScheme};
 use crate::format::{EcsFormat, LineOptions, Timestamp};
 use crate::layer::EcsLayer;
 use crate::metadata::EcsMetadata;
+use crate::reporter::{MetricsBuilder, MetricsError, MetricsReporter};
 use crate::request_metrics::{Recorder, RequestMetrics};
+use crate::shutdown::FlushGuard;
 use crate::span_events::SpanEvents;
-use crate::write::WriterSink;
+use crate::write::{SharedWriter, WriterSink};
 
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
@@ -61,6 +63,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     rust_panic_message: bool,
     buffering: Option<Buffering>,
     request_metrics: Option<RequestMetrics>,
+    container_metrics: Option<MetricsBuilder>,
 }
 
 impl Default for Builder {
@@ -82,6 +85,7 @@ impl Default for Builder {
             rust_panic_message: false,
             buffering: None,
             request_metrics: None,
+            container_metrics: None,
         }
     }
 }
@@ -126,6 +130,7 @@ impl<W> Builder<W> {
             rust_panic_message: self.rust_panic_message,
             buffering: self.buffering,
             request_metrics: self.request_metrics,
+            container_metrics: self.container_metrics,
         }
     }
 
@@ -269,12 +274,31 @@ impl<W> Builder<W> {
     /// ```no_run
     /// use tracing_aws_ecs::RequestMetrics;
     ///
-    /// tracing_aws_ecs::builder()
+    /// let _guard = tracing_aws_ecs::builder()
     ///     .with_request_metrics(RequestMetrics::new("OrdersService"))
     ///     .init();
     /// ```
     pub fn with_request_metrics(mut self, metrics: RequestMetrics) -> Self {
         self.request_metrics = Some(metrics);
+        self
+    }
+
+    /// Reports the task's container metrics (see [`MetricsReporter`]) on the layer's writer,
+    /// started by [`init`](Self::init) and [`try_init`](Self::try_init) and stopped, with a
+    /// last report, when the [`FlushGuard`] they return is dropped (default off). Its writer
+    /// is the layer's. Off ECS there is nothing to report: one DEBUG line says so; on ECS, a
+    /// reporter that cannot start costs one WARN line.
+    ///
+    /// ```no_run
+    /// use tracing_aws_ecs::{MetricsReporter, RequestMetrics};
+    ///
+    /// let _guard = tracing_aws_ecs::builder()
+    ///     .with_request_metrics(RequestMetrics::new("OrdersService"))
+    ///     .with_container_metrics(MetricsReporter::builder())
+    ///     .init();
+    /// ```
+    pub fn with_container_metrics(mut self, metrics: MetricsBuilder) -> Self {
+        self.container_metrics = Some(metrics);
         self
     }
 
@@ -312,6 +336,16 @@ impl<W> Builder<W> {
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
+        self.layer_and_writer().0
+    }
+
+    /// The layer, and its writer for what else writes lines beside it (none for the text
+    /// lines off ECS).
+    fn layer_and_writer<S>(self) -> (EcsLayer<S, W>, Option<Arc<W>>)
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
         let startup = Startup {
             deadline: self.deadline,
             recover: self.recover,
@@ -332,7 +366,7 @@ impl<W> Builder<W> {
                     std::io::IsTerminal::is_terminal(&io::stdout()),
                     std::env::var_os("NO_COLOR"),
                 );
-            return EcsLayer::text(
+            let text = EcsLayer::text(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(colours)
                     .with_target(line.target)
@@ -344,6 +378,7 @@ impl<W> Builder<W> {
                     .with_span_events(self.span_events)
                     .with_writer(writer),
             );
+            return (text, None);
         }
         if line.thread_names {
             crate::panic::thread_names_on_lines();
@@ -373,20 +408,25 @@ impl<W> Builder<W> {
                 Arc::new(WriterSink(Arc::clone(&writer))),
             )
         });
-        EcsLayer::json(
+        let layer = EcsLayer::json(
             format,
-            writer,
+            Arc::clone(&writer),
             SpanEvents::new(&self.span_events),
             buffer,
             metrics,
             dispatch,
-        )
+        );
+        (layer, Some(writer))
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level
     /// when unset) and this layer; then the bridge that turns `log` records into events. Then
     /// logs, once, why lines carry no ECS fields if they do not (DEBUG off ECS, WARN when the
-    /// fetch failed).
+    /// fetch failed), and starts the [container metrics](Self::with_container_metrics).
+    ///
+    /// Returns the [`FlushGuard`]: keep it until `main` returns (`let _guard = …`), and what
+    /// the layer holds (held lines, the request metrics' interval, a last container report)
+    /// is written then.
     ///
     /// When a `log` logger is already installed, `log` records keep going to it: one WARN line
     /// says so, and the subscriber is installed all the same.
@@ -395,13 +435,19 @@ impl<W> Builder<W> {
     ///
     /// [`InitError`] when a global `tracing` subscriber is already set; nothing is installed
     /// then. Never panics.
-    pub fn try_init(self) -> Result<(), InitError>
+    pub fn try_init(mut self) -> Result<FlushGuard, InitError>
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        // Buffered levels must reach the layer to be held.
-        let default_level = match &self.buffering {
-            Some(buffering) => self.default_level.max(buffering.buffered_level()),
+        // `RUST_LOG` set by hand decides which lines are written; unset, buffering raises
+        // the level to its buffered one, and the lines that raise lets through outside any
+        // request are dropped.
+        let rust_log_set = std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty());
+        let default_level = match &mut self.buffering {
+            Some(buffering) => {
+                buffering.drop_outside_requests = !rust_log_set;
+                self.default_level.max(buffering.buffered_level())
+            }
             None => self.default_level,
         };
         let filter = EnvFilter::builder()
@@ -409,9 +455,9 @@ impl<W> Builder<W> {
             .from_env_lossy();
         let fetched = self.metadata.is_none();
         let (panic_hook, rust_panic_message) = (self.panic_hook, self.rust_panic_message);
-        let subscriber = tracing_subscriber::registry()
-            .with(filter)
-            .with(self.layer());
+        let container_metrics = self.container_metrics.take();
+        let (layer, writer) = self.layer_and_writer();
+        let subscriber = tracing_subscriber::registry().with(filter).with(layer);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|source| InitError { source })?;
         // After the subscriber, so that the bridge takes its level.
@@ -434,7 +480,8 @@ impl<W> Builder<W> {
             crate::log_metadata_status();
         }
         crate::buffering::warn_if_filtered_out();
-        Ok(())
+        let reporter = container_metrics.and_then(|metrics| start_reporter(metrics, writer));
+        Ok(FlushGuard::with_reporter(reporter))
     }
 
     /// As [`try_init`](Self::try_init), panicking where it would fail.
@@ -444,12 +491,36 @@ impl<W> Builder<W> {
     /// When a global `tracing` subscriber is already set (as `tracing_subscriber::fmt::init`
     /// does).
     #[track_caller]
-    pub fn init(self)
+    pub fn init(self) -> FlushGuard
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        if let Err(e) = self.try_init() {
-            panic!("{e}");
+        match self.try_init() {
+            Ok(guard) => guard,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Starts the container metrics on the layer's `writer`; a reporter that cannot start is
+/// one line: DEBUG off ECS (there is nothing to report), WARN on ECS.
+fn start_reporter<W>(metrics: MetricsBuilder, writer: Option<Arc<W>>) -> Option<MetricsReporter>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let Some(writer) = writer else {
+        tracing::debug!(target: "tracing_aws_ecs", "container metrics are not reported off ECS");
+        return None;
+    };
+    match metrics.with_writer(SharedWriter(writer)).start() {
+        Ok(reporter) => Some(reporter),
+        Err(MetricsError::Endpoint(crate::Error::NotOnEcs)) => {
+            tracing::debug!(target: "tracing_aws_ecs", "container metrics are not reported off ECS");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(target: "tracing_aws_ecs", "container metrics are not reported: {e}");
+            None
         }
     }
 }

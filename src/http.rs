@@ -360,6 +360,67 @@ impl Drop for OpenRequest {
     }
 }
 
+/// Resolves when the task is told to stop: `SIGTERM` (what ECS sends, then `SIGKILL` after
+/// the container's stop timeout, 30 s by default) or Ctrl-C; one INFO line says which. For
+/// axum's graceful shutdown: the server stops taking connections, the requests in flight
+/// finish, `main` returns, and the [`FlushGuard`](crate::FlushGuard) writes the last
+/// interval of request metrics, what requests held, and a last container report.
+///
+/// ```no_run
+/// # async fn serve(app: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(tracing_aws_ecs::http::shutdown_signal())
+///     .await
+/// # }
+/// ```
+///
+/// Needs a tokio runtime with its I/O driver (as `#[tokio::main]` makes). Where a signal
+/// cannot be listened for, one WARN says so and only the other one stops the service.
+pub async fn shutdown_signal() {
+    let mut ctrl_c = std::pin::pin!(async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(target: TARGET, "cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+        "Ctrl-C"
+    });
+    let mut terminate = std::pin::pin!(terminated());
+    let signal = std::future::poll_fn(|cx| {
+        if let Poll::Ready(name) = terminate.as_mut().poll(cx) {
+            return Poll::Ready(name);
+        }
+        ctrl_c.as_mut().poll(cx)
+    })
+    .await;
+    tracing::info!(
+        target: TARGET,
+        signal,
+        "shutting down: finishing the requests in flight"
+    );
+}
+
+/// Resolves on `SIGTERM`.
+#[cfg(unix)]
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            sigterm.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!(target: TARGET, "cannot listen for SIGTERM: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+    "SIGTERM"
+}
+
+/// Never: there is no `SIGTERM` here.
+#[cfg(not(unix))]
+async fn terminated() -> &'static str {
+    std::future::pending().await
+}
+
 /// Whether a request's `x-request-id` is taken as its id: 1 to 128 visible ASCII characters.
 fn valid_request_id(id: &[u8]) -> bool {
     (1..=128).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())

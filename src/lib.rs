@@ -4,7 +4,7 @@
 //! One line in `main`:
 //!
 //! ```no_run
-//! tracing_aws_ecs::init();
+//! let _guard = tracing_aws_ecs::init(); // writes what is held as `main` returns
 //! tracing::info!(order_id = 42, "order placed");
 //! // {"timestamp":"2026-11-29T03:49:31.123456Z","level":"INFO","target":"orders","message":"order placed",
 //! //  "order_id":42,"ecs":{"cluster":"prod-web","task_arn":"arn:aws:ecs:…","container_name":"app","image":"…"}}
@@ -77,6 +77,7 @@ mod otel;
 mod panic;
 mod reporter;
 mod request_metrics;
+mod shutdown;
 mod span_events;
 pub mod stats;
 mod status;
@@ -98,6 +99,7 @@ pub use metadata::{EcsMetadata, Identity};
 pub use panic::install_panic_hook;
 pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};
 pub use request_metrics::RequestMetrics;
+pub use shutdown::FlushGuard;
 pub use status::log_metadata_status;
 pub use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -123,14 +125,15 @@ pub const V4_VARIABLE: &str = endpoint::V4_VARIABLE;
 pub const V3_VARIABLE: &str = endpoint::V3_VARIABLE;
 
 /// Installs the enriched JSON subscriber globally with the defaults of [`builder`] (see
-/// [`Builder::try_init`]). Works inside `#[tokio::main]`.
+/// [`Builder::try_init`]). Works inside `#[tokio::main]`. Keep the [`FlushGuard`] it
+/// returns until `main` returns: `let _guard = tracing_aws_ecs::init();`.
 ///
 /// # Panics
 ///
 /// When a global `tracing` subscriber is already set, like `tracing_subscriber::fmt::init`.
 #[track_caller]
-pub fn init() {
-    builder().init();
+pub fn init() -> FlushGuard {
+    builder().init()
 }
 
 /// As [`init`], returning an error instead of panicking.
@@ -139,7 +142,7 @@ pub fn init() {
 ///
 /// [`InitError`] when a global `tracing` subscriber is already set. An existing `log` logger
 /// is not an error: it costs one WARN line.
-pub fn try_init() -> Result<(), InitError> {
+pub fn try_init() -> Result<FlushGuard, InitError> {
     builder().try_init()
 }
 
@@ -190,8 +193,8 @@ pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
 }
 
 /// Writes everything the layers hold: the lines requests hold (as [`flush_buffered`] does)
-/// and the current interval of [request metrics](RequestMetrics). Call it when the service
-/// shuts down.
+/// and the current interval of [request metrics](RequestMetrics). The [`FlushGuard`] that
+/// [`init`] returns calls it when dropped.
 pub fn flush() {
     flush_buffered();
     request_metrics::flush_all();

@@ -21,9 +21,11 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// the figures as
 /// [EMF](crate::emf) lines — each line in one write, so it never interleaves with a log line
 /// on the same writer. Built and started by [`MetricsReporter::builder`]; reporting stops
-/// when this guard is dropped (or [`stop`](Self::stop)ped): dropping returns within half a
-/// second whatever the endpoint does (a request in flight is left to end by itself, and
-/// nothing is written after it).
+/// when this guard is dropped (or [`stop`](Self::stop)ped), with a last report: the sample
+/// being read, or one more read at once, so that what the task did since the last report
+/// is not lost when the service stops. Dropping returns within a second whatever the
+/// endpoint does (a read slower than that is left to end by itself, and nothing is written
+/// after it).
 ///
 /// On an endpoint error it logs one WARN for the outage (not one per attempt) and backs off,
 /// doubling the wait up to 16 intervals; one INFO says when stats are back. A sample it
@@ -34,7 +36,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// use std::time::Duration;
 /// use tracing_aws_ecs::MetricsReporter;
 ///
-/// tracing_aws_ecs::init();
+/// let _guard = tracing_aws_ecs::init();
 /// // Off ECS there is nothing to report: `start` says so, and the service goes on.
 /// let _metrics = MetricsReporter::builder()
 ///     .with_interval(Duration::from_secs(60))
@@ -50,15 +52,18 @@ pub struct MetricsReporter {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How long stopping waits for the thread: a request in flight may take up to the client's
-/// deadline, and a service stopping (ECS gives it 30 s by default) must not wait for it.
-const STOP_WAIT: Duration = Duration::from_millis(500);
+/// How long stopping waits for the thread's last report: a request may take up to the
+/// client's deadline, and a service stopping (ECS gives it 30 s by default) must not wait
+/// for it.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the reporting thread is, shared with its guard.
 #[derive(Debug, Default)]
 struct State {
     /// The guard asked the thread to stop.
     stop: bool,
+    /// The guard stopped waiting for the last report: nothing is written any more.
+    abandoned: bool,
     /// The thread has ended.
     ended: bool,
 }
@@ -87,23 +92,24 @@ impl MetricsReporter {
         }
     }
 
-    /// Stops the thread and waits for it (as dropping does).
+    /// Stops the thread after a last report, and waits for it (as dropping does).
     pub fn stop(mut self) {
         self.shut_down();
     }
 
-    /// Stops the thread: at once when it waits for the next sample; when it is reading one,
-    /// after that read or, at the latest, [`STOP_WAIT`] from now, leaving the read to end
-    /// by itself (it writes nothing after the stop).
+    /// Stops the thread after its last report (the sample being read, or one more read),
+    /// waiting for it at most [`STOP_WAIT`]: a read slower than that is left to end by
+    /// itself, and writes nothing.
     fn shut_down(&mut self) {
         let (state, wake) = &*self.state;
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.stop = true;
         wake.notify_all();
-        let (state, _) = wake
+        let (mut state, _) = wake
             .wait_timeout_while(state, STOP_WAIT, |state| !state.ended)
             .unwrap_or_else(PoisonError::into_inner);
         let ended = state.ended;
+        state.abandoned = true;
         drop(state);
         if let Some(thread) = self.thread.take() {
             if ended {
@@ -249,6 +255,23 @@ fn stopped(signal: &(Mutex<State>, Condvar), wait: Duration) -> bool {
     state.stop
 }
 
+/// Writes `lines` unless the guard stopped waiting for them; under the state's lock, so that
+/// nothing is written once the guard has returned.
+fn write_lines<W>(signal: &(Mutex<State>, Condvar), writer: &W, lines: &str)
+where
+    W: for<'a> MakeWriter<'a>,
+{
+    let state = signal.0.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.abandoned {
+        return;
+    }
+    for line in lines.split_inclusive('\n') {
+        // A failing writer loses the line, as it loses log lines.
+        let _ = crate::write::write_line(&mut writer.make_writer(), line.as_bytes());
+    }
+    drop(state);
+}
+
 fn run<W>(
     client: &MetadataClient,
     metadata: Option<&EcsMetadata>,
@@ -267,15 +290,15 @@ fn run<W>(
     let mut wait = Duration::ZERO;
     // Metrics whose values CloudWatch would refuse, noted once each.
     let mut noted: Vec<&'static str> = Vec::new();
-    while !stopped(signal, wait) {
+    loop {
+        // Stopped while waiting: one more read, the last report.
+        let mut last = stopped(signal, wait);
         let stats = client.task_stats();
-        // Stopped while the request was in flight: the guard is gone, write nothing more.
-        if stopped(signal, Duration::ZERO) {
-            return;
-        }
+        // Stopped while the read was in flight: it is the last report.
+        last |= stopped(signal, Duration::ZERO);
         match stats {
             Ok(stats) => {
-                if outage {
+                if outage && !last {
                     tracing::info!(target: "tracing_aws_ecs", "task stats readable again: metrics resume");
                     outage = false;
                 }
@@ -283,13 +306,7 @@ fn run<W>(
                 let figures = TaskFigures::new(&stats, task, previous.as_ref());
                 match emf::task_records(&figures, metadata, namespace, SystemTime::now()) {
                     Ok(records) => {
-                        for line in records.lines.split_inclusive('\n') {
-                            // A failing writer loses the line, as it loses log lines.
-                            let _ = crate::write::write_line(
-                                &mut writer.make_writer(),
-                                line.as_bytes(),
-                            );
-                        }
+                        write_lines(signal, writer, &records.lines);
                         for name in records.left_out {
                             if !noted.contains(&name) {
                                 noted.push(name);
@@ -305,12 +322,15 @@ fn run<W>(
                 previous = Some(stats);
             }
             Err(e) => {
-                if !outage {
+                if !outage && !last {
                     tracing::warn!(target: "tracing_aws_ecs", "cannot read task stats, metrics paused: {e}");
                     outage = true;
                 }
                 wait = wait.saturating_mul(2).min(every.saturating_mul(16));
             }
+        }
+        if last {
+            return;
         }
     }
 }

@@ -25,6 +25,24 @@ where
     }
 }
 
+/// A layer's writer, shared with another writer of lines (the container metrics).
+pub(crate) struct SharedWriter<W>(pub(crate) Arc<W>);
+
+impl<'a, W> MakeWriter<'a> for SharedWriter<W>
+where
+    W: MakeWriter<'a>,
+{
+    type Writer = W::Writer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.make_writer()
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        self.0.make_writer_for(meta)
+    }
+}
+
 /// How long a line waits, in all, on a writer that answers `WouldBlock` (a non-blocking
 /// stdout whose pipe is full) before it is given up.
 const WOULD_BLOCK_PATIENCE: Duration = Duration::from_millis(100);

@@ -29,14 +29,14 @@ fn child() {
     };
     match case.as_str() {
         "tokio" => tokio::runtime::Runtime::new().unwrap().block_on(async {
-            tracing_aws_ecs::init();
+            let _guard = tracing_aws_ecs::init();
             tokio::spawn(async { tracing::info!(task = 1, "from a task") })
                 .await
                 .unwrap();
             tracing::info!("from main");
         }),
         "metrics" => {
-            tracing_aws_ecs::init();
+            let _guard = tracing_aws_ecs::init();
             let metrics = tracing_aws_ecs::MetricsReporter::builder()
                 .with_interval(std::time::Duration::from_millis(20))
                 .with_namespace("Init/Test")
@@ -65,20 +65,25 @@ fn child() {
             log::info!("to the other logger");
         }
         "buffered" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_buffering(tracing_aws_ecs::Buffering::default())
                 .init();
             tracing::info!("started");
+            tracing::debug!("outside any request");
+            // Held, then written as `main` returns: the guard flushes the request in flight.
+            let request = tracing::info_span!("request", id = 1);
+            request.in_scope(|| tracing::debug!("held in a request"));
+            std::mem::forget(request);
         }
         "twice" => {
-            tracing_aws_ecs::try_init().unwrap();
+            let _guard = tracing_aws_ecs::try_init().unwrap();
             let second = tracing_aws_ecs::try_init().unwrap_err();
             tracing::info!(error = %second, "second try_init");
             let panicked = std::panic::catch_unwind(|| tracing_aws_ecs::init()).is_err();
             tracing::info!(panicked, "second init");
         }
         _ => {
-            tracing_aws_ecs::init();
+            let _guard = tracing_aws_ecs::init();
             let span = tracing::info_span!("request", request_id = "r-9");
             let _entered = span.enter();
             tracing::info!(order_id = 42, "in a span");
@@ -148,6 +153,26 @@ fn buffering_under_a_filter_that_lets_no_debug_through_warns_once() {
             "{env:?}: {lines:#?}"
         );
     }
+}
+
+/// With buffering, `RUST_LOG` set by hand decides the DEBUG lines outside requests; unset,
+/// the level buffering raises writes none of them. Either way, a request still open as
+/// `main` returns has its held lines written by the guard.
+#[test]
+fn rust_log_set_by_hand_decides_the_lines_outside_requests() {
+    let messages = |env: &[(&str, &str)]| -> Vec<String> {
+        run_child("buffered", None, env)
+            .iter()
+            .filter(|l| l["target"] == "init")
+            .map(|l| l["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        messages(&[("RUST_LOG", "debug")]),
+        ["started", "outside any request", "held in a request"]
+    );
+    assert_eq!(messages(&[]), ["started", "held in a request"]);
+    assert_eq!(messages(&[("RUST_LOG", "info")]), ["started"]);
 }
 
 #[test]

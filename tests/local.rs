@@ -18,12 +18,12 @@ fn child() {
     match case.as_str() {
         "on_ecs" => println!("on_ecs={}", tracing_aws_ecs::on_ecs()),
         "text" => {
-            tracing_aws_ecs::builder().with_text_off_ecs(true).init();
+            let _guard = tracing_aws_ecs::builder().with_text_off_ecs(true).init();
             tracing::info!(order_id = 42, "order placed");
         }
         "given" => {
             let given = fargate_metadata();
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_metadata(given.clone())
                 .init();
             let cached = tracing_aws_ecs::metadata();

@@ -69,7 +69,7 @@ fn main() {
 
 /// The child: a service that panics in `main`, on a named thread's behalf or not.
 fn child(case: &str) {
-    match case {
+    let _guard = match case {
         "no-hook" => tracing_aws_ecs::builder().with_panic_hook(false).init(),
         "thread-names" => tracing_aws_ecs::builder().with_thread_names(true).init(),
         "rust-message" => tracing_aws_ecs::builder()
@@ -80,9 +80,10 @@ fn child(case: &str) {
                 .with(tracing_aws_ecs::layer())
                 .init();
             tracing_aws_ecs::install_panic_hook();
+            tracing_aws_ecs::FlushGuard::new()
         }
         "buffered" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_buffering(tracing_aws_ecs::Buffering::default())
                 .init();
             let request = tracing::info_span!("request", id = 9);
@@ -93,14 +94,14 @@ fn child(case: &str) {
             panic!("crashed mid-request");
         }
         "record" => {
-            tracing_aws_ecs::init();
+            let _guard = tracing_aws_ecs::init();
             let span = tracing::info_span!("request", detail = tracing::field::Empty);
             let _entered = span.enter();
             span.record("detail", tracing::field::debug(PanicsInDebug));
             unreachable!("the record panicked");
         }
         "held" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_buffering(tracing_aws_ecs::Buffering::default())
                 .init();
             let request = tracing::info_span!("request", id = 9);
@@ -110,7 +111,7 @@ fn child(case: &str) {
             unreachable!("the held line panicked");
         }
         "caught" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_buffering(tracing_aws_ecs::Buffering::default())
                 .init();
             let other = tracing::info_span!("request", id = 1);
@@ -127,7 +128,7 @@ fn child(case: &str) {
             return;
         }
         _ => tracing_aws_ecs::init(),
-    }
+    };
     tracing::info!("about to fail");
     let order = 42;
     panic!("order {order} vanished\nsecond line");

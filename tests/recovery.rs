@@ -66,7 +66,7 @@ fn child() {
     };
     match case.as_str() {
         "init" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_fields(ExtraFields::AVAILABILITY_ZONE)
                 .init();
             log_from_threads_until_recovered();
@@ -83,20 +83,20 @@ fn child() {
             log_from_threads_until_recovered();
         }
         "slow" => {
-            tracing_aws_ecs::builder()
+            let _guard = tracing_aws_ecs::builder()
                 .with_deadline(Duration::from_secs(10))
                 .init();
             tracing::info!("first line");
         }
         "threads" => {
-            tracing_aws_ecs::init();
+            let _guard = tracing_aws_ecs::init();
             // Longer than the recovery thread's first pause, so that a thread started by
             // mistake would have asked the endpoint again by now.
             std::thread::sleep(Duration::from_millis(1500));
             tracing::info!(recovery_thread = has_recovery_thread(), "threads");
         }
         "off" => {
-            tracing_aws_ecs::builder().with_recovery(false).init();
+            let _guard = tracing_aws_ecs::builder().with_recovery(false).init();
             std::thread::sleep(Duration::from_millis(1500));
             tracing::info!(recovery_thread = has_recovery_thread(), "threads");
         }

@@ -288,13 +288,42 @@ fn the_first_sample_is_written_at_start() {
     let out = Capture::default();
     let reporter = start_reporter(&emulator, &out, Duration::from_secs(60));
     // An interval of a minute: lines within the 10 s bound are the sample taken at start.
-    wait_for(|| !emf_lines(&out).is_empty());
+    // Fargate: app, envoy and the task.
+    wait_for(|| emf_lines(&out).len() >= 3);
+    assert_eq!(emulator.requests(Document::TaskStats), 1);
     reporter.stop();
     let lines = emf_lines(&out);
     for line in &lines {
         assert_emf(line);
     }
-    // Fargate: app, envoy and the task, from the one sample taken at start.
-    assert_eq!(lines.len(), 3);
-    assert_eq!(emulator.requests(Document::TaskStats), 1);
+    // And the last report, read as the reporter stopped.
+    assert_eq!(lines.len(), 6);
+    assert_eq!(emulator.requests(Document::TaskStats), 2);
+}
+
+#[test]
+fn stopping_writes_a_last_report_and_nothing_after() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let out = Capture::default();
+    {
+        let _reporter = start_reporter(&emulator, &out, Duration::from_secs(60));
+        wait_for(|| emf_lines(&out).len() >= 3);
+    }
+    let lines = emf_lines(&out);
+    assert_eq!(lines.len(), 6, "the first sample, and the last at the drop");
+    // The last report has the first sample as its previous: a CPU figure for the task.
+    let task_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("ContainerName").is_none())
+        .collect();
+    assert_eq!(task_lines.len(), 2);
+    assert!(
+        task_lines[1].get("CpuUtilization").is_some(),
+        "{:#}",
+        task_lines[1]
+    );
+    let requests = emulator.requests(Document::TaskStats);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(emulator.requests(Document::TaskStats), requests);
+    assert_eq!(emf_lines(&out).len(), 6);
 }

@@ -60,7 +60,7 @@ fn main() {
 
 /// The child: `init()` on stdout, log, then say on stderr that it got through.
 fn child() {
-    tracing_aws_ecs::init();
+    let _guard = tracing_aws_ecs::init();
     for i in 0..EVENTS {
         tracing::info!(i, padding = "x".repeat(200).as_str(), "line");
     }
