@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Runs anywhere: on ECS it reads the real endpoint; elsewhere the emulator's Fargate task
-//! stands in for it. Listens on `PORT` (8080); stdout carries only JSON lines, and the
-//! address goes to stderr. Stop it with Ctrl-C or SIGTERM, as ECS does.
+//! stands in for it. Listens on `PORT` (8080); stdout carries only JSON lines. Stop it with
+//! Ctrl-C or SIGTERM, as ECS does.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
-    eprintln!("listening on {}", listener.local_addr()?);
+    tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -133,8 +133,16 @@ pub(crate) fn thread_names_on_lines() {
     THREAD_NAMES.store(true, Ordering::Relaxed);
 }
 
+/// The most frames of a backtrace the panic line carries, from the frame that panicked.
+const MAX_FRAMES: usize = 24;
+/// The most bytes of a backtrace the panic line carries: with the rest of the line, well
+/// within the 16 KiB a FireLens (Fluent Bit) record takes whole.
+const MAX_BACKTRACE_BYTES: usize = 8 * 1024;
+
 /// A backtrace from the frame that panicked: the frames above it (the hook's, and those of
-/// the standard library's panic machinery) are left out.
+/// the standard library's panic machinery) are left out, and so are those past
+/// [`MAX_FRAMES`] or [`MAX_BACKTRACE_BYTES`] (the runtime's, mostly), with a last line that
+/// says how many.
 fn from_the_panicking_frame(backtrace: &str) -> String {
     /// Whether a frame's symbol is the hook's or the standard library's.
     fn machinery(symbol: &str) -> bool {
@@ -160,11 +168,42 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
     let lines: Vec<&str> = backtrace.lines().collect();
     let start = lines
         .iter()
-        .position(|line| frame(line).is_some_and(|symbol| !machinery(symbol)));
-    match start {
-        Some(start) if start > 0 => lines[start..].join("\n"),
-        _ => backtrace.to_owned(),
+        .position(|line| frame(line).is_some_and(|symbol| !machinery(symbol)))
+        .unwrap_or(0);
+    let mut kept = String::new();
+    let mut frames = 0;
+    let mut left_out = 0;
+    // Each frame whole, with its `at` lines, or not at all.
+    let mut frame_lines: Vec<&str> = Vec::new();
+    let mut keep = |frame_lines: &mut Vec<&str>| {
+        if frame_lines.is_empty() {
+            return;
+        }
+        let size: usize = frame_lines.iter().map(|l| l.len() + 1).sum();
+        if left_out == 0 && frames < MAX_FRAMES && kept.len() + size <= MAX_BACKTRACE_BYTES {
+            for line in frame_lines.iter() {
+                if !kept.is_empty() {
+                    kept.push('\n');
+                }
+                kept.push_str(line);
+            }
+            frames += 1;
+        } else {
+            left_out += 1;
+        }
+        frame_lines.clear();
+    };
+    for line in &lines[start..] {
+        if frame(line).is_some() {
+            keep(&mut frame_lines);
+        }
+        frame_lines.push(line);
     }
+    keep(&mut frame_lines);
+    if left_out > 0 {
+        kept.push_str(&format!("\n… {left_out} more frames left out"));
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -191,6 +230,34 @@ mod tests {
         assert_eq!(
             from_the_panicking_frame("   0: a\n   1: b"),
             "   0: a\n   1: b"
+        );
+    }
+
+    #[test]
+    fn a_long_backtrace_is_cut_at_a_frame() {
+        let deep: String = (0..200)
+            .map(|i| format!("  {i:>2}: service::level{i}\n             at src/deep.rs:{i}:5\n"))
+            .collect();
+        let kept = from_the_panicking_frame(&deep);
+        assert_eq!(
+            kept.lines().filter(|l| l.contains(": service::")).count(),
+            MAX_FRAMES
+        );
+        assert!(kept.ends_with(&format!("… {} more frames left out", 200 - MAX_FRAMES)));
+        assert!(
+            kept.contains("at src/deep.rs:23:5"),
+            "each kept frame whole"
+        );
+        // Long symbols: the byte cap cuts first.
+        let wide: String = (0..30)
+            .map(|i| format!("  {i:>2}: service::{}\n", "x".repeat(1000)))
+            .collect();
+        let kept = from_the_panicking_frame(&wide);
+        assert!(kept.len() <= MAX_BACKTRACE_BYTES + 40, "{}", kept.len());
+        assert!(
+            kept.ends_with("… 22 more frames left out"),
+            "{}",
+            &kept[kept.len() - 40..]
         );
     }
 }

@@ -52,16 +52,8 @@ fn start(rust_log: Option<&str>) -> Service {
         None => command.env_remove("RUST_LOG"),
     };
     let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let port = first
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
-    // Whatever else it prints on stderr is drained, so that it never blocks.
+    let mut stderr = child.stderr.take().unwrap();
+    // Whatever it prints on stderr is drained, so that it never blocks.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let out = BufReader::new(child.stdout.take().unwrap());
     let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -71,12 +63,25 @@ fn start(rust_log: Option<&str>) -> Service {
             lines.lock().unwrap().push(line.unwrap());
         }
     });
-    Service {
+    let mut service = Service {
         child,
         stdout,
         reader,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+        base: String::new(),
+    };
+    service.wait_for("listening", 1);
+    let listening = service
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["message"] == "listening")
+        .unwrap();
+    let address = listening["address"].as_str().unwrap();
+    let port = address.rsplit(':').next().unwrap();
+    service.base = format!("http://127.0.0.1:{port}");
+    service
 }
 
 impl Service {

@@ -1,6 +1,6 @@
-//! What CloudWatch receives: the `burst` example runs in a container whose output goes through
-//! Docker's own awslogs driver into a CloudWatch Logs API (moto), and is read back with
-//! `GetLogEvents`. Every part is real and on loopback: Docker Engine (Debian's `docker.io`,
+//! What CloudWatch receives: the `burst` example, then the `axum` one under load until
+//! `docker stop`, run in containers whose output goes through Docker's own awslogs driver
+//! into a CloudWatch Logs API (moto), and is read back with `GetLogEvents`. Every part is real and on loopback: Docker Engine (Debian's `docker.io`,
 //! started here), `moto_server` (PyPI's `moto[server,logs]`), the metadata emulator.
 //!
 //! `.ci/run` installs what it needs and runs it (`scripts/e2e-deps.sh`, then
@@ -30,7 +30,7 @@ fn what_cloudwatch_receives() {
     let docker = Docker::start(&work.0.join("docker"));
     let moto = Moto::start();
     let emulator = Emulator::start(Scenario::Fargate).expect("the emulator starts");
-    let image = docker.import_burst(&work.0.join("rootfs"));
+    let image = docker.import(&burst_binary(), &work.0.join("rootfs"));
 
     // Blocking mode: every line arrives, whole or cut to the limit, and a panic is one event.
     let written = 4 * PER_THREAD + 3;
@@ -91,8 +91,156 @@ fn what_cloudwatch_receives() {
         "non-blocking (max-buffer-size=25m): {} events delivered of {written} lines written",
         events.len()
     );
+    axum_until_docker_stop(&docker, &moto, &emulator, &work.0.join("axum-rootfs"));
     drop((docker, work));
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The axum example under load, stopped by `docker stop` (SIGTERM) while requests are in
+/// flight: the interval written at shutdown counts every response the clients received,
+/// and a failing in-flight request's held lines arrived.
+fn axum_until_docker_stop(docker: &Docker, moto: &Moto, emulator: &Emulator, rootfs: &Path) {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 250;
+    let image = docker.import(&axum_binary(), rootfs);
+    let port = free_port();
+    let (variable, url) = emulator.env_var();
+    let endpoint = format!("awslogs-endpoint=http://127.0.0.1:{}", moto.port);
+    let (env, port_env) = (format!("{variable}={url}"), format!("PORT={port}"));
+    let started = docker
+        .command(&[
+            "run",
+            "-d",
+            "--name",
+            "axum-e2e",
+            "--network",
+            "host",
+            "--log-driver",
+            "awslogs",
+            "--log-opt",
+            &endpoint,
+            "--log-opt",
+            "awslogs-region=us-east-1",
+            "--log-opt",
+            "awslogs-group=e2e",
+            "--log-opt",
+            "awslogs-stream=axum",
+            "--log-opt",
+            "awslogs-create-group=true",
+            "-e",
+            &env,
+            "-e",
+            &port_env,
+            &image,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(started.success());
+    wait_until("the axum example", Duration::from_secs(60), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let routes = [
+        ("/orders/{id}", "/orders/7"),
+        ("/payments/{id}", "/payments/20"),
+        ("/payments/{id}", "/payments/21"),
+        ("/panic", "/panic"),
+        ("/health", "/health"),
+    ];
+    let responses: Vec<(&str, u16)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (agent, base) = (agent.clone(), &base);
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let (route, path) = routes[(client + i) % routes.len()];
+                            let response = agent.get(format!("{base}{path}")).call();
+                            (route, response.expect("a response").status().as_u16())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    // Two slow requests in flight, one failing, when ECS stops the task.
+    let in_flight: Vec<_> = ["/slow?fail", "/slow"]
+        .into_iter()
+        .map(|path| {
+            let (agent, url) = (agent.clone(), format!("{base}{path}"));
+            std::thread::spawn(move || agent.get(url).call().expect("a response").status().as_u16())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let stopped = docker
+        .command(&["stop", "-t", "30", "axum-e2e"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let in_flight: Vec<u16> = in_flight.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(in_flight, [502, 200], "the requests in flight finished");
+    let _ = docker
+        .command(&["rm", "axum-e2e"])
+        .stdout(Stdio::null())
+        .status();
+
+    let events = moto.events("axum");
+    let lines = check_events(&events);
+    let mut counted: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for line in lines.iter().filter(|l| {
+        l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OrdersService"
+            && l.get("Route").is_some()
+    }) {
+        let entry = counted
+            .entry(line["Route"].as_str().unwrap().to_owned())
+            .or_default();
+        entry.0 += line["Requests"].as_u64().unwrap_or(0);
+        entry.1 += line["Errors"].as_u64().unwrap_or(0);
+    }
+    let mut received: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (route, status) in responses
+        .iter()
+        .copied()
+        .chain([("/slow", 502), ("/slow", 200)])
+    {
+        if route != "/health" {
+            let entry = received.entry(route.to_owned()).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(status >= 500);
+        }
+    }
+    assert_eq!(
+        counted, received,
+        "requests counted in CloudWatch, as the clients saw them"
+    );
+    let held: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "waiting on a slow dependency")
+        .collect();
+    assert_eq!(
+        held.len(),
+        1,
+        "the failing request's held line, and not the other's"
+    );
+    let signal = lines.iter().position(|l| l["signal"] == "SIGTERM");
+    assert!(signal.is_some(), "the shutdown is said");
+    let requests: u64 = counted.values().map(|(r, _)| r).sum();
+    println!(
+        "axum: {requests} requests counted in CloudWatch, as many as the clients received, the \
+         last 2 in flight at `docker stop`; {} events",
+        events.len()
+    );
 }
 
 /// The sequence numbers of one burst thread's lines, in the order they arrived.
@@ -104,8 +252,8 @@ fn burst_seqs(lines: &[Value], thread: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Checks every event: one JSON line within the limit, carrying the identity. Returns the
-/// lines, parsed.
+/// Checks every event: one JSON line within the limit, carrying the identity (a metrics
+/// line, its cluster). Returns the lines, parsed.
 fn check_events(events: &[String]) -> Vec<Value> {
     events
         .iter()
@@ -117,11 +265,12 @@ fn check_events(events: &[String]) -> Vec<Value> {
             );
             let line: Value = serde_json::from_str(event)
                 .unwrap_or_else(|e| panic!("not one JSON line ({e}): {:.200}", event));
-            assert_eq!(
-                line["ecs"]["cluster"], "prod-web",
-                "enriched: {:.200}",
-                event
-            );
+            // A log line carries the identity; a metrics line, its cluster as a dimension.
+            let cluster = match line.get("_aws") {
+                Some(_) => &line["ClusterName"],
+                None => &line["ecs"]["cluster"],
+            };
+            assert_eq!(cluster, "prod-web", "enriched: {:.200}", event);
             line
         })
         .collect()
@@ -201,12 +350,13 @@ impl Docker {
         command
     }
 
-    /// An image `FROM scratch` holding the `burst` example and the shared libraries it needs.
-    fn import_burst(&self, rootfs: &Path) -> String {
-        let binary = burst_binary();
+    /// An image `FROM scratch` holding `binary` (an example) and the shared libraries it
+    /// needs, as its entry point.
+    fn import(&self, binary: &Path, rootfs: &Path) -> String {
+        let name = binary.file_name().unwrap().to_string_lossy().into_owned();
         std::fs::create_dir_all(rootfs).unwrap();
-        std::fs::copy(&binary, rootfs.join("burst")).unwrap();
-        let ldd = Command::new("ldd").arg(&binary).output().expect("ldd");
+        std::fs::copy(binary, rootfs.join(&name)).unwrap();
+        let ldd = Command::new("ldd").arg(binary).output().expect("ldd");
         for library in String::from_utf8_lossy(&ldd.stdout)
             .split_whitespace()
             .filter(|word| word.starts_with('/'))
@@ -215,7 +365,7 @@ impl Docker {
             std::fs::create_dir_all(into.parent().unwrap()).unwrap();
             std::fs::copy(library, &into).unwrap();
         }
-        let image = "tracing-aws-ecs-burst:e2e".to_owned();
+        let image = format!("tracing-aws-ecs-{name}:e2e");
         let mut tar = Command::new("tar")
             .arg("-C")
             .arg(rootfs)
@@ -223,8 +373,9 @@ impl Docker {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let entrypoint = format!(r#"ENTRYPOINT ["/{name}"]"#);
         let imported = self
-            .command(&["import", "-c", r#"ENTRYPOINT ["/burst"]"#, "-", &image])
+            .command(&["import", "-c", &entrypoint, "-", &image])
             .stdin(tar.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()
@@ -302,18 +453,29 @@ impl Drop for Docker {
 
 /// The `burst` example, built for this test.
 fn burst_binary() -> PathBuf {
+    example("burst", &[])
+}
+
+/// The `axum` example, built for this test (with every feature, as the test is).
+fn axum_binary() -> PathBuf {
+    example("axum", &["--all-features"])
+}
+
+/// The example `name`, built with `args`.
+fn example(name: &str, args: &[&str]) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "burst"])
+        .args(["build", "--quiet", "--example", name])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("cargo builds the burst example");
+        .expect("cargo builds the example");
     assert!(built.success());
-    // target/debug/deps/cloudwatch-… → target/debug/examples/burst
+    // target/debug/deps/cloudwatch-… → target/debug/examples/<name>
     let deps = std::env::current_exe().unwrap();
     deps.parent()
         .and_then(Path::parent)
-        .map(|profile| profile.join("examples").join("burst"))
+        .map(|profile| profile.join("examples").join(name))
         .expect("the target directory")
 }
 
