@@ -25,6 +25,8 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The header an Application Load Balancer adds with the request's X-Ray trace.
 const AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+/// The status of a request whose response was never made: the client went first.
+const CANCELLED: u16 = 499;
 /// The target of the request's span and of its line.
 const TARGET: &str = "tracing_aws_ecs::http";
 
@@ -47,12 +49,17 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// Every line logged while the request is handled carries them. The request ends when its
 /// response body ends or is dropped (a streaming body stays in its request); then one line,
 /// `request finished`, with `duration_ms` (milliseconds, to the microsecond): at INFO, or at
-/// ERROR for a 5xx status or a service error, so that
-/// [`Buffering`](crate::Buffering) writes what the request held.
+/// ERROR for a 5xx status, a service error or a body that failed, so that
+/// [`Buffering`](crate::Buffering) writes what the request held. A request whose response
+/// was never made (the client went, or a timeout outside this layer gave up) gets status 499
+/// and one INFO line, `request cancelled`: it is counted, not as an error.
 ///
-/// A panic in the handler is the request's error, with status 500, and one ERROR line: the
-/// [panic hook](crate::install_panic_hook)'s, in the request, whether
-/// `tower_http::catch_panic::CatchPanicLayer` is inside this layer or outside it.
+/// A panic in the handler or the body is the request's error, with status 500, and one ERROR
+/// line: the [panic hook](crate::install_panic_hook)'s, in the request, whether
+/// `tower_http::catch_panic::CatchPanicLayer` is inside this layer or outside it. (Without
+/// the hook, this layer writes `request panicked` for a panic that unwinds through it.) A
+/// panic caught inside writes its `request finished` line at INFO; one that unwinds through
+/// the layer writes none.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
 /// request matched:
@@ -181,7 +188,8 @@ where
             }
             span
         };
-        let inner = span.in_scope(|| self.inner.call(request));
+        // The handler runs as the future is polled, in the span: the call only makes it.
+        let inner = self.inner.call(request);
         ResponseFuture {
             inner,
             request: Some(OpenRequest {
@@ -225,10 +233,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(request) = this.request.as_mut() else {
-            // Polled again after it was ready.
-            return Poll::Pending;
+            panic!("a RequestService's response future polled after it was ready");
         };
-        let entered = request.span.clone().entered();
+        let entered = request.span.enter();
         // A panic that unwinds out of `poll` leaves `in_poll` set for the drop to see.
         request.in_poll = true;
         request.panics = crate::panic::panics_on_this_thread();
@@ -252,7 +259,8 @@ where
                     request.span.record("http.response.status_code", status);
                 }
                 if let Some(id) = this.echoed.take() {
-                    parts.headers.insert(REQUEST_ID, id);
+                    // Unless the handler set one of its own.
+                    parts.headers.entry(REQUEST_ID).or_insert(id);
                 }
                 let body = ResponseBody {
                     inner: body,
@@ -295,13 +303,28 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        // A streaming body's lines are the request's.
-        let entered = this.request.as_ref().map(|r| r.span.clone().entered());
-        let frame = this.inner.poll_frame(cx);
-        drop(entered);
-        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+        let frame = match this.request.as_mut() {
+            Some(request) => {
+                // A streaming body's lines are the request's; a panic that unwinds out of
+                // the poll leaves `in_poll` set for the drop to see.
+                request.in_poll = true;
+                request.panics = crate::panic::panics_on_this_thread();
+                let entered = request.span.enter();
+                let frame = this.inner.poll_frame(cx);
+                drop(entered);
+                request.in_poll = false;
+                frame
+            }
+            None => this.inner.poll_frame(cx),
+        };
+        match (&frame, this.request.as_mut()) {
             // The body ended: so does the request.
-            this.request.take();
+            (Poll::Ready(None), _) => drop(this.request.take()),
+            (Poll::Ready(Some(Err(_))), Some(request)) => {
+                request.failed = true;
+                drop(this.request.take());
+            }
+            _ => {}
         }
         frame
     }
@@ -321,15 +344,15 @@ struct OpenRequest {
     started: Instant,
     skipped: bool,
     status: Option<u16>,
-    /// The service returned an error.
+    /// The service returned an error, or the body failed.
     failed: bool,
     /// A panic was caught inside (its line is written).
     caught_panic: bool,
     /// [`panics_on_this_thread`](crate::panic::panics_on_this_thread) when the last poll
     /// began.
     panics: u64,
-    /// Whether the inner future is being polled: still so at the drop when a panic unwound
-    /// out of it.
+    /// Whether the inner future or body is being polled: still so at the drop when a panic
+    /// unwound out of it.
     in_poll: bool,
 }
 
@@ -347,7 +370,16 @@ impl Drop for OpenRequest {
         }
         let duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         let server_error = self.status.is_some_and(|s| s >= 500);
-        if self.skipped {
+        if self.status.is_none() && !self.failed {
+            // No response was made: the client went (or a timeout outside gave up). Not the
+            // service's error: 499, as nginx names it.
+            self.span.record("http.response.status_code", CANCELLED);
+            if self.skipped {
+                tracing::debug!(target: TARGET, duration_ms, "request cancelled");
+            } else {
+                tracing::info!(target: TARGET, duration_ms, "request cancelled");
+            }
+        } else if self.skipped {
             tracing::debug!(target: TARGET, duration_ms, "request finished");
         } else if self.caught_panic {
             // The panic's line is the request's ERROR.
@@ -428,12 +460,12 @@ fn valid_request_id(id: &[u8]) -> bool {
 
 /// 32 random lowercase hex digits.
 fn random_id() -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0; 32];
-    let bits = [crate::time::random_u64(), crate::time::random_u64()];
-    for (digit, slot) in id.iter_mut().enumerate() {
-        let word = bits[digit / 16];
-        *slot = HEX[(word >> ((digit % 16) * 4) & 0xf) as usize];
+    let bits =
+        (u128::from(crate::time::random_u64()) << 64) | u128::from(crate::time::random_u64());
+    for (pair, byte) in id.chunks_exact_mut(2).zip(bits.to_le_bytes()) {
+        pair[0] = crate::json::HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = crate::json::HEX_DIGITS[usize::from(byte & 0xf)];
     }
     id
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// subscriber (so, with [`init`](crate::init), as one JSON line on the logs' writer with the
 /// ECS identity): the panic's message as `message`, `location` (`file:line:column`),
 /// `thread` (its name, or its id when unnamed), and `backtrace` as one string when
-/// `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asks for one. The target is `panic`.
+/// `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asks for one: from the frame that panicked, at
+/// most 24 frames and 8 KiB, cut at a frame, with a last line that says how many frames were
+/// left out. The target is `panic`. tower-http's `CatchPanicLayer` logs its own ERROR for a
+/// panic it catches: when this line was written, that one is left out.
 ///
 /// When the line was written, that is all: a panic is one event in CloudWatch. When it was
 /// not (no subscriber, a filter that leaves it out, a writer that failed), the hook that was

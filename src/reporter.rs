@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
@@ -49,6 +50,9 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 #[must_use = "reporting stops when the reporter is dropped"]
 pub struct MetricsReporter {
     state: Arc<(Mutex<State>, Condvar)>,
+    /// The guard stopped waiting for the last report: nothing more is written (a write
+    /// begun finishes). Outside the state's lock, so that a stalled writer never holds it.
+    abandoned: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -62,8 +66,6 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 struct State {
     /// The guard asked the thread to stop.
     stop: bool,
-    /// The guard stopped waiting for the last report: nothing is written any more.
-    abandoned: bool,
     /// The thread has ended.
     ended: bool,
 }
@@ -101,20 +103,22 @@ impl MetricsReporter {
     /// waiting for it at most [`STOP_WAIT`]: a read slower than that is left to end by
     /// itself, and writes nothing.
     fn shut_down(&mut self) {
+        // Stopped already (`stop`, then the drop).
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         let (state, wake) = &*self.state;
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
         state.stop = true;
         wake.notify_all();
-        let (mut state, _) = wake
+        let (state, _) = wake
             .wait_timeout_while(state, STOP_WAIT, |state| !state.ended)
             .unwrap_or_else(PoisonError::into_inner);
         let ended = state.ended;
-        state.abandoned = true;
         drop(state);
-        if let Some(thread) = self.thread.take() {
-            if ended {
-                let _ = thread.join();
-            }
+        self.abandoned.store(true, Ordering::Release);
+        if ended {
+            let _ = thread.join();
         }
     }
 }
@@ -180,6 +184,8 @@ impl<W> MetricsBuilder<W> {
         };
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let signal = Arc::clone(&state);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let gave_up = Arc::clone(&abandoned);
         let (namespace, every, writer, metadata) =
             (self.namespace, self.interval, self.writer, self.metadata);
         let thread = thread::Builder::new()
@@ -189,7 +195,7 @@ impl<W> MetricsBuilder<W> {
                 run(
                     &client,
                     metadata.as_ref(),
-                    &writer,
+                    (&writer, &gave_up),
                     every,
                     &namespace,
                     &signal,
@@ -201,6 +207,7 @@ impl<W> MetricsBuilder<W> {
             .map_err(MetricsError::Thread)?;
         Ok(MetricsReporter {
             state,
+            abandoned,
             thread: Some(thread),
         })
     }
@@ -255,27 +262,24 @@ fn stopped(signal: &(Mutex<State>, Condvar), wait: Duration) -> bool {
     state.stop
 }
 
-/// Writes `lines` unless the guard stopped waiting for them; under the state's lock, so that
-/// nothing is written once the guard has returned.
-fn write_lines<W>(signal: &(Mutex<State>, Condvar), writer: &W, lines: &str)
+/// Writes `lines` unless the guard stopped waiting for them.
+fn write_lines<W>((writer, abandoned): (&W, &AtomicBool), lines: &str)
 where
     W: for<'a> MakeWriter<'a>,
 {
-    let state = signal.0.lock().unwrap_or_else(PoisonError::into_inner);
-    if state.abandoned {
+    if abandoned.load(Ordering::Acquire) {
         return;
     }
     for line in lines.split_inclusive('\n') {
         // A failing writer loses the line, as it loses log lines.
         let _ = crate::write::write_line(&mut writer.make_writer(), line.as_bytes());
     }
-    drop(state);
 }
 
 fn run<W>(
     client: &MetadataClient,
     metadata: Option<&EcsMetadata>,
-    writer: &W,
+    writer: (&W, &AtomicBool),
     every: Duration,
     namespace: &str,
     signal: &(Mutex<State>, Condvar),
@@ -306,7 +310,7 @@ fn run<W>(
                 let figures = TaskFigures::new(&stats, task, previous.as_ref());
                 match emf::task_records(&figures, metadata, namespace, SystemTime::now()) {
                     Ok(records) => {
-                        write_lines(signal, writer, &records.lines);
+                        write_lines(writer, &records.lines);
                         for name in records.left_out {
                             if !noted.contains(&name) {
                                 noted.push(name);

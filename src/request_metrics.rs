@@ -272,7 +272,7 @@ const FIELD_NAMES: [&[&str]; 6] = [
     &["xray_trace_id"],
     // What makes a root span without a route look like a request (tower-http's default
     // span has `method`, `uri` and `version`).
-    &["uri", "url.path", "path"],
+    &["uri", "url.path"],
 ];
 
 /// For each of the 64 [`name_bit`]s, the lists of [`FIELD_NAMES`] that have a name of that
@@ -320,9 +320,14 @@ const FIELD_BITS: u64 = {
     bits
 };
 
-/// The values of [`FIELD_NAMES`] in `fields`.
+/// The values of [`FIELD_NAMES`] in `fields`: for each list, the field of its first name
+/// that has one, whatever the order the span declared them in. A status that is not one
+/// ([`status_code`] refuses it) is passed over for another of the list.
 fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
+    const STATUS: usize = 2;
     let mut values = [None; 6];
+    // Where in its list the name that gave each value is: a name earlier in the list wins.
+    let mut ranks = [usize::MAX; 6];
     if fields.mask() & FIELD_BITS == 0 {
         return values;
     }
@@ -332,9 +337,12 @@ fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
             let list = lists.trailing_zeros() as usize;
             lists &= lists - 1;
             let mut names = FIELD_NAMES[list].iter().zip(NAME_BITS[list]);
-            let ours = names.any(|(n, b)| b == bit && *n == name);
-            if ours && values[list].is_none() {
+            let Some(rank) = names.position(|(n, b)| b == bit && *n == name) else {
+                continue;
+            };
+            if rank < ranks[list] && (list != STATUS || status_code(value).is_some()) {
                 values[list] = Some(value);
+                ranks[list] = rank;
             }
         }
     }
@@ -435,6 +443,10 @@ fn rounded_millis(latency: Duration) -> f64 {
 /// Every live recorder, for [`flush`](crate::flush()).
 static RECORDERS: Lazy<Mutex<Vec<Weak<Recorder>>>> = Lazy::new(Default::default);
 
+/// The longest `request_id` or `xray_trace_id` an interval's line names, in bytes as
+/// escaped.
+const MAX_ID_BYTES: usize = 128;
+
 /// The route and method of requests past the cap on pairs.
 const OTHER: &str = "other";
 
@@ -510,9 +522,10 @@ impl Recorder {
         }
         tracing::warn!(
             target: "tracing_aws_ecs",
-            "request metrics: a root span with a method but no route closed, and is not \
-             counted: record the route template as `http.route` on the request's root span \
-             (tower-http's default span has none), or use tracing_aws_ecs::http::RequestLayer"
+            "request metrics: a root span with a method or a uri but no route closed, and is \
+             not counted: record the route template as `http.route` on the request's root \
+             span (tower-http's default span has none), or use \
+             tracing_aws_ecs::http::RequestLayer"
         );
     }
 
@@ -603,10 +616,15 @@ impl RouteStats {
         if millis > self.slowest.0 {
             let (slowest, request_id, trace_id) = &mut self.slowest;
             *slowest = millis;
-            request_id.clear();
-            request_id.push_str(request.request_id.unwrap_or_default());
-            trace_id.clear();
-            trace_id.push_str(request.trace_id.unwrap_or_default());
+            // An id past its cap is left out whole (cutting its escaped text could end the
+            // line's JSON mid-escape): the line must stay within CloudWatch's event limit.
+            for (kept, id) in [
+                (request_id, request.request_id),
+                (trace_id, request.trace_id),
+            ] {
+                kept.clear();
+                kept.push_str(id.filter(|id| id.len() <= MAX_ID_BYTES).unwrap_or_default());
+            }
         }
         if self.latencies.len() < max_latencies {
             self.latencies.push(millis);

@@ -275,6 +275,87 @@ fn a_request_id_given_is_kept_and_echoed_and_the_albs_trace_is_on_every_line() {
 }
 
 #[test]
+fn a_request_cancelled_before_its_response_is_a_499_and_a_failed_body_an_error() {
+    let (_serial, out) = output();
+    let app = Router::new()
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "never"
+            }),
+        )
+        .route(
+            "/broken",
+            get(|| async {
+                let chunks: Vec<Result<&'static str, std::io::Error>> =
+                    vec![Ok("part"), Err(std::io::Error::other("upstream reset"))];
+                Body::from_stream(futures_iter(chunks))
+            }),
+        )
+        .route(
+            "/own-id",
+            get(|| async { ([("x-request-id", "the-handler's")], "ok") }),
+        )
+        .layer(RequestLayer::new().with_request_id_in_response(true));
+    let own = runtime().block_on(async {
+        // The client goes: the response future is dropped before it is ready.
+        let hang = app.clone().oneshot(get_request("/hang"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), hang)
+                .await
+                .is_err()
+        );
+        let response = app.clone().oneshot(get_request("/broken")).await.unwrap();
+        assert!(
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .is_err()
+        );
+        send(&app, get_request("/own-id")).await.1
+    });
+    assert_eq!(own["x-request-id"], "the-handler's", "not overwritten");
+    tracing_aws_ecs::flush();
+    assert_eq!(
+        counts(out),
+        [
+            (pair("/broken", "GET"), (1, 1)),
+            (pair("/hang", "GET"), (1, 0)),
+            (pair("/own-id", "GET"), (1, 0)),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let lines = out.lines();
+    let cancelled = lines
+        .iter()
+        .find(|l| l["message"] == "request cancelled")
+        .expect("the cancelled request's line");
+    assert_eq!(cancelled["http.response.status_code"], 499);
+    assert_eq!(cancelled["level"], "INFO");
+    let broken = lines
+        .iter()
+        .find(|l| l["message"] == "request finished" && l["http.route"] == "/broken")
+        .unwrap();
+    assert_eq!(broken["level"], "ERROR");
+}
+
+/// A stream of `items`, ready at once.
+fn futures_iter<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T: Unpin> futures_core::Stream for Iter<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items.into_iter())
+}
+
+#[test]
 fn a_streaming_body_stays_in_its_request() {
     let (_serial, out) = output();
     let app = routes().layer(RequestLayer::new());

@@ -508,3 +508,35 @@ fn each_pair_names_its_slowest_request() {
     assert!(anonymous[0].get("request_id").is_none());
     assert!(anonymous[0].get("xray_trace_id").is_none());
 }
+
+#[test]
+fn the_first_name_of_each_list_wins_whatever_the_order_and_a_status_must_be_one() {
+    let (_serial, out) = output();
+    // `route` declared first, `http.route` wins; a `status` that is no status gives way to
+    // OpenTelemetry's.
+    info_span!(
+        "request",
+        route = "/legacy",
+        http.route = "/orders/{id}",
+        method = "GET",
+        status = "pending",
+        http.response.status_code = 503
+    )
+    .in_scope(|| {});
+    // An id past 128 bytes is left out of the line, not cut.
+    let long = "r".repeat(129);
+    info_span!("request", route = "/long", request_id = long.as_str()).in_scope(|| {});
+    tracing_aws_ecs::flush();
+    let lines = emf_lines(out);
+    let totals = totals(&lines);
+    assert_eq!(
+        totals.keys().cloned().collect::<Vec<_>>(),
+        [
+            ("/long".to_owned(), "ANY".to_owned()),
+            ("/orders/{id}".to_owned(), "GET".to_owned())
+        ]
+    );
+    assert_eq!(totals[&("/orders/{id}".to_owned(), "GET".to_owned())].1, 1);
+    let long_line = lines.iter().find(|l| l["Route"] == "/long").unwrap();
+    assert!(long_line.get("request_id").is_none());
+}

@@ -24,6 +24,11 @@ pub(super) struct ReservedKeys {
     /// Ordered by [`by_length`], for a binary search.
     exact: Vec<Cow<'static, str>>,
     prefixes: Vec<&'static str>,
+    /// The lengths of `exact` (bit `n` for length `n`, lengths of 64 and more as bit 63) and
+    /// the first bytes of `prefixes`: most names are ruled out without a comparison (every
+    /// span field is checked when its span is created).
+    exact_lengths: u64,
+    prefix_starts: [u64; 4],
     /// The [`name_bit`]s of the keys that only this configuration's options add: span
     /// stores, built before any formatter reads them, know only what every configuration
     /// may reserve ([`ReservedKeys::any`]).
@@ -41,12 +46,27 @@ impl ReservedKeys {
             .collect();
         exact.sort_by(|a, b| by_length(a, b));
         exact.dedup();
-        ReservedKeys {
+        let mut keys = ReservedKeys {
             exact,
             prefixes: std::iter::once(RENAMED)
                 .chain(scheme.reserved_prefixes().iter().copied())
                 .collect(),
+            exact_lengths: 0,
+            prefix_starts: [0; 4],
             own_mask: 0,
+        };
+        keys.index();
+        keys
+    }
+
+    /// Notes the lengths of the exact keys and the first bytes of the prefixes.
+    fn index(&mut self) {
+        self.exact_lengths = self.exact.iter().fold(0, |set, key| set | length_bit(key));
+        self.prefix_starts = [0; 4];
+        for prefix in &self.prefixes {
+            if let Some(&first) = prefix.as_bytes().first() {
+                self.prefix_starts[usize::from(first >> 6)] |= 1 << (first & 63);
+            }
         }
     }
 
@@ -69,6 +89,7 @@ impl ReservedKeys {
             any.exact.dedup();
             any.prefixes.sort_unstable();
             any.prefixes.dedup();
+            any.index();
             any
         });
         &ANY
@@ -78,17 +99,23 @@ impl ReservedKeys {
     pub(super) fn add(&mut self, key: Cow<'static, str>) {
         if let Err(at) = self.exact.binary_search_by(|k| by_length(k, &key)) {
             self.own_mask |= name_bit(&key);
+            self.exact_lengths |= length_bit(&key);
             self.exact.insert(at, key);
         }
     }
 
     /// Whether a field named `name` is renamed; `traced` when the line carries trace ids.
     pub(super) fn contains(&self, name: &str, traced: bool) -> bool {
-        self.prefixes.iter().any(|prefix| name.starts_with(prefix))
-            || self
-                .exact
-                .binary_search_by(|key| by_length(key, name))
-                .is_ok()
+        let may_start = name
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| self.prefix_starts[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
+        (may_start && self.prefixes.iter().any(|prefix| name.starts_with(prefix)))
+            || (self.exact_lengths & length_bit(name) != 0
+                && self
+                    .exact
+                    .binary_search_by(|key| by_length(key, name))
+                    .is_ok())
             || (traced && TRACE_KEYS.contains(&name))
     }
 
@@ -96,6 +123,11 @@ impl ReservedKeys {
     pub(super) fn own_mask(&self) -> u64 {
         self.own_mask
     }
+}
+
+/// A key's length as one bit of a set: lengths of 64 and more share bit 63.
+fn length_bit(key: &str) -> u64 {
+    1 << key.len().min(63)
 }
 
 /// Keys ordered by length, then bytes: a search compares lengths, and bytes only between
