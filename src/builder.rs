@@ -154,10 +154,10 @@ impl<W> Builder<W> {
     /// unparsable), or read the container but not the task (default `true`).
     ///
     /// One thread retries, one request at a time, with jittered backoff from 1 s doubling to
-    /// 30 s, until it succeeds; each request may take the start-up deadline at first, then
-    /// twice as long at each attempt, up to 30 s, so that an endpoint slower than the
-    /// deadline but healthy (one that always answers in 2.5 s, under the default 2 s) is
-    /// read in the end; from then on every line carries the identity,
+    /// 30 s, until it succeeds; each request may take the start-up deadline (at least 1 s) at
+    /// first, then twice as long at each attempt, up to 30 s, so that an endpoint slower
+    /// than the deadline but healthy (one that always answers in 2.5 s, under the default
+    /// 2 s) is read in the end; from then on every line carries the identity,
     /// [`metadata()`](crate::metadata()) returns it, and one INFO line says it was recovered
     /// and after how long. It never delays process exit. Nothing is retried off ECS, for a
     /// malformed variable, or for a 4xx other than 429. Like the deadline, this is a setting

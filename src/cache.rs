@@ -23,6 +23,9 @@ use crate::metadata::EcsMetadata;
 pub(crate) const FIRST_STEP: Duration = Duration::from_secs(1);
 /// The longest pause of the recovery thread between two attempts.
 pub(crate) const MAX_STEP: Duration = Duration::from_secs(30);
+/// The shortest time a recovery request waits for its answer, whatever the start-up
+/// deadline: a deadline of zero would otherwise stay zero as it doubles.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 /// The name of the recovery thread.
 pub(crate) const THREAD_NAME: &str = "ecs-recovery";
 
@@ -107,7 +110,8 @@ fn start_recovery(client: MetadataClient, outcome: &Result<EcsMetadata, Error>, 
         return;
     }
     let container = outcome.as_ref().ok().map(|m| m.container_raw().clone());
-    let request_timeout = client.deadline();
+    // A start-up deadline of zero (or near it) must not make every attempt fail at once.
+    let request_timeout = client.deadline().max(MIN_ATTEMPT);
     // Set before the thread runs, so that formatters built meanwhile follow it.
     RECOVERING.store(true, Ordering::Release);
     let spawned = std::thread::Builder::new()

@@ -271,6 +271,7 @@ impl MetadataClient {
     }
 
     fn get_once(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, Error> {
+        let _own = OwnRequest::begin();
         let transport = |error: ureq::Error| match error {
             ureq::Error::Timeout(_) => Error::Timeout {
                 url: url.to_owned(),
@@ -317,6 +318,37 @@ impl MetadataClient {
             .limit(self.max_body_bytes)
             .read_to_vec()
             .map_err(transport)
+    }
+}
+
+thread_local! {
+    /// Whether this thread is making one of the crate's own requests.
+    static OWN_REQUEST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is making one of the crate's own requests (start-up, recovery,
+/// stats): what its HTTP client logs meanwhile (ureq's DEBUG and TRACE lines, hex dumps of
+/// payloads included) is not the service's, and is left out of its logs.
+pub(crate) fn in_own_request() -> bool {
+    OWN_REQUEST.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
+/// Marks this thread as making one of the crate's own requests, until dropped.
+struct OwnRequest(bool);
+
+impl OwnRequest {
+    fn begin() -> Self {
+        OwnRequest(
+            OWN_REQUEST
+                .try_with(|own| own.replace(true))
+                .unwrap_or(false),
+        )
+    }
+}
+
+impl Drop for OwnRequest {
+    fn drop(&mut self) {
+        let _ = OWN_REQUEST.try_with(|own| own.set(self.0));
     }
 }
 

@@ -221,7 +221,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if crate::panic::is_second_report(event.metadata()) {
+        if crate::panic::is_second_report(event.metadata()) || dependency_of_ours(event) {
             return;
         }
         let counts_requests = matches!(&self.inner, Inner::Json(l) if l.requests.is_some());
@@ -304,6 +304,12 @@ where
             buffer: None,
         }
     }
+}
+
+/// Whether `event` was logged by a dependency while the crate made a request of its own:
+/// the service's logs are not the place for it.
+fn dependency_of_ours(event: &Event<'_>) -> bool {
+    crate::client::in_own_request() && !event.metadata().target().starts_with("tracing_aws_ecs")
 }
 
 /// Marks the request of an ERROR event as failed.

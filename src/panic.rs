@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// left out. The target is `panic`. tower-http's `CatchPanicLayer` logs its own ERROR for a
 /// panic it catches: when this line was written, that one is left out.
 ///
+/// A panic raised while its thread writes a line (a writer that panics) is not logged
+/// through that writer, which may hold a lock of its own: the hook installed before says it
+/// on stderr.
+///
 /// When the line was written, that is all: a panic is one event in CloudWatch. When it was
 /// not (no subscriber, a filter that leaves it out, a writer that failed), the hook that was
 /// installed before runs instead (by default Rust's, which prints the panic on stderr), so
@@ -33,6 +37,12 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            // Raised while this thread writes a line (a writer that panics, holding its own
+            // lock maybe): logging through the same writer could wait forever.
+            if crate::write::is_writing() {
+                previous(info);
+                return;
+            }
             let _ = PANICS.try_with(|panics| panics.set(panics.get().wrapping_add(1)));
             let _ = WRITTEN.try_with(|written| written.set(false));
             log_panic(info);

@@ -225,6 +225,10 @@ impl Interval {
         idle.reuse(key, route, method);
         if self.index.get(&old) == Some(&at) {
             self.index.remove(&old);
+            // Another pair of the old key, never indexed while this one was: it is now.
+            if let Some(sibling) = self.routes.iter().position(|r| r.key == old) {
+                self.index(sibling);
+            }
         }
         self.index(at);
         Some(at)
@@ -806,6 +810,26 @@ mod tests {
         assert_eq!(count_keyed(&mut interval, 7, "/c"), Some(2));
         let requests: Vec<u64> = interval.routes.iter().map(|r| r.requests).collect();
         assert_eq!(requests, [0, 1, 1]);
+    }
+
+    #[test]
+    fn a_pair_whose_key_sibling_gives_its_place_up_is_still_found() {
+        let mut interval = Interval::default();
+        // "/a" and "/b" share key 7: "/a" is indexed, "/b" found by a scan.
+        assert_eq!(count_keyed(&mut interval, 7, "/a"), Some(0));
+        assert_eq!(count_keyed(&mut interval, 7, "/b"), Some(1));
+        assert_eq!(count_keyed(&mut interval, 9, "/c"), Some(2));
+        interval.restart();
+        // "/b" and "/c" come back; "/d" takes the idle place of "/a", the indexed one of 7.
+        assert_eq!(count_keyed(&mut interval, 7, "/b"), Some(1));
+        assert_eq!(count_keyed(&mut interval, 9, "/c"), Some(2));
+        assert_eq!(count_keyed(&mut interval, 11, "/d"), Some(0));
+        // "/b" is still found in its place, not sent to `other`.
+        for _ in 0..3 {
+            assert_eq!(count_keyed(&mut interval, 7, "/b"), Some(1));
+        }
+        assert_eq!(interval.routes[1].requests, 4);
+        assert_eq!(interval.other.requests, 0);
     }
 
     #[test]

@@ -75,6 +75,18 @@ fn child() {
             request.in_scope(|| tracing::debug!("held in a request"));
             std::mem::forget(request);
         }
+        "own-requests" => {
+            // RUST_LOG=trace: ureq logs every request it makes, through `log`.
+            let _guard = tracing_aws_ecs::builder()
+                .with_container_metrics(
+                    tracing_aws_ecs::MetricsReporter::builder()
+                        .with_interval(std::time::Duration::from_millis(20)),
+                )
+                .init();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            log::debug!(target: "ureq", "the service's own ureq line");
+            tracing::info!("done");
+        }
         "twice" => {
             let _guard = tracing_aws_ecs::try_init().unwrap();
             let second = tracing_aws_ecs::try_init().unwrap_err();
@@ -173,6 +185,30 @@ fn rust_log_set_by_hand_decides_the_lines_outside_requests() {
     );
     assert_eq!(messages(&[]), ["started", "held in a request"]);
     assert_eq!(messages(&[("RUST_LOG", "info")]), ["started"]);
+}
+
+/// The crate's own requests (start-up, container metrics) write none of their HTTP
+/// client's lines, even at TRACE; the service's own lines of that target are kept.
+#[test]
+fn the_crates_own_requests_leave_no_lines_of_their_client() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let lines = run_child(
+        "own-requests",
+        Some(emulator.env_var()),
+        &[("RUST_LOG", "trace")],
+    );
+    assert!(emulator.requests(Document::TaskStats) >= 3);
+    let foreign: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("_aws").is_none())
+        .filter(|l| {
+            let target = l["target"].as_str().unwrap();
+            !target.starts_with("tracing_aws_ecs") && target != "init"
+        })
+        .collect();
+    assert_eq!(foreign.len(), 1, "{foreign:#?}");
+    assert_eq!(foreign[0]["message"], "the service's own ureq line");
+    assert!(lines.iter().any(|l| l["message"] == "done"));
 }
 
 #[test]

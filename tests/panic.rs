@@ -15,7 +15,11 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 11] = [
+    let cases: [(&str, fn()); 12] = [
+        (
+            "a_writer_that_panics_holding_its_lock_does_not_hang_the_hook",
+            a_writer_that_panics_holding_its_lock_does_not_hang_the_hook,
+        ),
         (
             "init_writes_the_panic_as_one_line",
             init_writes_the_panic_as_one_line,
@@ -110,6 +114,16 @@ fn child(case: &str) {
             tracing::debug!(value = ?PanicsInDebug, "never finished");
             unreachable!("the held line panicked");
         }
+        "writer-panics" => {
+            let _guard = tracing_aws_ecs::builder()
+                .with_writer(LockedStdout::default())
+                .init();
+            // As tokio catches a task's panic: the writer panics holding its own lock.
+            let caught = std::panic::catch_unwind(|| tracing::info!("explode"));
+            assert!(caught.is_err());
+            tracing::info!("the service goes on");
+            return;
+        }
         "caught" => {
             let _guard = tracing_aws_ecs::builder()
                 .with_buffering(tracing_aws_ecs::Buffering::default())
@@ -141,6 +155,43 @@ impl std::fmt::Debug for PanicsInDebug {
     fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         panic!("a Debug impl panicked")
     }
+}
+
+/// Stdout behind a lock of its own, as services share it; a write of a line that says
+/// `explode` fails, and the writer panics on it, holding the lock.
+#[derive(Clone, Default)]
+struct LockedStdout(std::sync::Arc<std::sync::Mutex<()>>);
+
+struct LockedWriter<'a>(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LockedStdout {
+    type Writer = LockedWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LockedWriter(self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl std::io::Write for LockedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = match String::from_utf8_lossy(buf).contains("explode") {
+            true => Err(std::io::Error::other("disk full")),
+            false => std::io::stdout().write(buf),
+        };
+        Ok(written.expect("the writer failed"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn a_writer_that_panics_holding_its_lock_does_not_hang_the_hook() {
+    let (out, lines) = run("writer-panics", &[]);
+    assert_eq!(out.status.code(), Some(0), "the hook returned");
+    assert_eq!(messages(&lines), ["the service goes on"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the writer failed"), "{stderr}");
 }
 
 /// Runs the child with `case`; fails if it has not ended within a minute (it hung).

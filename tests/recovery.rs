@@ -82,6 +82,13 @@ fn child() {
             tracing_aws_ecs::log_metadata_status();
             log_from_threads_until_recovered();
         }
+        "zero" => {
+            let _guard = tracing_aws_ecs::builder()
+                .with_deadline(Duration::ZERO)
+                .with_fields(ExtraFields::AVAILABILITY_ZONE)
+                .init();
+            log_from_threads_until_recovered();
+        }
         "slow" => {
             let _guard = tracing_aws_ecs::builder()
                 .with_deadline(Duration::from_secs(10))
@@ -202,6 +209,16 @@ fn an_outage_at_start_up_ends_with_enriched_lines_from_every_thread() {
         assert!(after < 15_000, "{after} ms");
         println!("{case}: recovered {after} ms after start-up, outage {OUTAGE:?}");
     }
+}
+
+#[test]
+fn a_deadline_of_zero_is_recovered_all_the_same() {
+    // A healthy endpoint: the start-up fetch, given no time, fails; the recovery's requests
+    // each wait at least a second, and read it.
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    let lines = run_child("zero", &emulator, &[]);
+    assert_recovered(&lines, |line| line.get("ecs").is_none());
+    assert!(emulator.requests(Document::Task) >= 1);
 }
 
 #[test]
