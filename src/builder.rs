@@ -402,11 +402,15 @@ impl<W> Builder<W> {
             format.follow_recovery();
         }
         let metrics = self.request_metrics.map(|config| {
-            Recorder::start(
+            let recorder = Recorder::start(
                 config,
                 metadata.as_ref(),
                 Arc::new(WriterSink(Arc::clone(&writer))),
-            )
+            );
+            if !given {
+                recorder.follow_recovery();
+            }
+            recorder
         });
         let layer = EcsLayer::json(
             format,

@@ -91,6 +91,11 @@ pub(crate) fn on_recovery(listener: impl FnOnce(&'static EcsMetadata) + Send + '
     true
 }
 
+/// The metadata the recovery thread read, once it has: nothing is fetched.
+pub(crate) fn recovered() -> Option<&'static EcsMetadata> {
+    RECOVERED.get()
+}
+
 /// Whether a recovery thread is trying to complete the metadata now.
 pub(crate) fn recovering() -> bool {
     RECOVERING.load(Ordering::Acquire)

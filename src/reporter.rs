@@ -191,10 +191,12 @@ impl<W> MetricsBuilder<W> {
         let thread = thread::Builder::new()
             .name("ecs-metrics".into())
             .spawn(move || {
+                // Given, it stays; read by the process, the one recovered later replaces it.
+                let follows = metadata.is_none();
                 let metadata = metadata.or_else(|| crate::metadata().cloned());
                 run(
                     &client,
-                    metadata.as_ref(),
+                    (metadata.as_ref(), follows),
                     (&writer, &gave_up),
                     every,
                     &namespace,
@@ -278,7 +280,7 @@ where
 
 fn run<W>(
     client: &MetadataClient,
-    metadata: Option<&EcsMetadata>,
+    (at_start, follows): (Option<&EcsMetadata>, bool),
     writer: (&W, &AtomicBool),
     every: Duration,
     namespace: &str,
@@ -286,7 +288,6 @@ fn run<W>(
 ) where
     W: for<'a> MakeWriter<'a>,
 {
-    let task = metadata.and_then(EcsMetadata::task);
     let mut previous: Option<TaskStats> = None;
     let mut outage = false;
     // The first sample at once, written with what one sample tells (CPU % from the
@@ -297,6 +298,8 @@ fn run<W>(
     loop {
         // Stopped while waiting: one more read, the last report.
         let mut last = stopped(signal, wait);
+        let metadata = crate::cache::recovered().filter(|_| follows).or(at_start);
+        let task = metadata.and_then(EcsMetadata::task);
         let stats = client.task_stats();
         // Stopped while the read was in flight: it is the last report.
         last |= stopped(signal, Duration::ZERO);

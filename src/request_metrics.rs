@@ -238,8 +238,10 @@ impl Interval {
 /// Collects one layer's request metrics and writes them.
 pub(crate) struct Recorder {
     config: RequestMetrics,
-    cluster: String,
-    service: String,
+    /// `ClusterName` and `ServiceName`, from the metadata at start, and from the metadata
+    /// recovered in the background when start-up had none (see [`Recorder::follow_recovery`]).
+    dimensions: (String, String),
+    recovered: once_cell::sync::OnceCell<(String, String)>,
     sink: Arc<dyn LineSink>,
     interval: Mutex<Interval>,
     /// Whether the WARN about too many routes was written.
@@ -465,11 +467,9 @@ impl Recorder {
         metadata: Option<&EcsMetadata>,
         sink: Arc<dyn LineSink>,
     ) -> Arc<Recorder> {
-        let cluster = metadata.and_then(EcsMetadata::cluster_name);
-        let service = metadata.and_then(|m| m.service_name().or_else(|| m.family()));
         let recorder = Arc::new(Recorder {
-            cluster: dimension_value(cluster.unwrap_or("local")).into_owned(),
-            service: dimension_value(service.unwrap_or("local")).into_owned(),
+            dimensions: dimensions(metadata),
+            recovered: once_cell::sync::OnceCell::new(),
             config,
             sink,
             interval: Mutex::default(),
@@ -484,6 +484,18 @@ impl Recorder {
         drop(live);
         start_timer(Arc::downgrade(&recorder), recorder.config.interval);
         recorder
+    }
+
+    /// Takes its dimensions from the metadata the background recovery reads, if it does:
+    /// the lines of the intervals after it carry the task's cluster and service, as the log
+    /// lines do.
+    pub(crate) fn follow_recovery(self: &Arc<Self>) {
+        let recorder = Arc::downgrade(self);
+        crate::cache::on_recovery(move |metadata| {
+            if let Some(recorder) = recorder.upgrade() {
+                let _ = recorder.recovered.set(dimensions(Some(metadata)));
+            }
+        });
     }
 
     /// Counts one request.
@@ -535,6 +547,7 @@ impl Recorder {
 
     /// Writes the interval's lines, and starts the next interval.
     pub(crate) fn write_interval(&self) {
+        let (cluster, service) = self.recovered.get().unwrap_or(&self.dimensions);
         let mut lines = String::new();
         let mut refused = None;
         let now = SystemTime::now();
@@ -554,8 +567,8 @@ impl Recorder {
                 let record = emf::SamplesRecord {
                     namespace: &self.config.namespace,
                     dimensions: &[
-                        ("ClusterName", &self.cluster),
-                        ("ServiceName", &self.service),
+                        ("ClusterName", cluster),
+                        ("ServiceName", service),
                         ("Route", &route),
                         ("Method", &method),
                     ],
@@ -698,6 +711,17 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, key: u64) {
         self.0 = key;
     }
+}
+
+/// `ClusterName` and `ServiceName` as Container Insights names them: the ECS service, else
+/// the task definition family; `local` off ECS.
+fn dimensions(metadata: Option<&EcsMetadata>) -> (String, String) {
+    let cluster = metadata.and_then(EcsMetadata::cluster_name);
+    let service = metadata.and_then(|m| m.service_name().or_else(|| m.family()));
+    (
+        dimension_value(cluster.unwrap_or("local")).into_owned(),
+        dimension_value(service.unwrap_or("local")).into_owned(),
+    )
 }
 
 /// A route or method as the store has it (escaped as in a JSON string) as CloudWatch takes a

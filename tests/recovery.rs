@@ -82,6 +82,24 @@ fn child() {
             tracing_aws_ecs::log_metadata_status();
             log_from_threads_until_recovered();
         }
+        "metrics" => {
+            let _guard = tracing_aws_ecs::builder()
+                .with_fields(ExtraFields::AVAILABILITY_ZONE)
+                .with_request_metrics(
+                    tracing_aws_ecs::RequestMetrics::new("Test/Recovery")
+                        .with_interval(Duration::from_secs(3600)),
+                )
+                .with_container_metrics(
+                    tracing_aws_ecs::MetricsReporter::builder()
+                        .with_interval(Duration::from_millis(100)),
+                )
+                .init();
+            tracing::info_span!("request", http.route = "/during").in_scope(|| {});
+            log_from_threads_until_recovered();
+            tracing::info_span!("request", http.route = "/after").in_scope(|| {});
+            // Two more container reports after the recovery.
+            std::thread::sleep(Duration::from_millis(250));
+        }
         "zero" => {
             let _guard = tracing_aws_ecs::builder()
                 .with_deadline(Duration::ZERO)
@@ -209,6 +227,31 @@ fn an_outage_at_start_up_ends_with_enriched_lines_from_every_thread() {
         assert!(after < 15_000, "{after} ms");
         println!("{case}: recovered {after} ms after start-up, outage {OUTAGE:?}");
     }
+}
+
+#[test]
+fn metrics_follow_the_recovered_identity() {
+    let emulator = Emulator::start(Scenario::Fargate).unwrap();
+    emulator.inject_for(Route::Any, Fault::Status(500), OUTAGE);
+    let lines = run_child("metrics", &emulator, &[]);
+    assert_recovered(&lines, |l| l.get("ecs").is_none());
+    // The interval, written as `main` returns, under the task's cluster and service.
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Test/Recovery")
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    for line in requests {
+        assert_eq!(line["ClusterName"], "prod-web", "{line}");
+        assert_ne!(line["ServiceName"], "local", "{line}");
+    }
+    // The container reporter, started during the outage, reports under them too.
+    let last_report = lines
+        .iter()
+        .rev()
+        .find(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ECS/TaskMetrics")
+        .expect("a container report after the recovery");
+    assert_eq!(last_report["ClusterName"], "prod-web", "{last_report}");
 }
 
 #[test]
