@@ -17,7 +17,7 @@ use once_cell::sync::Lazy;
 use crate::time::random_fraction;
 use crate::write::{LineSink, WriterSink};
 use tracing::level_filters::LevelFilter;
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -204,11 +204,16 @@ fn take_room(bytes: usize, max: usize) -> bool {
         .is_ok()
 }
 
+/// A held line's length, and the metadata of its event.
+type HeldLine = (u32, &'static Metadata<'static>);
+
 /// The lines one request holds, and what their storage has been counted as.
 #[derive(Default)]
 struct Held {
     lines: String,
-    lengths: VecDeque<u32>,
+    /// Each line's length, and the metadata of the event it renders: the writer routes the
+    /// line by it, as it routes the event's line written at once.
+    lengths: VecDeque<(u32, &'static Metadata<'static>)>,
     dropped: usize,
     /// The bytes of `lines`' and `lengths`' capacity counted in [`TOTAL`].
     counted: usize,
@@ -216,7 +221,7 @@ struct Held {
 
 impl Held {
     fn storage(&self) -> usize {
-        self.lines.capacity() + self.lengths.capacity() * std::mem::size_of::<u32>()
+        self.lines.capacity() + self.lengths.capacity() * std::mem::size_of::<HeldLine>()
     }
 
     /// Whether `line` fits in what is allocated.
@@ -226,7 +231,7 @@ impl Held {
     }
 
     fn drop_oldest(&mut self) -> bool {
-        let Some(oldest) = self.lengths.pop_front() else {
+        let Some((oldest, _)) = self.lengths.pop_front() else {
             return false;
         };
         self.lines.drain(..oldest as usize);
@@ -235,7 +240,7 @@ impl Held {
     }
 
     /// Holds `line`, dropping the request's oldest lines to stay within the caps.
-    fn hold(&mut self, line: &str, config: &Buffering) {
+    fn hold(&mut self, line: &str, meta: &'static Metadata<'static>, config: &Buffering) {
         let max = config.max_request_bytes;
         if line.len() > max {
             self.dropped += 1;
@@ -256,7 +261,7 @@ impl Held {
         self.lines.push_str(line);
         // Within `max_request_bytes`, which a line never exceeds here.
         self.lengths
-            .push_back(u32::try_from(line.len()).unwrap_or(u32::MAX));
+            .push_back((u32::try_from(line.len()).unwrap_or(u32::MAX), meta));
     }
 
     /// Grows the storage to fit `line`, four times over up to the request's cap (a request
@@ -272,7 +277,7 @@ impl Held {
             (self.lengths.capacity() * 4).max(16)
         };
         let growth = (lines - self.lines.capacity())
-            + (lengths - self.lengths.capacity()) * std::mem::size_of::<u32>();
+            + (lengths - self.lengths.capacity()) * std::mem::size_of::<HeldLine>();
         if !take_room(growth, config.max_total_bytes) {
             return false;
         }
@@ -290,7 +295,7 @@ impl Held {
     }
 
     /// Everything held, and the storage given back.
-    fn take(&mut self) -> (String, VecDeque<u32>, usize) {
+    fn take(&mut self) -> (String, VecDeque<HeldLine>, usize) {
         TOTAL.fetch_sub(self.counted, Ordering::AcqRel);
         self.counted = 0;
         (
@@ -332,16 +337,16 @@ impl RequestBuffer {
         self.writes_through.load(Ordering::Acquire)
     }
 
-    /// Holds one rendered line; writes it instead when the request was flushed since it was
-    /// routed here (the flush and this line raced on two threads).
-    pub(crate) fn hold(&self, line: &str) {
+    /// Holds one rendered line, of an event of `meta`; writes it instead when the request
+    /// was flushed since it was routed here (the flush and this line raced on two threads).
+    pub(crate) fn hold(&self, line: &str, meta: &'static Metadata<'static>) {
         let mut held = lock(&self.held);
         if self.writes_through() {
             drop(held);
-            self.sink.write_line(line.as_bytes());
+            self.sink.write_line(line.as_bytes(), meta);
             return;
         }
-        held.hold(line, &self.config);
+        held.hold(line, meta, &self.config);
     }
 
     /// Writes what the request holds, in order, the first line saying how many were dropped;
@@ -354,13 +359,14 @@ impl RequestBuffer {
         };
         // Written outside the lock: a writer that logs must not find it taken.
         let mut at = 0;
-        for (i, length) in lengths.into_iter().enumerate() {
+        for (i, (length, meta)) in lengths.into_iter().enumerate() {
             let line = &lines[at..at + length as usize];
             at += length as usize;
             if i == 0 && dropped > 0 {
-                self.sink.write_line(with_dropped(line, dropped).as_bytes());
+                self.sink
+                    .write_line(with_dropped(line, dropped).as_bytes(), meta);
             } else {
-                self.sink.write_line(line.as_bytes());
+                self.sink.write_line(line.as_bytes(), meta);
             }
         }
     }

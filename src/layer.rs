@@ -232,7 +232,9 @@ where
             (Inner::Json(layer), Some(buffer)) => match buffer.route(event, &ctx) {
                 Route::Write => layer.on_event(event, ctx),
                 Route::Drop => {}
-                Route::Hold(held) => layer.render(event, &ctx, |line| held.hold(line)),
+                Route::Hold(held) => {
+                    layer.render(event, &ctx, |line| held.hold(line, event.metadata()));
+                }
             },
             _ => delegate!(&self.inner, layer => layer.on_event(event, ctx)),
         }

@@ -274,7 +274,8 @@ where
     }
     for line in lines.split_inclusive('\n') {
         // A failing writer loses the line, as it loses log lines.
-        let _ = crate::write::write_line(&mut writer.make_writer(), line.as_bytes());
+        let mut writer = writer.make_writer_for(crate::write::metrics_line());
+        let _ = crate::write::write_line(&mut writer, line.as_bytes());
     }
 }
 

@@ -596,7 +596,8 @@ impl Recorder {
             interval.restart();
         }
         for line in lines.split_inclusive('\n') {
-            self.sink.write_line(line.as_bytes());
+            self.sink
+                .write_line(line.as_bytes(), crate::write::metrics_line());
         }
         if let Some(e) = refused {
             if !self.warned_emf.swap(true, Ordering::Relaxed) {

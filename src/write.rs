@@ -4,13 +4,38 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Where whole lines go: a layer's writer, shared by what writes lines besides the layer
 /// (held lines when their request is flushed, request metrics at each interval).
 pub(crate) trait LineSink: Send + Sync {
-    /// Writes one line; a failing writer loses it, as it loses any other.
-    fn write_line(&self, line: &[u8]);
+    /// Writes one line of `meta` (the event it renders, or [`metrics_line`]); a failing
+    /// writer loses it, as it loses any other.
+    fn write_line(&self, line: &[u8], meta: &Metadata<'_>);
+}
+
+/// The metadata of the metrics lines (request metrics, container metrics): INFO, of the
+/// crate's target. A writer that routes lines by their metadata (`with_max_level`,
+/// `with_filter`, `or_else`) routes them as it would an INFO event of the crate.
+pub(crate) fn metrics_line() -> &'static Metadata<'static> {
+    struct MetricsLine;
+    static CALLSITE: MetricsLine = MetricsLine;
+    static META: Metadata<'static> = tracing::metadata! {
+        name: "metrics",
+        target: "tracing_aws_ecs",
+        level: tracing::Level::INFO,
+        fields: &[],
+        callsite: &CALLSITE,
+        kind: tracing::metadata::Kind::EVENT,
+    };
+    impl tracing::callsite::Callsite for MetricsLine {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &META
+        }
+    }
+    &META
 }
 
 /// A [`LineSink`] on a [`MakeWriter`].
@@ -20,8 +45,8 @@ impl<W> LineSink for WriterSink<W>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync,
 {
-    fn write_line(&self, line: &[u8]) {
-        let _ = write_line(&mut self.0.make_writer(), line);
+    fn write_line(&self, line: &[u8], meta: &Metadata<'_>) {
+        let _ = write_line(&mut self.0.make_writer_for(meta), line);
     }
 }
 

@@ -266,3 +266,35 @@ fn a_field_named_like_the_drop_count_is_renamed() {
     let line: Value = out.only_line();
     assert_eq!(line["fields.buffer_dropped"], 3);
 }
+
+/// Held lines go through the writer as their events would: a writer that routes lines by
+/// level (`with_max_level`, `with_filter`) treats a flushed DEBUG line as a DEBUG line.
+#[test]
+fn held_lines_are_routed_by_their_level_through_a_level_filtered_writer() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (debug_and_up, trace_only) = (Capture::default(), Capture::default());
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_buffering(Buffering::default())
+        .with_writer(
+            debug_and_up
+                .clone()
+                .with_max_level(tracing::Level::DEBUG)
+                .or_else(trace_only.clone()),
+        )
+        .layer();
+    let subscriber = tracing_subscriber::registry()
+        .with(LevelFilter::TRACE)
+        .with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("request", id = 1).in_scope(|| {
+            debug!("one");
+            trace!("two");
+            debug!("three");
+            error!("failed");
+        });
+    });
+    assert_eq!(messages(&debug_and_up), ["one", "three", "failed"]);
+    assert_eq!(messages(&trace_only), ["two"]);
+}

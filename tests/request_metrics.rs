@@ -540,3 +540,24 @@ fn the_first_name_of_each_list_wins_whatever_the_order_and_a_status_must_be_one(
     let long_line = lines.iter().find(|l| l["Route"] == "/long").unwrap();
     assert!(long_line.get("request_id").is_none());
 }
+
+/// Metrics lines go through the writer as an INFO line of the crate: a writer that routes
+/// lines by level writes them where it writes INFO lines.
+#[test]
+fn metrics_lines_reach_a_level_filtered_writer() {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    // Under the lock: a scoped subscriber must not overlap another test's requests.
+    let (_serial, _) = output();
+    let out = Capture::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone().with_max_level(tracing::Level::DEBUG))
+        .with_request_metrics(hourly("Test/Filtered"))
+        .layer();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("request", route = "/filtered", method = "GET").in_scope(|| info!("served"));
+    });
+    let lines = emf_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["Route"], "/filtered");
+}
