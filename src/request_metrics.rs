@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use once_cell::sync::Lazy;
@@ -254,6 +254,7 @@ pub(crate) struct Recorder {
     /// Whether its layer is gone: the requests still open then are dropped with the
     /// subscriber, unfinished, and not counted.
     layer_gone: AtomicBool,
+    timer: Arc<Timer>,
 }
 
 /// One request as its root span's fields say at its close; strings as the store has them
@@ -477,12 +478,17 @@ impl Recorder {
             warned_emf: AtomicBool::new(false),
             warned_no_route: AtomicBool::new(false),
             layer_gone: AtomicBool::new(false),
+            timer: Arc::default(),
         });
         let mut live = lock(&RECORDERS);
         live.retain(|r| r.strong_count() > 0);
         live.push(Arc::downgrade(&recorder));
         drop(live);
-        start_timer(Arc::downgrade(&recorder), recorder.config.interval);
+        Timer::start(
+            &recorder.timer,
+            Arc::downgrade(&recorder),
+            recorder.config.interval,
+        );
         recorder
     }
 
@@ -608,9 +614,11 @@ impl Recorder {
 }
 
 impl Drop for Recorder {
-    /// The layer is gone (a scoped subscriber ended): what the interval counted is written.
+    /// The layer is gone (a scoped subscriber ended): what the interval counted is written,
+    /// and the timer ends.
     fn drop(&mut self) {
         self.write_interval();
+        self.timer.stop();
     }
 }
 
@@ -752,29 +760,73 @@ fn dimension_value(value: &str) -> Cow<'_, str> {
     )
 }
 
-/// One thread that writes the interval's lines at its end, while the recorder lives.
-fn start_timer(recorder: Weak<Recorder>, every: Duration) {
-    // Wakes at least four times a second to notice that the recorder is gone.
-    const NAP: Duration = Duration::from_millis(250);
-    let _ = std::thread::Builder::new()
-        .name("ecs-request-metrics".into())
-        .spawn(move || {
-            let mut due = Instant::now() + every;
-            loop {
-                std::thread::sleep(due.saturating_duration_since(Instant::now()).min(NAP));
-                let Some(recorder) = recorder.upgrade() else {
-                    return;
-                };
-                let now = Instant::now();
-                if now >= due {
-                    recorder.write_interval();
-                    due += every;
-                    if due <= now {
-                        due = now + every;
+/// The thread that writes a recorder's intervals as they end, and what stops it: the
+/// recorder's drop stops it and waits for it, so that it ends with its layer.
+#[derive(Default)]
+struct Timer {
+    stop: Mutex<bool>,
+    wake: Condvar,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Timer {
+    /// Starts the thread for `recorder`, an interval every `every`; a thread that cannot be
+    /// had costs one WARN line per process.
+    fn start(timer: &Arc<Timer>, recorder: Weak<Recorder>, every: Duration) {
+        let signal = Arc::clone(timer);
+        let spawned = std::thread::Builder::new()
+            .name("ecs-request-metrics".into())
+            .spawn(move || {
+                let mut due = Instant::now() + every;
+                loop {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    let stop = lock(&signal.stop);
+                    let (stop, _) = signal
+                        .wake
+                        .wait_timeout_while(stop, wait, |stop| !*stop)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if *stop {
+                        return;
+                    }
+                    drop(stop);
+                    let Some(recorder) = recorder.upgrade() else {
+                        return;
+                    };
+                    let now = Instant::now();
+                    if now >= due {
+                        recorder.write_interval();
+                        due += every;
+                        if due <= now {
+                            due = now + every;
+                        }
                     }
                 }
+            });
+        match spawned {
+            Ok(thread) => *lock(&timer.thread) = Some(thread),
+            Err(e) => {
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "tracing_aws_ecs",
+                        "request metrics: no thread to end intervals ({e}): they are written \
+                         by tracing_aws_ecs::flush() and when the layer goes"
+                    );
+                }
             }
-        });
+        }
+    }
+
+    /// Stops the thread and waits for it, unless this is it.
+    fn stop(&self) {
+        *lock(&self.stop) = true;
+        self.wake.notify_all();
+        if let Some(thread) = lock(&self.thread).take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 /// Writes the current interval of every live recorder.

@@ -561,3 +561,41 @@ fn metrics_lines_reach_a_level_filtered_writer() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["Route"], "/filtered");
 }
+
+/// The threads named for request metrics' timers, as `/proc` shows them (names cut to 15).
+fn timer_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim() == "ecs-request-met")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A layer's timer thread ends with the layer: a test suite of many scoped subscribers
+/// does not pile threads up.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_timer_ends_with_its_layer() {
+    // Under the lock: a scoped subscriber must not overlap another test's requests.
+    let (_serial, _) = output();
+    let before = timer_threads();
+    assert!(before >= 1, "the global layer's timer");
+    for _ in 0..200 {
+        let out = Capture::default();
+        let layer = writing_to(&out)
+            .with_request_metrics(hourly("Test/Timers"))
+            .layer();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            info_span!("request", route = "/t", method = "GET").in_scope(|| {});
+        });
+        assert_eq!(emf_lines(&out).len(), 1);
+    }
+    assert_eq!(
+        timer_threads(),
+        before,
+        "every scoped layer's timer ended with it"
+    );
+}
