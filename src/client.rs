@@ -10,6 +10,7 @@ use crate::endpoint::{Document, Endpoint};
 use crate::error::Error;
 use crate::metadata::{Container, EcsMetadata, Task, parse_json, parse_object};
 use crate::stats::{ContainerStats, TaskStats};
+use crate::thread_flag::ThreadFlag;
 
 /// The default time one call may take, retries included.
 pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
@@ -271,7 +272,7 @@ impl MetadataClient {
     }
 
     fn get_once(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, Error> {
-        let _own = OwnRequest::begin();
+        let _own = OWN_REQUEST.raise();
         let transport = |error: ureq::Error| match error {
             ureq::Error::Timeout(_) => Error::Timeout {
                 url: url.to_owned(),
@@ -322,35 +323,13 @@ impl MetadataClient {
 }
 
 thread_local! {
-    /// Whether this thread is making one of the crate's own requests.
-    static OWN_REQUEST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static OWN_REQUEST_NOW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Whether this thread is making one of the crate's own requests (start-up, recovery,
 /// stats): what its HTTP client logs meanwhile (ureq's DEBUG and TRACE lines, hex dumps of
 /// payloads included) is not the service's, and is left out of its logs.
-pub(crate) fn in_own_request() -> bool {
-    OWN_REQUEST.try_with(std::cell::Cell::get).unwrap_or(false)
-}
-
-/// Marks this thread as making one of the crate's own requests, until dropped.
-struct OwnRequest(bool);
-
-impl OwnRequest {
-    fn begin() -> Self {
-        OwnRequest(
-            OWN_REQUEST
-                .try_with(|own| own.replace(true))
-                .unwrap_or(false),
-        )
-    }
-}
-
-impl Drop for OwnRequest {
-    fn drop(&mut self) {
-        let _ = OWN_REQUEST.try_with(|own| own.set(self.0));
-    }
-}
+pub(crate) static OWN_REQUEST: ThreadFlag = ThreadFlag(&OWN_REQUEST_NOW);
 
 /// The agent's error bodies are JSON strings (`"Unable to get …"`); 429 is plain text.
 fn describe_error_body(body: &[u8]) -> String {

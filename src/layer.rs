@@ -311,7 +311,8 @@ where
 /// Whether `event` was logged by a dependency while the crate made a request of its own:
 /// the service's logs are not the place for it.
 fn dependency_of_ours(event: &Event<'_>) -> bool {
-    crate::client::in_own_request() && !event.metadata().target().starts_with("tracing_aws_ecs")
+    crate::client::OWN_REQUEST.is_raised()
+        && !event.metadata().target().starts_with("tracing_aws_ecs")
 }
 
 /// Marks the request of an ERROR event as failed.

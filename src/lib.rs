@@ -32,27 +32,32 @@
 //!   share ([`EcsLayer`], [`InitError`]); [`install_panic_hook`] and
 //!   [`log_metadata_status`] for a stack of one's own.
 //! - **Configuring**: [`FieldScheme`], [`ExtraFields`], [`Timestamp`], [`FmtSpan`],
-//!   [`Buffering`].
-//! - **At run time**: [`metadata()`], [`metadata_result`], [`on_ecs`], [`flush_buffered`],
-//!   [`EcsMetadata`], [`Identity`], [`Error`], [`MetadataClient`], and the
-//!   [`MetricsReporter`] ([`MetricsBuilder`], [`MetricsError`]).
+//!   [`Buffering`], [`RequestMetrics`].
+//! - **At run time**: [`FlushGuard`], [`metadata()`], [`metadata_result`], [`on_ecs`],
+//!   [`flush()`], [`flush_buffered`], [`EcsMetadata`], [`Identity`], [`Error`],
+//!   [`MetadataClient`], and the [`MetricsReporter`] ([`MetricsBuilder`], [`MetricsError`]).
 //!
 //! The modules hold the rest: [`format`](mod@format) (the line),
 //! [`metadata`](mod@metadata), [`stats`], [`emf`], [`endpoint`] (the variables, the API
-//! versions, the documents served).
+//! versions, the documents served), and `http` (feature `axum`: the `tower` layer).
 //!
 //! # How it is built
 //!
 //! Bottom up: `endpoint` finds the endpoint and `client` reads it, within a deadline and
 //! with retries; `metadata` and `stats` model what it serves, and `cache` keeps the
 //! metadata for the process (recovering it in the background after a failed start-up).
-//! `json`, `time` and `write` write JSON, timestamps and whole lines; `fields` lays the
-//! identity out per scheme; `format` turns an event into a line (reserved keys in
-//! `format::keys`, each span's fields in `format::store`) and `emf` turns figures into EMF.
-//! On top, `layer` is the `tracing` layer (with `buffering` and `span_events`), `builder`
+//! `json`, `time` and `write` write JSON, timestamps and whole lines; `thread_flag` says
+//! what a thread is doing in the crate (writing a line, making a request of its own);
+//! `fields` lays the identity out per scheme; `format` turns an event into a line (reserved
+//! keys in `format::keys`, each span's fields in `format::store`) and `emf` turns figures
+//! into EMF. `request_metrics` counts requests from their root spans' fields, read back from
+//! the store at the close. On top, `layer` is the `tracing` layer (with `buffering` and
+//! `span_events`; a span's fields and its open request share one extension), `builder`
 //! configures and installs it, `status` writes the start-up note, `panic` the panic line,
-//! and `reporter` runs the metrics thread. The `emulator` and the `ecs-metadata` binary are
-//! leaves: nothing in the library depends on them.
+//! `reporter` runs the metrics thread, `shutdown` is the guard that writes what is held as
+//! `main` returns, and `http` (feature `axum`) the `tower` layer that makes each HTTP
+//! request a root span. The `emulator` and the `ecs-metadata` binary are leaves: nothing in
+//! the library depends on them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -81,6 +86,7 @@ mod shutdown;
 mod span_events;
 pub mod stats;
 mod status;
+mod thread_flag;
 mod time;
 mod write;
 

@@ -39,7 +39,7 @@ pub fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             // Raised while this thread writes a line (a writer that panics, holding its own
             // lock maybe): logging through the same writer could wait forever.
-            if crate::write::is_writing() {
+            if crate::write::WRITING.is_raised() {
                 previous(info);
                 return;
             }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Metadata;
+
+use crate::thread_flag::ThreadFlag;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Where whole lines go: a layer's writer, shared by what writes lines besides the layer
@@ -82,7 +84,7 @@ const WOULD_BLOCK_PATIENCE: Duration = Duration::from_millis(100);
 ///
 /// A line that fails before any byte went out is lost alone, with no retry.
 pub(crate) fn write_line(writer: &mut impl Write, line: &[u8]) -> io::Result<()> {
-    let _writing = Writing::begin();
+    let _writing = WRITING.raise();
     match write_patiently(writer, line) {
         Ok(()) => Ok(()),
         Err((0, e)) => Err(e),
@@ -96,31 +98,12 @@ pub(crate) fn write_line(writer: &mut impl Write, line: &[u8]) -> io::Result<()>
 }
 
 thread_local! {
-    /// Whether this thread is writing a line.
-    static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static WRITING_NOW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether this thread is writing a line: a panic raised now (a writer that panics, maybe
-/// holding a lock of its own) must not be logged through the same writer.
-pub(crate) fn is_writing() -> bool {
-    WRITING.try_with(std::cell::Cell::get).unwrap_or(false)
-}
-
-/// Marks this thread as writing a line until dropped (a panic hook runs before the unwinding
-/// drops it).
-struct Writing(bool);
-
-impl Writing {
-    fn begin() -> Self {
-        Writing(WRITING.try_with(|w| w.replace(true)).unwrap_or(false))
-    }
-}
-
-impl Drop for Writing {
-    fn drop(&mut self) {
-        let _ = WRITING.try_with(|w| w.set(self.0));
-    }
-}
+/// Whether this thread is writing a line: a panic raised meanwhile (a writer that panics,
+/// maybe holding a lock of its own) must not be logged through the same writer.
+pub(crate) static WRITING: ThreadFlag = ThreadFlag(&WRITING_NOW);
 
 /// Writes all of `bytes`, retrying interrupted writes and, for up to `WOULD_BLOCK_PATIENCE`
 /// from the first, writes that would block; on failure, how many bytes went out and why.

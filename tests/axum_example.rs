@@ -7,25 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// `cargo test` builds examples next to the test binaries' `deps` folder.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
+mod common;
+
+use common::example;
 
 /// The example, running.
 struct Service {
@@ -141,20 +131,7 @@ fn agent() -> ureq::Agent {
 
 /// `(Route, Method)` → (Requests, Errors), summed over the `OrdersService` lines.
 fn request_metrics(lines: &[Value]) -> BTreeMap<(String, String), (u64, u64)> {
-    let mut counts: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    for line in lines.iter().filter(|l| {
-        l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OrdersService"
-            && l.get("Route").is_some()
-    }) {
-        let key = (
-            line["Route"].as_str().unwrap().to_owned(),
-            line["Method"].as_str().unwrap().to_owned(),
-        );
-        let entry = counts.entry(key).or_default();
-        entry.0 += line["Requests"].as_u64().unwrap_or(0);
-        entry.1 += line["Errors"].as_u64().unwrap_or(0);
-    }
-    counts
+    common::request_counts(lines, Some("OrdersService"))
 }
 
 /// The request a client sends as its `n`th: route template, method, path, and whether it

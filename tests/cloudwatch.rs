@@ -104,35 +104,9 @@ fn axum_until_docker_stop(docker: &Docker, moto: &Moto, emulator: &Emulator, roo
     const EACH: usize = 250;
     let image = docker.import(&axum_binary(), rootfs);
     let port = free_port();
-    let (variable, url) = emulator.env_var();
-    let endpoint = format!("awslogs-endpoint=http://127.0.0.1:{}", moto.port);
-    let (env, port_env) = (format!("{variable}={url}"), format!("PORT={port}"));
     let started = docker
-        .command(&[
-            "run",
-            "-d",
-            "--name",
-            "axum-e2e",
-            "--network",
-            "host",
-            "--log-driver",
-            "awslogs",
-            "--log-opt",
-            &endpoint,
-            "--log-opt",
-            "awslogs-region=us-east-1",
-            "--log-opt",
-            "awslogs-group=e2e",
-            "--log-opt",
-            "awslogs-stream=axum",
-            "--log-opt",
-            "awslogs-create-group=true",
-            "-e",
-            &env,
-            "-e",
-            &port_env,
-            &image,
-        ])
+        .run_command(moto, emulator, "axum", &["-d", "--name", "axum-e2e"], &[])
+        .args(["-e", &format!("PORT={port}"), &image])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -394,39 +368,47 @@ impl Docker {
         stream: &str,
         options: &[&str],
     ) -> Option<i32> {
-        let (variable, url) = emulator.env_var();
-        let endpoint = format!("awslogs-endpoint=http://127.0.0.1:{}", moto.port);
-        let stream = format!("awslogs-stream={stream}");
-        let mut args = vec![
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            "--log-driver",
-            "awslogs",
-            "--log-opt",
-            &endpoint,
-            "--log-opt",
-            "awslogs-region=us-east-1",
-            "--log-opt",
-            "awslogs-group=e2e",
-            "--log-opt",
-            &stream,
-            "--log-opt",
-            "awslogs-create-group=true",
-        ];
-        for option in options {
-            args.extend(["--log-opt", option]);
-        }
-        let env = format!("{variable}={url}");
-        let per_thread = PER_THREAD.to_string();
-        args.extend(["-e", &env, image, &per_thread]);
-        self.command(&args)
+        self.run_command(moto, emulator, stream, &["--rm"], options)
+            .args([image, &PER_THREAD.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap()
             .code()
+    }
+
+    /// `docker run` with `how` (`--rm`, `-d`, …), on the host's network, with the awslogs
+    /// driver into `moto`'s stream `stream` (and `options` added) and the emulator's endpoint
+    /// variable: the image and its arguments go after.
+    fn run_command(
+        &self,
+        moto: &Moto,
+        emulator: &Emulator,
+        stream: &str,
+        how: &[&str],
+        options: &[&str],
+    ) -> Command {
+        let (variable, url) = emulator.env_var();
+        let mut command = self.command(&["run"]);
+        command
+            .args(how)
+            .args(["--network", "host", "--log-driver", "awslogs"]);
+        let endpoint = format!("awslogs-endpoint=http://127.0.0.1:{}", moto.port);
+        let stream = format!("awslogs-stream={stream}");
+        for option in [
+            endpoint.as_str(),
+            "awslogs-region=us-east-1",
+            "awslogs-group=e2e",
+            &stream,
+            "awslogs-create-group=true",
+        ]
+        .iter()
+        .chain(options)
+        {
+            command.args(["--log-opt", option]);
+        }
+        command.args(["-e", &format!("{variable}={url}")]);
+        command
     }
 }
 

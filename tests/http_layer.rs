@@ -140,18 +140,7 @@ fn get_request(path: &str) -> Request<Body> {
 
 /// `(Route, Method)` → (Requests, Errors), from the EMF lines.
 fn counts(out: &Capture) -> BTreeMap<(String, String), (u64, u64)> {
-    let mut counts: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    for line in out.lines().iter().filter(|l| l.get("_aws").is_some()) {
-        common::assert_emf(line);
-        let key = (
-            line["Route"].as_str().unwrap().to_owned(),
-            line["Method"].as_str().unwrap().to_owned(),
-        );
-        let entry = counts.entry(key).or_default();
-        entry.0 += line["Requests"].as_u64().unwrap_or(0);
-        entry.1 += line["Errors"].as_u64().unwrap_or(0);
-    }
-    counts
+    common::request_counts(&out.lines(), None)
 }
 
 fn pair(route: &str, method: &str) -> (String, String) {

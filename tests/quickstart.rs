@@ -1,23 +1,12 @@
 //! The README's first command: the quickstart example, off ECS, prints only enriched JSON
 //! lines on stdout, one per event, from the main thread and a spawned one.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+mod common;
 
-/// `cargo test` builds examples next to the test binaries' `deps` folder.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
+use common::example;
+use serde_json::Value;
 
 #[test]
 fn quickstart_prints_enriched_json_lines_only() {

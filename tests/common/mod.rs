@@ -387,3 +387,43 @@ pub fn dynamic_callsite(
     tracing::callsite::register(site);
     site.metadata()
 }
+
+/// An example built by `cargo test` (next to the test binaries' `deps` folder).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+/// Request metrics' `Requests` and `Errors` per (Route, Method), summed over the EMF lines
+/// among `lines` of `namespace` (any namespace when `None`), each checked against the EMF
+/// rules.
+pub fn request_counts(
+    lines: &[Value],
+    namespace: Option<&str>,
+) -> std::collections::BTreeMap<(String, String), (u64, u64)> {
+    let mut counts = std::collections::BTreeMap::<(String, String), (u64, u64)>::new();
+    let of_namespace = |line: &Value| {
+        namespace.is_none_or(|ns| line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == ns)
+    };
+    for line in lines
+        .iter()
+        .filter(|l| l.get("Route").is_some() && l.get("_aws").is_some() && of_namespace(l))
+    {
+        assert_emf(line);
+        let key = (
+            line["Route"].as_str().unwrap().to_owned(),
+            line["Method"].as_str().unwrap().to_owned(),
+        );
+        let entry = counts.entry(key).or_default();
+        entry.0 += line["Requests"].as_u64().unwrap_or(0);
+        entry.1 += line["Errors"].as_u64().unwrap_or(0);
+    }
+    counts
+}
