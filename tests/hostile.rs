@@ -176,3 +176,28 @@ fn two_buffering_layers_keep_their_own_buffers() {
     assert_eq!(messages(&first), ["held", "failed"]);
     assert_eq!(messages(&second), ["held", "failed"]);
 }
+
+/// A thread-local destructor that logs, run after the formatter's own per-thread buffers
+/// are gone: its line is written (it used to abort the process, as the stock formatter
+/// does, and the panic hook's own failure hid why).
+#[test]
+fn a_thread_local_destructor_can_log() {
+    struct LogsOnDrop;
+    impl Drop for LogsOnDrop {
+        fn drop(&mut self) {
+            info!("from a thread-local destructor");
+        }
+    }
+    thread_local! {
+        static LOGGER: LogsOnDrop = const { LogsOnDrop };
+    }
+    let (_serial, out) = output();
+    std::thread::spawn(|| {
+        // Made before the formatter's buffers on this thread: destroyed after them.
+        LOGGER.with(|_| {});
+        info!("before");
+    })
+    .join()
+    .unwrap();
+    assert_eq!(messages(out), ["before", "from a thread-local destructor"]);
+}

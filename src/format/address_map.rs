@@ -86,6 +86,10 @@ pub(super) fn per_thread<V: Copy + Default>(
     address: usize,
     make: impl FnOnce() -> V,
 ) -> V {
+    // A thread-local destructor that logs: the map is gone, the value is made uncached.
+    if map.try_with(|_| ()).is_err() {
+        return make();
+    }
     map.with(|map| match map.try_borrow_mut() {
         Ok(mut map) => map.get_or_insert_with(address, make),
         Err(_) => make(),

@@ -467,6 +467,10 @@ fn with_reused<T: Default, R>(
     cell: &'static LocalKey<RefCell<T>>,
     f: impl FnOnce(&mut T) -> R,
 ) -> R {
+    // A thread-local destructor that logs: this thread's value is gone, a fresh one serves.
+    if cell.try_with(|_| ()).is_err() {
+        return f(&mut T::default());
+    }
     cell.with(|cell| {
         let mut fresh = None;
         let mut reused = cell.try_borrow_mut();
