@@ -213,7 +213,7 @@ struct Held {
     lines: String,
     /// Each line's length, and the metadata of the event it renders: the writer routes the
     /// line by it, as it routes the event's line written at once.
-    lengths: VecDeque<(u32, &'static Metadata<'static>)>,
+    lengths: VecDeque<HeldLine>,
     dropped: usize,
     /// The bytes of `lines`' and `lengths`' capacity counted in [`TOTAL`].
     counted: usize,

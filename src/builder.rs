@@ -512,11 +512,12 @@ fn start_reporter<W>(metrics: MetricsBuilder, writer: Option<Arc<W>>) -> Option<
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let Some(writer) = writer else {
-        tracing::debug!(target: "tracing_aws_ecs", "container metrics are not reported off ECS");
-        return None;
+    // No writer: text lines, which are written off ECS only.
+    let started = match writer {
+        Some(writer) => metrics.with_writer(SharedWriter(writer)).start(),
+        None => Err(MetricsError::Endpoint(crate::Error::NotOnEcs)),
     };
-    match metrics.with_writer(SharedWriter(writer)).start() {
+    match started {
         Ok(reporter) => Some(reporter),
         Err(MetricsError::Endpoint(crate::Error::NotOnEcs)) => {
             tracing::debug!(target: "tracing_aws_ecs", "container metrics are not reported off ECS");

@@ -157,7 +157,9 @@ where
             .get(REQUEST_ID)
             .filter(|id| valid_request_id(id.as_bytes()))
             .and_then(|id| id.to_str().ok());
-        let generated = given_id.is_none().then(random_id);
+        // A left-out request has no span: an id is made only to be echoed.
+        let needs_id = !skipped || self.config.echo_request_id;
+        let generated = (given_id.is_none() && needs_id).then(random_id);
         let request_id = match (given_id, &generated) {
             (Some(id), _) => id,
             (None, Some(id)) => std::str::from_utf8(id).unwrap_or_default(),
@@ -235,15 +237,7 @@ where
         let Some(request) = this.request.as_mut() else {
             panic!("a RequestService's response future polled after it was ready");
         };
-        let entered = request.span.enter();
-        // A panic that unwinds out of `poll` leaves `in_poll` set for the drop to see.
-        request.in_poll = true;
-        request.panics = crate::panic::panics_on_this_thread();
-        let polled = this.inner.poll(cx);
-        request.in_poll = false;
-        // A panic caught inside (`CatchPanicLayer` there): its line is written already.
-        let caught_panic = crate::panic::panics_on_this_thread() != request.panics;
-        drop(entered);
+        let (polled, caught_panic) = request.poll_in_span(|| this.inner.poll(cx));
         let result = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
@@ -303,18 +297,9 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        // A streaming body's lines are the request's.
         let frame = match this.request.as_mut() {
-            Some(request) => {
-                // A streaming body's lines are the request's; a panic that unwinds out of
-                // the poll leaves `in_poll` set for the drop to see.
-                request.in_poll = true;
-                request.panics = crate::panic::panics_on_this_thread();
-                let entered = request.span.enter();
-                let frame = this.inner.poll_frame(cx);
-                drop(entered);
-                request.in_poll = false;
-                frame
-            }
+            Some(request) => request.poll_in_span(|| this.inner.poll_frame(cx)).0,
             None => this.inner.poll_frame(cx),
         };
         match (&frame, this.request.as_mut()) {
@@ -354,6 +339,19 @@ struct OpenRequest {
     /// Whether the inner future or body is being polled: still so at the drop when a panic
     /// unwound out of it.
     in_poll: bool,
+}
+
+impl OpenRequest {
+    /// Runs `poll` (the inner future's or body's) in the request's span; with whether a
+    /// panic was caught inside it (`CatchPanicLayer` there: its line is written already). A
+    /// panic that unwinds out of it leaves `in_poll` set for the drop to see.
+    fn poll_in_span<T>(&mut self, poll: impl FnOnce() -> T) -> (T, bool) {
+        self.in_poll = true;
+        self.panics = crate::panic::panics_on_this_thread();
+        let polled = self.span.in_scope(poll);
+        self.in_poll = false;
+        (polled, crate::panic::panics_on_this_thread() != self.panics)
+    }
 }
 
 impl Drop for OpenRequest {

@@ -282,23 +282,6 @@ const FIELD_NAMES: [&[&str]; 6] = [
     &["uri", "url.path"],
 ];
 
-/// For each of the 64 [`name_bit`]s, the lists of [`FIELD_NAMES`] that have a name of that
-/// bit (bit `i` for list `i`): a field is matched with a table read and, for the few that
-/// may be ours, one list's names.
-const LISTS_OF_BIT: [u8; 64] = {
-    let mut table = [0; 64];
-    let mut list = 0;
-    while list < FIELD_NAMES.len() {
-        let mut name = 0;
-        while name < FIELD_NAMES[list].len() {
-            table[name_bit(FIELD_NAMES[list][name]).trailing_zeros() as usize] |= 1 << list;
-            name += 1;
-        }
-        list += 1;
-    }
-    table
-};
-
 /// The [`name_bit`] of each name of [`FIELD_NAMES`], in its place.
 const NAME_BITS: [[u64; 3]; 6] = {
     let mut bits = [[0; 3]; 6];
@@ -312,6 +295,23 @@ const NAME_BITS: [[u64; 3]; 6] = {
         list += 1;
     }
     bits
+};
+
+/// For each of the 64 [`name_bit`]s, the lists of [`FIELD_NAMES`] that have a name of that
+/// bit (bit `i` for list `i`): a field is matched with a table read and, for the few that
+/// may be ours, one list's names.
+const LISTS_OF_BIT: [u8; 64] = {
+    let mut table = [0; 64];
+    let mut list = 0;
+    while list < FIELD_NAMES.len() {
+        let mut name = 0;
+        while name < FIELD_NAMES[list].len() {
+            table[NAME_BITS[list][name].trailing_zeros() as usize] |= 1 << list;
+            name += 1;
+        }
+        list += 1;
+    }
+    table
 };
 
 /// The [`name_bit`]s of all of [`FIELD_NAMES`].
