@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 
 use once_cell::sync::Lazy;
 
+use crate::line_counts::Loss;
 use crate::time::random_fraction;
-use crate::write::{LineSink, WriterSink};
+use crate::write::LineSink;
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
@@ -49,7 +49,9 @@ pub(crate) const DROPPED_KEY: &str = "buffer_dropped";
 /// holds a line; then about 200 bytes of bookkeeping, counted too, which is all it keeps
 /// once flushed. When the process-wide room is used up, a request that needs more drops its
 /// oldest lines, or the new one. The first line a request flushes says how many it dropped,
-/// as `buffer_dropped`.
+/// as `buffer_dropped`; the layer's [`LineCounts`](crate::LineCounts) count them as
+/// `buffer_full`, and one WARN says so before the request's lines (lines dropped from a
+/// request that never flushes were never to be written, and are not counted).
 ///
 /// A panic is an ERROR line (see the [panic hook](crate::install_panic_hook)): it flushes
 /// its own request, as any error does, and no other; a panic caught by a runtime (tokio, a
@@ -357,6 +359,8 @@ impl RequestBuffer {
             self.writes_through.store(true, Ordering::Release);
             held.take()
         };
+        // Lost for good now that the request shows what it held: counted, and said first.
+        self.sink.lost(Loss::BufferFull, dropped as u64);
         // Written outside the lock: a writer that logs must not find it taken.
         let mut at = 0;
         for (i, (length, meta)) in lengths.into_iter().enumerate() {
@@ -435,16 +439,13 @@ pub(crate) enum Route {
 }
 
 impl Buffer {
-    pub(crate) fn new<W>(config: Buffering, writer: Arc<W>) -> Self
-    where
-        W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-    {
+    pub(crate) fn new(config: Buffering, sink: Arc<dyn LineSink>) -> Self {
         static NEXT_LAYER: AtomicU64 = AtomicU64::new(0);
         MOST_VERBOSE_BUFFERED.fetch_max(verbosity(config.buffered), Ordering::Relaxed);
         Buffer {
             layer: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
             config: Arc::new(config),
-            sink: Arc::new(WriterSink(writer)),
+            sink,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::reporter::{MetricsBuilder, MetricsError, MetricsReporter};
 use crate::request_metrics::{Recorder, RequestMetrics};
 use crate::shutdown::FlushGuard;
 use crate::span_events::SpanEvents;
-use crate::write::{SharedWriter, WriterSink};
+use crate::write::{CountingWriter, LineSink, Notice};
 
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
@@ -336,12 +336,12 @@ impl<W> Builder<W> {
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        self.layer_and_writer().0
+        self.layer_and_sink().0
     }
 
-    /// The layer, and its writer for what else writes lines beside it (none for the text
+    /// The layer, and its sink for what else writes lines beside it (none for the text
     /// lines off ECS).
-    fn layer_and_writer<S>(self) -> (EcsLayer<S, W>, Option<Arc<W>>)
+    fn layer_and_sink<S>(self) -> (EcsLayer<S, W>, Option<Arc<dyn LineSink>>)
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -391,22 +391,24 @@ impl<W> Builder<W> {
             self.max_line_bytes,
             Arc::clone(&dispatch),
         );
-        let writer = Arc::new(writer);
-        let buffer = self
-            .buffering
-            .map(|buffering| Buffer::new(buffering, Arc::clone(&writer)));
-        if buffer.is_some() {
+        if self.buffering.is_some() {
             format = format.reserving(crate::buffering::DROPPED_KEY);
         }
         if !given {
             format.follow_recovery();
         }
+        let format = Arc::new(format);
+        let sink = Arc::new(CountingWriter::new(
+            writer,
+            self.writes_to_stdout,
+            Arc::clone(&format) as Arc<dyn Notice>,
+        ));
+        let shared = Arc::clone(&sink) as Arc<dyn LineSink>;
+        let buffer = self
+            .buffering
+            .map(|buffering| Buffer::new(buffering, Arc::clone(&shared)));
         let metrics = self.request_metrics.map(|config| {
-            let recorder = Recorder::start(
-                config,
-                metadata.as_ref(),
-                Arc::new(WriterSink(Arc::clone(&writer))),
-            );
+            let recorder = Recorder::start(config, metadata.as_ref(), Arc::clone(&shared));
             if !given {
                 recorder.follow_recovery();
             }
@@ -414,13 +416,13 @@ impl<W> Builder<W> {
         });
         let layer = EcsLayer::json(
             format,
-            Arc::clone(&writer),
+            (sink, Arc::clone(&shared)),
             SpanEvents::new(&self.span_events),
             buffer,
             metrics,
             dispatch,
         );
-        (layer, Some(writer))
+        (layer, Some(shared))
     }
 
     /// Installs the global subscriber: an [`EnvFilter`] from `RUST_LOG` (the default level
@@ -460,7 +462,7 @@ impl<W> Builder<W> {
         let fetched = self.metadata.is_none();
         let (panic_hook, rust_panic_message) = (self.panic_hook, self.rust_panic_message);
         let container_metrics = self.container_metrics.take();
-        let (layer, writer) = self.layer_and_writer();
+        let (layer, sink) = self.layer_and_sink();
         let subscriber = tracing_subscriber::registry().with(filter).with(layer);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|source| InitError { source })?;
@@ -484,8 +486,8 @@ impl<W> Builder<W> {
             crate::log_metadata_status();
         }
         crate::buffering::warn_if_filtered_out();
-        let reporter = container_metrics.and_then(|metrics| start_reporter(metrics, writer));
-        Ok(FlushGuard::with_reporter(reporter))
+        let reporter = container_metrics.and_then(|metrics| start_reporter(metrics, sink.clone()));
+        Ok(FlushGuard::with_reporter(reporter, sink))
     }
 
     /// As [`try_init`](Self::try_init), panicking where it would fail.
@@ -506,15 +508,15 @@ impl<W> Builder<W> {
     }
 }
 
-/// Starts the container metrics on the layer's `writer`; a reporter that cannot start is
+/// Starts the container metrics on the layer's `sink`; a reporter that cannot start is
 /// one line: DEBUG off ECS (there is nothing to report), WARN on ECS.
-fn start_reporter<W>(metrics: MetricsBuilder, writer: Option<Arc<W>>) -> Option<MetricsReporter>
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    // No writer: text lines, which are written off ECS only.
-    let started = match writer {
-        Some(writer) => metrics.with_writer(SharedWriter(writer)).start(),
+fn start_reporter(
+    metrics: MetricsBuilder,
+    sink: Option<Arc<dyn LineSink>>,
+) -> Option<MetricsReporter> {
+    // No sink: text lines, which are written off ECS only.
+    let started = match sink {
+        Some(sink) => metrics.start_on(sink),
         None => Err(MetricsError::Endpoint(crate::Error::NotOnEcs)),
     };
     match started {

@@ -17,8 +17,10 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffering::{Buffer, Route};
 use crate::format::{EcsFormat, HasStore, SpanStore};
+use crate::line_counts::LineCounter;
 use crate::request_metrics::{OpenRequest, Recorder};
 use crate::span_events::SpanEvents;
+use crate::write::{CountingWriter, LineSink};
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
 /// each event as one JSON line (see [`format`](crate::format)) written to a [`MakeWriter`]
@@ -69,8 +71,10 @@ impl Drop for SpanData {
 /// event's line rendered by [`EcsFormat`] in its own per-thread buffer and written straight
 /// to the writer.
 struct JsonLayer<S, W> {
-    format: EcsFormat,
-    writer: Arc<W>,
+    format: Arc<EcsFormat>,
+    sink: Arc<CountingWriter<W>>,
+    /// The same, its writer's type left aside: for what the layer's drop says.
+    shared: Arc<dyn LineSink>,
     /// Where root spans' requests go, when request metrics are on.
     requests: Option<Arc<Recorder>>,
     _subscriber: PhantomData<fn(S)>,
@@ -78,8 +82,9 @@ struct JsonLayer<S, W> {
 
 impl<S, W> Drop for JsonLayer<S, W> {
     /// The subscriber is going: the registry drops the spans still open after its layers,
-    /// and those requests did not finish.
+    /// and those requests did not finish; no line will come to say the losses not said.
     fn drop(&mut self) {
+        self.shared.say_losses();
         if let Some(recorder) = &self.requests {
             recorder.layer_gone();
         }
@@ -147,10 +152,9 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         self.render(event, &ctx, |line| {
-            // A line that cannot be written is lost: a note on stderr for each would only
-            // add to the trouble (stdout closed).
-            let mut writer = self.writer.make_writer_for(event.metadata());
-            if crate::write::write_line(&mut writer, line.as_bytes()).is_ok() {
+            // A line that cannot be written is lost, counted, and said on the next line
+            // written: not on stderr, which would only add to the trouble (stdout closed).
+            if self.sink.write(line.as_bytes(), event.metadata()) {
                 crate::panic::note_written(event.metadata().target());
             }
         });
@@ -165,6 +169,23 @@ macro_rules! delegate {
             Inner::Text($layer) => $call,
         }
     };
+}
+
+impl<S, W> EcsLayer<S, W>
+where
+    W: for<'w> MakeWriter<'w>,
+{
+    /// What became of the lines the layer was given: written, or lost by reason (see
+    /// [`LineCounts`](crate::LineCounts)). Read it at any time, from any thread, after the
+    /// layer has moved into its subscriber. Off ECS with
+    /// [`Builder::with_text_off_ecs`](crate::Builder::with_text_off_ecs), `fmt`'s text layer
+    /// writes the lines and nothing is counted.
+    pub fn line_counter(&self) -> LineCounter {
+        match &self.inner {
+            Inner::Json(layer) => layer.sink.counter().clone(),
+            Inner::Text(_) => LineCounter::default(),
+        }
+    }
 }
 
 impl<S, W> fmt::Debug for EcsLayer<S, W> {
@@ -274,11 +295,11 @@ impl<S, W> EcsLayer<S, W>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    /// The JSON layer: `format` renders each line, `writer` takes it, unless `buffer` holds
+    /// The JSON layer: `format` renders each line, `sink` takes it, unless `buffer` holds
     /// it; `dispatch` is where the subscriber it joins goes (the formatter reads it).
     pub(crate) fn json(
-        format: EcsFormat,
-        writer: Arc<W>,
+        format: Arc<EcsFormat>,
+        (sink, shared): (Arc<CountingWriter<W>>, Arc<dyn LineSink>),
         span_events: SpanEvents,
         buffer: Option<Buffer>,
         metrics: Option<Arc<Recorder>>,
@@ -287,7 +308,8 @@ where
         EcsLayer {
             inner: Inner::Json(JsonLayer {
                 format,
-                writer,
+                sink,
+                shared,
                 requests: metrics,
                 _subscriber: PhantomData,
             }),

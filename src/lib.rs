@@ -34,7 +34,8 @@
 //! - **Configuring**: [`FieldScheme`], [`ExtraFields`], [`Timestamp`], [`FmtSpan`],
 //!   [`Buffering`], [`RequestMetrics`].
 //! - **At run time**: [`FlushGuard`], [`metadata()`], [`metadata_result`], [`on_ecs`],
-//!   [`flush()`], [`flush_buffered`], [`EcsMetadata`], [`Identity`], [`Error`],
+//!   [`flush()`], [`flush_buffered`], [`LineCounter`] and [`LineCounts`] (what became of
+//!   the lines: written, or lost by reason), [`EcsMetadata`], [`Identity`], [`Error`],
 //!   [`MetadataClient`], and the [`MetricsReporter`] ([`MetricsBuilder`], [`MetricsError`]).
 //!
 //! The modules hold the rest: [`format`](mod@format) (the line),
@@ -46,7 +47,9 @@
 //! Bottom up: `endpoint` finds the endpoint and `client` reads it, within a deadline and
 //! with retries; `metadata` and `stats` model what it serves, and `cache` keeps the
 //! metadata for the process (recovering it in the background after a failed start-up).
-//! `json`, `time` and `write` write JSON, timestamps and whole lines; `thread_flag` says
+//! `line_counts` counts what becomes of each writer's lines. `json`, `time` and `write`
+//! write JSON, timestamps and whole lines (each written whole or counted lost, and every
+//! loss said on the next line); `thread_flag` says
 //! what a thread is doing in the crate (writing a line, making a request of its own);
 //! `fields` lays the identity out per scheme; `format` turns an event into a line (reserved
 //! keys in `format::keys`, each span's fields in `format::store`) and `emf` turns figures
@@ -76,6 +79,7 @@ pub mod format;
 pub mod http;
 mod json;
 mod layer;
+mod line_counts;
 pub mod metadata;
 #[cfg(feature = "opentelemetry")]
 mod otel;
@@ -101,6 +105,7 @@ pub use error::Error;
 pub use fields::{ExtraFields, FieldScheme};
 pub use format::Timestamp;
 pub use layer::EcsLayer;
+pub use line_counts::{LineCounter, LineCounts};
 pub use metadata::{EcsMetadata, Identity};
 pub use panic::install_panic_hook;
 pub use reporter::{MetricsBuilder, MetricsError, MetricsReporter};

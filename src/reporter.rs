@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
@@ -12,8 +12,11 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::client::MetadataClient;
 use crate::emf::{self, EmfError};
 use crate::error::Error;
+use crate::format::{EcsFormat, LineOptions};
+use crate::line_counts::{LineCounter, Loss};
 use crate::metadata::EcsMetadata;
 use crate::stats::{TaskFigures, TaskStats};
+use crate::write::{CountingWriter, LineSink};
 
 /// The default interval between two reports.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -46,14 +49,24 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 ///     .ok();
 /// // … the service runs; reporting stops when `_metrics` is dropped.
 /// ```
-#[derive(Debug)]
 #[must_use = "reporting stops when the reporter is dropped"]
 pub struct MetricsReporter {
     state: Arc<(Mutex<State>, Condvar)>,
     /// The guard stopped waiting for the last report: nothing more is written (a write
     /// begun finishes). Outside the state's lock, so that a stalled writer never holds it.
-    abandoned: Arc<AtomicBool>,
+    writing: Arc<Writing>,
     thread: Option<JoinHandle<()>>,
+    /// Where the lines go, with their counts.
+    sink: Arc<dyn LineSink>,
+}
+
+impl fmt::Debug for MetricsReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsReporter")
+            .field("running", &self.thread.is_some())
+            .field("lines", &self.sink.counter())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long stopping waits for the thread's last report: a request may take up to the
@@ -79,6 +92,8 @@ pub struct MetricsBuilder<W = fn() -> io::Stdout> {
     metadata: Option<EcsMetadata>,
     client: Option<MetadataClient>,
     writer: W,
+    /// `writer` is the process's stdout.
+    stdout: bool,
 }
 
 impl MetricsReporter {
@@ -91,7 +106,15 @@ impl MetricsReporter {
             metadata: None,
             client: None,
             writer: io::stdout,
+            stdout: true,
         }
+    }
+
+    /// What became of the lines the reporter was given: written, or lost by reason. With
+    /// [`Builder::with_container_metrics`](crate::Builder::with_container_metrics), the
+    /// counts are the layer's, shared with its log lines.
+    pub fn line_counter(&self) -> LineCounter {
+        self.sink.counter().clone()
     }
 
     /// Stops the thread after a last report, and waits for it (as dropping does).
@@ -116,9 +139,12 @@ impl MetricsReporter {
             .unwrap_or_else(PoisonError::into_inner);
         let ended = state.ended;
         drop(state);
-        self.abandoned.store(true, Ordering::Release);
         if ended {
             let _ = thread.join();
+        } else if !self.writing.abandon() {
+            // The last report is given up: counted as one line (a report being written
+            // finishes, and the thread counts the one after it).
+            self.sink.lost(Loss::Shutdown, 1);
         }
     }
 }
@@ -162,6 +188,7 @@ impl<W> MetricsBuilder<W> {
             metadata: self.metadata,
             client: self.client,
             writer,
+            stdout: false,
         }
     }
 
@@ -177,6 +204,35 @@ impl<W> MetricsBuilder<W> {
     where
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
+        // A loss is said as a log line is: with the process's identity.
+        let notice = EcsFormat::new(
+            crate::metadata(),
+            Default::default(),
+            LineOptions::default(),
+            crate::format::DEFAULT_MAX_LINE_BYTES,
+            Arc::default(),
+        );
+        let (writer, stdout) = (self.writer, self.stdout);
+        let builder = MetricsBuilder {
+            interval: self.interval,
+            namespace: self.namespace,
+            metadata: self.metadata,
+            client: self.client,
+            writer: (),
+            stdout,
+        };
+        builder.start_on(Arc::new(CountingWriter::new(
+            writer,
+            stdout,
+            Arc::new(notice),
+        )))
+    }
+}
+
+impl<W> MetricsBuilder<W> {
+    /// Starts reporting on `sink` (a layer's, when the layer starts it), the builder's
+    /// writer left aside.
+    pub(crate) fn start_on(self, sink: Arc<dyn LineSink>) -> Result<MetricsReporter, MetricsError> {
         emf::check_namespace(&self.namespace).map_err(MetricsError::Namespace)?;
         let client = match self.client {
             Some(client) => client,
@@ -184,10 +240,10 @@ impl<W> MetricsBuilder<W> {
         };
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let signal = Arc::clone(&state);
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let gave_up = Arc::clone(&abandoned);
-        let (namespace, every, writer, metadata) =
-            (self.namespace, self.interval, self.writer, self.metadata);
+        let writing = Arc::new(Writing::default());
+        let handover = Arc::clone(&writing);
+        let (namespace, every, metadata) = (self.namespace, self.interval, self.metadata);
+        let writer = Arc::clone(&sink);
         let thread = thread::Builder::new()
             .name("ecs-metrics".into())
             .spawn(move || {
@@ -197,7 +253,7 @@ impl<W> MetricsBuilder<W> {
                 run(
                     &client,
                     (metadata.as_ref(), follows),
-                    (&writer, &gave_up),
+                    (&*writer, &handover),
                     every,
                     &namespace,
                     &signal,
@@ -209,8 +265,9 @@ impl<W> MetricsBuilder<W> {
             .map_err(MetricsError::Thread)?;
         Ok(MetricsReporter {
             state,
-            abandoned,
+            writing,
             thread: Some(thread),
+            sink,
         })
     }
 }
@@ -264,31 +321,59 @@ fn stopped(signal: &(Mutex<State>, Condvar), wait: Duration) -> bool {
     state.stop
 }
 
-/// Writes `lines` unless the guard stopped waiting for them.
-fn write_lines<W>((writer, abandoned): (&W, &AtomicBool), lines: &str)
-where
-    W: for<'a> MakeWriter<'a>,
-{
-    if abandoned.load(Ordering::Acquire) {
-        return;
+/// Whether the reporting thread writes, shared with its guard, so that a last report given
+/// up is counted once: by the guard when the thread was not writing, else by the thread.
+#[derive(Debug, Default)]
+struct Writing(AtomicU8);
+
+const IDLE: u8 = 0;
+const WRITING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Writing {
+    /// The thread begins a report: `false` when the guard gave up on it.
+    fn begin(&self) -> bool {
+        self.0
+            .compare_exchange(IDLE, WRITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
-    for line in lines.split_inclusive('\n') {
-        // A failing writer loses the line, as it loses log lines.
-        let mut writer = writer.make_writer_for(crate::write::metrics_line());
-        let _ = crate::write::write_line(&mut writer, line.as_bytes());
+
+    /// The thread ended a report: `true` when the guard gave up on it meanwhile.
+    fn end(&self) -> bool {
+        self.0
+            .compare_exchange(WRITING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    }
+
+    /// The guard gives up: whether the thread was writing a report.
+    fn abandon(&self) -> bool {
+        self.0.swap(ABANDONED, Ordering::AcqRel) == WRITING
     }
 }
 
-fn run<W>(
+/// Writes a report's `lines` unless the guard gave up on the thread (and counted the
+/// report); a report that is not the `last`, written as the guard gave up, counts the last
+/// one lost.
+fn write_lines((sink, writing): (&dyn LineSink, &Writing), lines: &str, last: bool) {
+    if !writing.begin() {
+        return;
+    }
+    for line in lines.split_inclusive('\n') {
+        sink.write_line(line.as_bytes(), crate::write::metrics_line());
+    }
+    if writing.end() && !last {
+        sink.lost(Loss::Shutdown, 1);
+    }
+}
+
+fn run(
     client: &MetadataClient,
     (at_start, follows): (Option<&EcsMetadata>, bool),
-    writer: (&W, &AtomicBool),
+    writer: (&dyn LineSink, &Writing),
     every: Duration,
     namespace: &str,
     signal: &(Mutex<State>, Condvar),
-) where
-    W: for<'a> MakeWriter<'a>,
-{
+) {
     let mut previous: Option<TaskStats> = None;
     let mut outage = false;
     // The first sample at once, written with what one sample tells (CPU % from the
@@ -314,7 +399,7 @@ fn run<W>(
                 let figures = TaskFigures::new(&stats, task, previous.as_ref());
                 match emf::task_records(&figures, metadata, namespace, SystemTime::now()) {
                     Ok(records) => {
-                        write_lines(writer, &records.lines);
+                        write_lines(writer, &records.lines, last);
                         for name in records.left_out {
                             if !noted.contains(&name) {
                                 noted.push(name);

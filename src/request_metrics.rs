@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 use crate::emf::{self, Metric, Unit};
 use crate::format::{SpanStore, name_bit};
 use crate::json::unescaped;
+use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
 use crate::time::random_fraction;
 use crate::write::LineSink;
@@ -57,9 +58,13 @@ use crate::write::LineSink;
 /// `other`, and one WARN says so. Route and method values that are not ASCII have their
 /// other characters written as `?`.
 ///
+/// Each interval also has one line of `LinesWritten` and `LinesLost` (Count), under
+/// `ClusterName` and `ServiceName`: what became of the layer's lines in the interval (see
+/// [`LineCounts`](crate::LineCounts); these metrics lines are not counted in them).
+///
 /// Lines go to the layer's writer at the end of each interval (one thread, however many
-/// requests; an interval without requests writes nothing), on [`flush`](crate::flush()),
-/// and when the layer is dropped.
+/// requests; an interval without requests or lines writes nothing), on
+/// [`flush`](crate::flush()), and when the layer is dropped.
 ///
 /// ```
 /// use std::time::Duration;
@@ -255,6 +260,9 @@ pub(crate) struct Recorder {
     /// subscriber, unfinished, and not counted.
     layer_gone: AtomicBool,
     timer: Arc<Timer>,
+    /// The sink's counts when the last interval's lines were written: the next interval's
+    /// `LinesWritten` and `LinesLost` are what changed since.
+    lines_before: Mutex<LineCounts>,
 }
 
 /// One request as its root span's fields say at its close; strings as the store has them
@@ -472,13 +480,14 @@ impl Recorder {
             dimensions: dimensions(metadata),
             recovered: once_cell::sync::OnceCell::new(),
             config,
-            sink,
             interval: Mutex::default(),
             warned_routes: AtomicBool::new(false),
             warned_emf: AtomicBool::new(false),
             warned_no_route: AtomicBool::new(false),
             layer_gone: AtomicBool::new(false),
             timer: Arc::default(),
+            lines_before: Mutex::new(sink.counter().counts()),
+            sink,
         });
         let mut live = lock(&RECORDERS);
         live.retain(|r| r.strong_count() > 0);
@@ -601,15 +610,58 @@ impl Recorder {
             }
             interval.restart();
         }
+        let mut lines_before = lock(&self.lines_before);
+        self.write_line_counts(&mut lines, &lines_before, (cluster, service), now);
         for line in lines.split_inclusive('\n') {
             self.sink
                 .write_line(line.as_bytes(), crate::write::metrics_line());
         }
+        // These lines are not the next interval's.
+        *lines_before = self.sink.counter().counts();
+        drop(lines_before);
         if let Some(e) = refused {
             if !self.warned_emf.swap(true, Ordering::Relaxed) {
                 tracing::warn!(target: "tracing_aws_ecs", "request metrics not written: {e}");
             }
         }
+    }
+}
+
+impl Recorder {
+    /// The line of `LinesWritten` and `LinesLost` since `before`, when there were any lines.
+    fn write_line_counts(
+        &self,
+        out: &mut String,
+        before: &LineCounts,
+        (cluster, service): (&str, &str),
+        now: SystemTime,
+    ) {
+        let counts = self.sink.counter().counts();
+        let written = counts.written.saturating_sub(before.written);
+        let lost = counts.lost().saturating_sub(before.lost());
+        if written == 0 && lost == 0 {
+            return;
+        }
+        // The dimensions are checked already, and the names are fixed: it cannot fail.
+        let _ = emf::write_record(
+            out,
+            &self.config.namespace,
+            &[("ClusterName", cluster), ("ServiceName", service)],
+            &[],
+            &[
+                Metric {
+                    name: "LinesWritten",
+                    unit: Unit::Count,
+                    value: written as f64,
+                },
+                Metric {
+                    name: "LinesLost",
+                    unit: Unit::Count,
+                    value: lost as f64,
+                },
+            ],
+            now,
+        );
     }
 }
 

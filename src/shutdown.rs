@@ -1,7 +1,12 @@
 //! Nothing lost at shutdown: the guard [`init`](crate::init) returns writes what the layers
 //! hold and a last container-metrics report when it is dropped, as `main` returns.
 
+use std::fmt;
+use std::sync::Arc;
+
+use crate::line_counts::LineCounter;
 use crate::reporter::MetricsReporter;
+use crate::write::LineSink;
 
 /// Writes, when dropped, what would otherwise be lost as the process ends: the lines that
 /// requests in flight hold ([`Buffering`](crate::Buffering)), the current interval of
@@ -21,10 +26,13 @@ use crate::reporter::MetricsReporter;
 /// ```
 ///
 /// On the [`layer`](crate::layer) path, make one with [`FlushGuard::new`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use = "dropping the guard writes at once what it would write at shutdown: keep it until main returns (`let _guard = …`)"]
 pub struct FlushGuard {
     reporter: Option<MetricsReporter>,
+    /// The lines of the layer `init` installed: what they lost is said as the guard goes.
+    lines: Option<Arc<dyn LineSink>>,
+    counter: LineCounter,
 }
 
 impl FlushGuard {
@@ -34,9 +42,37 @@ impl FlushGuard {
         Self::default()
     }
 
-    /// A guard that also stops `reporter`, with a last report.
-    pub(crate) fn with_reporter(reporter: Option<MetricsReporter>) -> Self {
-        FlushGuard { reporter }
+    /// A guard that also stops `reporter`, with a last report, and gives the `counter` of
+    /// the layer `init` installed.
+    pub(crate) fn with_reporter(
+        reporter: Option<MetricsReporter>,
+        lines: Option<Arc<dyn LineSink>>,
+    ) -> Self {
+        let counter = lines
+            .as_ref()
+            .map(|lines| lines.counter().clone())
+            .unwrap_or_default();
+        FlushGuard {
+            reporter,
+            lines,
+            counter,
+        }
+    }
+
+    /// What became of the lines of the layer [`init`](crate::init) installed (and of its
+    /// container metrics): written, or lost by reason. A guard made with
+    /// [`FlushGuard::new`] counts nothing: read [`EcsLayer::line_counter`](crate::EcsLayer::line_counter) then.
+    pub fn line_counter(&self) -> &LineCounter {
+        &self.counter
+    }
+}
+
+impl fmt::Debug for FlushGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlushGuard")
+            .field("reporter", &self.reporter)
+            .field("lines", &self.counter)
+            .finish()
     }
 }
 
@@ -45,6 +81,10 @@ impl Drop for FlushGuard {
         crate::flush();
         if let Some(reporter) = self.reporter.take() {
             reporter.stop();
+        }
+        // Last: no line will come after to say what was lost.
+        if let Some(lines) = &self.lines {
+            lines.say_losses();
         }
     }
 }

@@ -160,9 +160,16 @@ fn the_request_cap_drops_the_oldest_lines_and_says_how_many() {
     // The newest were kept, in order.
     assert_eq!(*steps.last().unwrap(), 99);
     assert!(steps.windows(2).all(|w| w[1] == w[0] + 1));
-    // The first flushed line says how many went.
-    assert_eq!(lines[0]["buffer_dropped"], 100 - steps.len() as u64);
-    assert!(lines[1..].iter().all(|l| l.get("buffer_dropped").is_none()));
+    // One notice says the loss, then the first flushed line says how many went.
+    let dropped = 100 - steps.len() as u64;
+    assert_eq!(
+        (&lines[0]["level"], &lines[0]["lost_buffer_full"]),
+        (&"WARN".into(), &dropped.into()),
+        "{:#}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["buffer_dropped"], dropped);
+    assert!(lines[2..].iter().all(|l| l.get("buffer_dropped").is_none()));
     let held_bytes: usize = out
         .text()
         .lines()

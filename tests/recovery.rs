@@ -236,12 +236,14 @@ fn metrics_follow_the_recovered_identity() {
     let lines = run_child("metrics", &emulator, &[]);
     assert_recovered(&lines, |l| l.get("ecs").is_none());
     // The interval, written as `main` returns, under the task's cluster and service.
-    let requests: Vec<&Value> = lines
+    let metrics: Vec<&Value> = lines
         .iter()
         .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Test/Recovery")
         .collect();
-    assert_eq!(requests.len(), 2, "{requests:#?}");
-    for line in requests {
+    // Two (Route, Method) lines and the line counts' line.
+    let requests = metrics.iter().filter(|l| l.get("Route").is_some()).count();
+    assert_eq!((requests, metrics.len()), (2, 3), "{metrics:#?}");
+    for line in metrics {
         assert_eq!(line["ClusterName"], "prod-web", "{line}");
         assert_ne!(line["ServiceName"], "local", "{line}");
     }

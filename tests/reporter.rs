@@ -269,6 +269,7 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
         .start()
         .unwrap();
     wait_for(|| emulator.requests(Document::TaskStats) >= 1);
+    let counter = reporter.line_counter();
     // The request is stalled for 40 s: dropping must not wait for it (10 s bounds a hang).
     let (dropped, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -280,6 +281,9 @@ fn dropping_while_the_endpoint_stalls_returns_at_once() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the reporter's drop waited on the stalled request");
     println!("dropped in {took:?} with a request stalled");
+    // The last report, given up, is counted lost; nothing was written.
+    let counts = counter.counts();
+    assert_eq!((counts.written, counts.shutdown, counts.lost()), (0, 1, 1));
 }
 
 #[test]
@@ -305,12 +309,14 @@ fn the_first_sample_is_written_at_start() {
 fn stopping_writes_a_last_report_and_nothing_after() {
     let emulator = Emulator::start(Scenario::Fargate).unwrap();
     let out = Capture::default();
-    {
-        let _reporter = start_reporter(&emulator, &out, Duration::from_secs(60));
+    let counter = {
+        let reporter = start_reporter(&emulator, &out, Duration::from_secs(60));
         wait_for(|| emf_lines(&out).len() >= 3);
-    }
+        reporter.line_counter()
+    };
     let lines = emf_lines(&out);
     assert_eq!(lines.len(), 6, "the first sample, and the last at the drop");
+    assert_eq!((counter.counts().written, counter.counts().lost()), (6, 0));
     // The last report has the first sample as its previous: a CPU figure for the task.
     let task_lines: Vec<&Value> = lines
         .iter()

@@ -20,10 +20,12 @@ const CASE: &str = "TRACING_AWS_ECS_WRITER_CASE";
 const EVENTS: usize = 2_000;
 
 fn main() {
-    if std::env::var_os(CASE).is_some() {
-        return child();
+    match std::env::var(CASE).as_deref() {
+        Ok("glue") => return wide_lines_child(),
+        Ok(_) => return child(),
+        Err(_) => {}
     }
-    let cases: [(&str, fn()); 6] = [
+    let cases: [(&str, fn()); 7] = [
         ("stdout_closed", stdout_closed),
         ("stdout_full", stdout_full),
         (
@@ -41,6 +43,10 @@ fn main() {
         (
             "a_writer_that_would_block_loses_nothing",
             a_writer_that_would_block_loses_nothing,
+        ),
+        (
+            "a_full_non_blocking_stdout_never_glues_lines",
+            a_full_non_blocking_stdout_never_glues_lines,
         ),
     ];
     let mut failed = 0;
@@ -65,6 +71,45 @@ fn child() {
         tracing::info!(i, padding = "x".repeat(200).as_str(), "line");
     }
     eprintln!("survived {EVENTS} events");
+}
+
+const WIDE_THREADS: usize = 4;
+const WIDE_LINES: usize = 60;
+
+/// The child of the non-blocking case: 4 threads of 10 KB lines, then the counts on stderr
+/// (`written lost would_block slowest_call_us`).
+fn wide_lines_child() {
+    let guard = tracing_aws_ecs::init();
+    let padding = "w".repeat(10_000);
+    let slowest = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..WIDE_THREADS)
+            .map(|thread| {
+                let padding = padding.as_str();
+                scope.spawn(move || {
+                    let mut slowest = Duration::ZERO;
+                    for i in 0..WIDE_LINES {
+                        let start = std::time::Instant::now();
+                        tracing::info!(thread, i, padding, "wide");
+                        slowest = slowest.max(start.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    let counts = guard.line_counter().counts();
+    eprintln!(
+        "{} {} {} {}",
+        counts.written,
+        counts.lost(),
+        counts.would_block,
+        slowest.as_micros()
+    );
 }
 
 fn child_command() -> Command {
@@ -168,6 +213,7 @@ fn an_erroring_writer_loses_only_its_lines() {
         .with_metadata(fargate_metadata())
         .with_writer(failing.clone())
         .layer();
+    let counter = layer.line_counter();
     let capture = common::Capture::default();
     let healthy = tracing_aws_ecs::builder()
         .with_metadata(fargate_metadata())
@@ -181,11 +227,15 @@ fn an_erroring_writer_loses_only_its_lines() {
             }
         },
     );
+    // One attempt per line, and one to say the loss (it waits for a line to get through
+    // before it is tried again), and one more as the layer goes.
     assert_eq!(
         failing.0.load(Ordering::SeqCst),
-        100,
+        102,
         "one attempt per line, no retry storm"
     );
+    let counts = counter.counts();
+    assert_eq!((counts.written, counts.write_error), (0, 100));
     assert_eq!(
         capture.lines().len(),
         100,
@@ -257,8 +307,8 @@ impl<'a> MakeWriter<'a> for Flaky {
     }
 }
 
-/// 300 lines through a [`Flaky`] writer; what came out, line by line.
-fn through_flaky(flake: Flake) -> Vec<String> {
+/// 300 lines through a [`Flaky`] writer; what came out, line by line, and the counts.
+fn through_flaky(flake: Flake) -> (Vec<String>, tracing_aws_ecs::LineCounts) {
     let flaky = Flaky {
         out: Arc::default(),
         lines: Arc::default(),
@@ -268,6 +318,7 @@ fn through_flaky(flake: Flake) -> Vec<String> {
         .with_metadata(fargate_metadata())
         .with_writer(flaky.clone())
         .layer();
+    let counter = layer.line_counter();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..300 {
             tracing::info!(i, "line");
@@ -275,27 +326,54 @@ fn through_flaky(flake: Flake) -> Vec<String> {
     });
     let text = String::from_utf8(flaky.out.lock().unwrap().clone()).unwrap();
     assert!(text.ends_with('\n'));
-    text.lines().map(str::to_owned).collect()
+    (text.lines().map(str::to_owned).collect(), counter.counts())
 }
 
 fn a_write_failing_mid_line_never_glues_lines() {
-    let lines = through_flaky(Flake::Error);
+    let (lines, counts) = through_flaky(Flake::Error);
     let whole: Vec<serde_json::Value> = lines
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    // Each failed line is lost; its fragment is ended, so the next line is whole.
-    assert_eq!(whole.len(), 200, "{lines:#?}");
+    let events = whole.iter().filter(|l| l["message"] == "line").count() as u64;
+    let notices: Vec<&serde_json::Value> = whole
+        .iter()
+        .filter(|l| l.get("lines_lost").is_some())
+        .collect();
+    // Each failed line is lost and counted; its fragment is ended, so the next line is whole.
     let fragments: Vec<&String> = lines
         .iter()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
         .collect();
-    assert_eq!(fragments.len(), 100);
+    assert_eq!(whole.len() + fragments.len(), lines.len());
     assert!(fragments.iter().all(|f| f.len() == 25), "{fragments:#?}");
+    assert_eq!(counts.written, events);
+    assert_eq!(counts.written + counts.write_error, 300, "{counts:?}");
+    assert_eq!(counts.write_error, fragments.len() as u64);
+    assert!(counts.write_error > 50, "{counts:?}");
+    // Each loss is said on the line after it: all but the losses after the last line
+    // written, and a notice that failed itself.
+    let said: u64 = notices
+        .iter()
+        .map(|n| n["lost_write_error"].as_u64().unwrap())
+        .sum();
+    assert!(
+        said > 0 && said <= counts.write_error,
+        "{said} of {counts:?}"
+    );
+    for notice in notices {
+        assert_eq!(notice["level"], "WARN");
+        assert_eq!(notice["target"], "tracing_aws_ecs");
+        assert_eq!(
+            notice["ecs"], whole[0]["ecs"],
+            "the identity, as on every line"
+        );
+    }
 }
 
 fn a_writer_that_would_block_loses_nothing() {
-    let lines = through_flaky(Flake::WouldBlock);
+    let (lines, counts) = through_flaky(Flake::WouldBlock);
+    assert_eq!((counts.written, counts.lost()), (300, 0));
     let numbers: Vec<u64> = lines
         .iter()
         .map(|l| {
@@ -305,4 +383,94 @@ fn a_writer_that_would_block_loses_nothing() {
         })
         .collect();
     assert_eq!(numbers, (0..300).collect::<Vec<u64>>());
+}
+
+/// A non-blocking stdout (ECS's non-blocking mode is the driver's, but a runtime or a parent
+/// may set `O_NONBLOCK` on the pipe) whose reader is slow: lines wait their patience, then are
+/// lost and counted, and no line is ever glued to another, even with 4 threads.
+fn a_full_non_blocking_stdout_never_glues_lines() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    let (mut reader, child_end) = UnixStream::pair().unwrap();
+    child_end.set_nonblocking(true).unwrap();
+    let mut child = child_command()
+        .env(CASE, "glue")
+        .stdout(Stdio::from(OwnedFd::from(child_end)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A reader that stalls for 300 ms before it reads, and after each of its first 64 KiB
+    // reads, 4 times; then drains the rest.
+    let mut out = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    for stall in 0.. {
+        if stall < 5 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match reader.read(&mut chunk[filled..]).unwrap() {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        out.extend_from_slice(&chunk[..filled]);
+        if filled < chunk.len() {
+            break;
+        }
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    let figures: Vec<u64> = stderr
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [written, lost, would_block, slowest_us] = figures[..] else {
+        panic!("{stderr}")
+    };
+    let text = String::from_utf8_lossy(&out);
+    let (mut events, mut notices, mut said, mut fragments, mut glued) = (0, 0, 0, 0, 0);
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(line) if line["message"] == "wide" => events += 1,
+            Ok(line) if line.get("lines_lost").is_some() => {
+                notices += 1;
+                said += line["lines_lost"].as_u64().unwrap();
+            }
+            Ok(_) => {}
+            // A fragment is a line's start, ended: never two starts, never a start's tail.
+            Err(_)
+                if line.starts_with(r#"{"timestamp""#)
+                    && line.matches(r#"{"timestamp""#).count() == 1 =>
+            {
+                fragments += 1
+            }
+            Err(_) => glued += 1,
+        }
+    }
+    println!(
+        "non-blocking stdout: {written} written, {lost} lost ({would_block} would block), \
+         {fragments} fragments ended, {notices} notices, 0 glued; slowest call {slowest_us} µs"
+    );
+    assert_eq!(glued, 0, "{glued} glued lines");
+    assert_eq!(
+        events, written,
+        "every line counted written is whole on the pipe"
+    );
+    assert_eq!(written + lost, (WIDE_THREADS * WIDE_LINES) as u64);
+    assert!(lost > 0, "the reader stalled long enough to lose lines");
+    assert_eq!(
+        said, lost,
+        "every loss said, the last ones as the guard went"
+    );
 }

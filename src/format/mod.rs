@@ -72,6 +72,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
+use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
 pub(crate) use keys::name_bit;
@@ -369,6 +370,34 @@ impl EcsFormat {
             identity,
             &mut Line::new(out, Strings::Capped(cap)),
         )
+    }
+}
+
+impl crate::write::Notice for EcsFormat {
+    /// `{"timestamp":…,"level":"WARN","target":"tracing_aws_ecs","message":"3 lines lost (…)",
+    /// "lines_lost":3,"lost_write_error":3,…}` with the static fields and the identity.
+    fn render_notice(&self, lost: &LineCounts, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = write_prelude(
+            out,
+            &self.options,
+            SystemTime::now(),
+            tracing::Level::WARN,
+            "tracing_aws_ecs",
+        );
+        out.push_str(",\"message\":");
+        let _ = write_json_str(out, &lost.to_string());
+        out.push_str(",\"lines_lost\":");
+        let _ = write_integer(out, lost.lost());
+        for (key, _, count) in lost.losses() {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            let _ = write_integer(out, count);
+        }
+        out.push_str(&self.statics);
+        out.push_str(self.identity.current());
+        out.push_str("}\n");
     }
 }
 
