@@ -133,12 +133,6 @@ impl Valued {
     }
 }
 
-impl Default for Facts {
-    fn default() -> Self {
-        Facts::NONE
-    }
-}
-
 impl Facts {
     const NONE: Facts = Facts {
         mask: 0,

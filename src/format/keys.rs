@@ -21,7 +21,8 @@ pub(super) const RENAMED: &str = "fields.";
 /// key families, and the keys its options and static fields add.
 #[derive(Clone, Debug)]
 pub(super) struct ReservedKeys {
-    /// Ordered by [`by_length`], for a binary search.
+    /// In no order: the length filter leaves few names to compare, and a binary search
+    /// was no faster than a scan (`BENCHMARKS.md`).
     exact: Vec<Cow<'static, str>>,
     prefixes: Vec<&'static str>,
     /// The lengths of `exact` (bit `n` for length `n`, lengths of 64 and more as bit 63) and
@@ -44,7 +45,7 @@ impl ReservedKeys {
             .chain(scheme.top_level_keys(extra))
             .map(Cow::Borrowed)
             .collect();
-        exact.sort_by(|a, b| by_length(a, b));
+        exact.sort_unstable();
         exact.dedup();
         let mut keys = ReservedKeys {
             exact,
@@ -85,7 +86,7 @@ impl ReservedKeys {
                 );
                 any.prefixes.extend(scheme.reserved_prefixes());
             }
-            any.exact.sort_by(|a, b| by_length(a, b));
+            any.exact.sort_unstable();
             any.exact.dedup();
             any.prefixes.sort_unstable();
             any.prefixes.dedup();
@@ -97,10 +98,10 @@ impl ReservedKeys {
 
     /// Reserves a key that this configuration's options write.
     pub(super) fn add(&mut self, key: Cow<'static, str>) {
-        if let Err(at) = self.exact.binary_search_by(|k| by_length(k, &key)) {
+        if !self.exact.contains(&key) {
             self.own_mask |= name_bit(&key);
             self.exact_lengths |= length_bit(&key);
-            self.exact.insert(at, key);
+            self.exact.push(key);
         }
     }
 
@@ -112,10 +113,7 @@ impl ReservedKeys {
             .is_some_and(|&b| self.prefix_starts[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
         (may_start && self.prefixes.iter().any(|prefix| name.starts_with(prefix)))
             || (self.exact_lengths & length_bit(name) != 0
-                && self
-                    .exact
-                    .binary_search_by(|key| by_length(key, name))
-                    .is_ok())
+                && self.exact.iter().any(|key| key == name))
             || (traced && TRACE_KEYS.contains(&name))
     }
 
@@ -128,13 +126,6 @@ impl ReservedKeys {
 /// A key's length as one bit of a set: lengths of 64 and more share bit 63.
 fn length_bit(key: &str) -> u64 {
     1 << key.len().min(63)
-}
-
-/// Keys ordered by length, then bytes: a search compares lengths, and bytes only between
-/// keys of the name's length (every span field is checked against every configuration's
-/// keys when its span is created).
-fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// One of 64 bits for a field name: equal names have equal bits, so names whose bits differ
