@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use once_cell::sync::Lazy;
 
 use crate::line_counts::Loss;
+use crate::sink::LineSink;
 use crate::time::random_fraction;
-use crate::write::LineSink;
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;

@@ -14,6 +14,7 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::background::BackgroundWriter;
 use crate::buffering::{Buffer, Buffering};
 use crate::cache::{self, Startup};
 use crate::client::DEFAULT_DEADLINE;
@@ -24,8 +25,8 @@ use crate::metadata::EcsMetadata;
 use crate::reporter::{MetricsBuilder, MetricsError, MetricsReporter};
 use crate::request_metrics::{Recorder, RequestMetrics};
 use crate::shutdown::FlushGuard;
+use crate::sink::{CountingWriter, LineSink, Notice};
 use crate::span_events::SpanEvents;
-use crate::write::{CountingWriter, LineSink, Notice};
 
 /// Configures the enriched layer; finish with [`layer`](Self::layer), [`init`](Self::init)
 /// or [`try_init`](Self::try_init).
@@ -64,6 +65,7 @@ pub struct Builder<W = fn() -> io::Stdout> {
     buffering: Option<Buffering>,
     request_metrics: Option<RequestMetrics>,
     container_metrics: Option<MetricsBuilder>,
+    background: Option<BackgroundWriter>,
 }
 
 impl Default for Builder {
@@ -86,6 +88,7 @@ impl Default for Builder {
             buffering: None,
             request_metrics: None,
             container_metrics: None,
+            background: None,
         }
     }
 }
@@ -131,6 +134,7 @@ impl<W> Builder<W> {
             buffering: self.buffering,
             request_metrics: self.request_metrics,
             container_metrics: self.container_metrics,
+            background: self.background,
         }
     }
 
@@ -253,6 +257,14 @@ impl<W> Builder<W> {
     /// without the identity.
     pub fn with_rust_panic_message(mut self, print: bool) -> Self {
         self.rust_panic_message = print;
+        self
+    }
+
+    /// Lines written by a thread of their own, many to a write: logging never waits on
+    /// stdout, and what a full buffer drops is counted and said (see [`BackgroundWriter`]).
+    /// Off by default: each line is written by the thread that logs it.
+    pub fn with_background_writer(mut self, background: BackgroundWriter) -> Self {
+        self.background = Some(background);
         self
     }
 
@@ -398,11 +410,20 @@ impl<W> Builder<W> {
             format.follow_recovery();
         }
         let format = Arc::new(format);
-        let sink = Arc::new(CountingWriter::new(
+        let mut sink = CountingWriter::new(
             writer,
             self.writes_to_stdout,
             Arc::clone(&format) as Arc<dyn Notice>,
-        ));
+        );
+        if let Some(background) = self.background {
+            if let Err(e) = sink.start_background(background) {
+                tracing::warn!(
+                    target: "tracing_aws_ecs",
+                    "no background writer (no thread: {e}): lines are written directly"
+                );
+            }
+        }
+        let sink = Arc::new(sink);
         let shared = Arc::clone(&sink) as Arc<dyn LineSink>;
         let buffer = self
             .buffering

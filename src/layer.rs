@@ -19,8 +19,8 @@ use crate::buffering::{Buffer, Route};
 use crate::format::{EcsFormat, HasStore, SpanStore};
 use crate::line_counts::LineCounter;
 use crate::request_metrics::{OpenRequest, Recorder};
+use crate::sink::{CountingWriter, LineSink};
 use crate::span_events::SpanEvents;
-use crate::write::{CountingWriter, LineSink};
 
 /// The layer [`layer`](crate::layer) and [`Builder::layer`](crate::Builder::layer) return:
 /// each event as one JSON line (see [`format`](crate::format)) written to a [`MakeWriter`]

@@ -32,7 +32,7 @@
 //!   share ([`EcsLayer`], [`InitError`]); [`install_panic_hook`] and
 //!   [`log_metadata_status`] for a stack of one's own.
 //! - **Configuring**: [`FieldScheme`], [`ExtraFields`], [`Timestamp`], [`FmtSpan`],
-//!   [`Buffering`], [`RequestMetrics`].
+//!   [`Buffering`], [`RequestMetrics`], [`BackgroundWriter`] ([`WhenFull`]).
 //! - **At run time**: [`FlushGuard`], [`metadata()`], [`metadata_result`], [`on_ecs`],
 //!   [`flush()`], [`flush_buffered`], [`LineCounter`] and [`LineCounts`] (what became of
 //!   the lines: written, or lost by reason), [`EcsMetadata`], [`Identity`], [`Error`],
@@ -48,8 +48,9 @@
 //! with retries; `metadata` and `stats` model what it serves, and `cache` keeps the
 //! metadata for the process (recovering it in the background after a failed start-up).
 //! `line_counts` counts what becomes of each writer's lines. `json`, `time` and `write`
-//! write JSON, timestamps and whole lines (each written whole or counted lost, and every
-//! loss said on the next line); `thread_flag` says
+//! write JSON, timestamps and whole lines; `background` is the thread that writes lines
+//! many to a write, and `sink` where a layer's lines go, directly or through it (each
+//! written whole or counted lost, every loss said on the next line); `thread_flag` says
 //! what a thread is doing in the crate (writing a line, making a request of its own);
 //! `fields` lays the identity out per scheme; `format` turns an event into a line (reserved
 //! keys in `format::keys`, each span's fields in `format::store`) and `emf` turns figures
@@ -65,6 +66,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod background;
 mod buffering;
 mod builder;
 mod cache;
@@ -87,6 +89,7 @@ mod panic;
 mod reporter;
 mod request_metrics;
 mod shutdown;
+mod sink;
 mod span_events;
 pub mod stats;
 mod status;
@@ -98,6 +101,7 @@ mod write;
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 
+pub use background::{BackgroundWriter, WhenFull};
 pub use buffering::{Buffering, flush_buffered};
 pub use builder::{Builder, InitError};
 pub use client::MetadataClient;
@@ -204,11 +208,13 @@ pub fn metadata_result() -> Result<&'static EcsMetadata, &'static Error> {
 }
 
 /// Writes everything the layers hold: the lines requests hold (as [`flush_buffered`] does)
-/// and the current interval of [request metrics](RequestMetrics). The [`FlushGuard`] that
-/// [`init`] returns calls it when dropped.
+/// and the current interval of [request metrics](RequestMetrics), then waits (up to 1 s)
+/// for [background writers](BackgroundWriter) to write what they hold. The [`FlushGuard`]
+/// that [`init`] returns calls it when dropped.
 pub fn flush() {
     flush_buffered();
     request_metrics::flush_all();
+    background::drain_all(background::DRAIN_WAIT);
 }
 
 /// Whether this process runs in an ECS task: an endpoint variable

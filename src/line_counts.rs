@@ -15,14 +15,17 @@ pub(crate) enum Loss {
     BufferFull,
     /// The process was stopping, and the line was not waited for.
     Shutdown,
+    /// The background writer's buffer was full.
+    QueueFull,
 }
 
 /// Every reason, in the order of [`LineCounts`]' fields.
-const REASONS: [Loss; 4] = [
+const REASONS: [Loss; 5] = [
     Loss::WriteError,
     Loss::WouldBlock,
     Loss::BufferFull,
     Loss::Shutdown,
+    Loss::QueueFull,
 ];
 
 /// The lines one writer of the crate was given, and what became of them. Written + lost =
@@ -45,8 +48,13 @@ pub struct LineCounts {
     /// request's cap, or all requests' cap; see [`Buffering`](crate::Buffering)).
     pub buffer_full: u64,
     /// Lost: not written as the process stopped (the container metrics' last report, when
-    /// its read takes longer than stopping waits; counted as one line).
+    /// its read takes longer than stopping waits, counted as one line; lines the
+    /// [background writer](crate::BackgroundWriter) could not write within its wait at
+    /// shutdown).
     pub shutdown: u64,
+    /// Lost: the [background writer](crate::BackgroundWriter)'s buffer was full (its
+    /// reader stalled), and it drops rather than waits.
+    pub queue_full: u64,
 }
 
 impl LineCounts {
@@ -56,6 +64,7 @@ impl LineCounts {
             .saturating_add(self.would_block)
             .saturating_add(self.buffer_full)
             .saturating_add(self.shutdown)
+            .saturating_add(self.queue_full)
     }
 
     fn lost_for(&self, reason: Loss) -> u64 {
@@ -64,6 +73,7 @@ impl LineCounts {
             Loss::WouldBlock => self.would_block,
             Loss::BufferFull => self.buffer_full,
             Loss::Shutdown => self.shutdown,
+            Loss::QueueFull => self.queue_full,
         }
     }
 
@@ -73,6 +83,7 @@ impl LineCounts {
             Loss::WouldBlock => &mut self.would_block,
             Loss::BufferFull => &mut self.buffer_full,
             Loss::Shutdown => &mut self.shutdown,
+            Loss::QueueFull => &mut self.queue_full,
         }
     }
 
@@ -85,6 +96,7 @@ impl LineCounts {
                 Loss::WouldBlock => ("lost_would_block", "the writer would block"),
                 Loss::BufferFull => ("lost_buffer_full", "dropped from a full request buffer"),
                 Loss::Shutdown => ("lost_shutdown", "not waited for at shutdown"),
+                Loss::QueueFull => ("lost_queue_full", "dropped by the full background writer"),
             };
             let count = self.lost_for(reason);
             (count > 0).then_some((key, words, count))
@@ -131,9 +143,9 @@ pub struct LineCounter(Arc<Counters>);
 struct Counters {
     written: AtomicU64,
     /// Lost since the start, by reason, in the order of [`REASONS`].
-    lost: [AtomicU64; 4],
+    lost: [AtomicU64; 5],
     /// Lost since the last notice said so.
-    unsaid: [AtomicU64; 4],
+    unsaid: [AtomicU64; 5],
     /// Some loss is not said yet: read before every line, so one load.
     pending: AtomicBool,
 }
@@ -159,7 +171,12 @@ impl LineCounter {
 
     /// Counts one line written.
     pub(crate) fn written(&self) {
-        self.0.written.fetch_add(1, Ordering::Relaxed);
+        self.written_many(1);
+    }
+
+    /// Counts `lines` lines written.
+    pub(crate) fn written_many(&self, lines: u64) {
+        self.0.written.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// Counts `lines` lost for `reason`, to be said.

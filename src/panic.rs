@@ -46,6 +46,8 @@ pub fn install_panic_hook() {
             let _ = PANICS.try_with(|panics| panics.set(panics.get().wrapping_add(1)));
             let _ = WRITTEN.try_with(|written| written.set(false));
             log_panic(info);
+            // A background writer holds the line: out before the process may end.
+            crate::background::drain_all(crate::background::DRAIN_WAIT);
             let written = WRITTEN.try_with(|written| written.replace(false));
             if written == Ok(true) {
                 let _ = LINES.try_with(|lines| lines.set(lines.get().wrapping_add(1)));

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::format::{EcsFormat, LineOptions};
 use crate::line_counts::{LineCounter, Loss};
 use crate::metadata::EcsMetadata;
+use crate::sink::{CountingWriter, LineSink};
 use crate::stats::{TaskFigures, TaskStats};
-use crate::write::{CountingWriter, LineSink};
 
 /// The default interval between two reports.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -359,7 +359,7 @@ fn write_lines((sink, writing): (&dyn LineSink, &Writing), lines: &str, last: bo
         return;
     }
     for line in lines.split_inclusive('\n') {
-        sink.write_line(line.as_bytes(), crate::write::metrics_line());
+        sink.write_line(line.as_bytes(), crate::sink::metrics_line());
     }
     if writing.end() && !last {
         sink.lost(Loss::Shutdown, 1);

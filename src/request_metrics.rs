@@ -17,8 +17,8 @@ use crate::format::{SpanStore, name_bit};
 use crate::json::unescaped;
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
+use crate::sink::LineSink;
 use crate::time::random_fraction;
-use crate::write::LineSink;
 
 /// Request metrics: give it to
 /// [`Builder::with_request_metrics`](crate::Builder::with_request_metrics).
@@ -46,7 +46,9 @@ use crate::write::LineSink;
 /// `Requests` and `Errors` (Count, exact) and `Latency` (Milliseconds to the microsecond, one
 /// value per request, at most 100 a line: more lines when there are more requests), and the
 /// `request_id` and `xray_trace_id` of the pair's slowest request in the interval, when it
-/// had them: a latency spike leads to that request's lines in one Logs Insights query. Past
+/// had them (an id longer than 128 bytes is left out: X-Ray's are 35, and an id past that is
+/// not one a query would be written with): a latency spike leads to that request's lines in
+/// one Logs Insights query. Past
 /// [`with_max_latencies`](Self::with_max_latencies) requests of a route in one interval
 /// (1,000), `Latency` is a uniform random sample of them; the counts stay exact.
 ///
@@ -614,7 +616,7 @@ impl Recorder {
         self.write_line_counts(&mut lines, &lines_before, (cluster, service), now);
         for line in lines.split_inclusive('\n') {
             self.sink
-                .write_line(line.as_bytes(), crate::write::metrics_line());
+                .write_line(line.as_bytes(), crate::sink::metrics_line());
         }
         // These lines are not the next interval's.
         *lines_before = self.sink.counter().counts();

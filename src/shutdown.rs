@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::line_counts::LineCounter;
 use crate::reporter::MetricsReporter;
-use crate::write::LineSink;
+use crate::sink::LineSink;
 
 /// Writes, when dropped, what would otherwise be lost as the process ends: the lines that
 /// requests in flight hold ([`Buffering`](crate::Buffering)), the current interval of

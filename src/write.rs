@@ -1,230 +1,14 @@
-//! Writing whole lines to a writer, counted: each line written whole, or lost and counted
-//! by reason, with its fragment ended before anything else is written, and every loss said
-//! on the next line.
+//! Writing one line, or a run of whole lines, to a writer: whole, or with its fragment
+//! ended, retrying what can be retried.
 
 use std::io::{self, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing::Metadata;
-
-use crate::line_counts::{LineCounter, LineCounts, Loss};
+use crate::line_counts::Loss;
 use crate::thread_flag::ThreadFlag;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Where whole lines go: a layer's writer, shared by what writes lines besides the layer
-/// (held lines when their request is flushed, request metrics at each interval, container
-/// metrics).
-pub(crate) trait LineSink: Send + Sync {
-    /// Writes one line of `meta` (the event it renders, or [`metrics_line`]); a line the
-    /// writer fails is lost, and counted.
-    fn write_line(&self, line: &[u8], meta: &Metadata<'_>);
-
-    /// Counts `lines` lost before they reached the sink.
-    fn lost(&self, reason: Loss, lines: u64);
-
-    /// The sink's counts.
-    fn counter(&self) -> &LineCounter;
-
-    /// Writes the notice of the losses not said yet, if any, without waiting for a line
-    /// (at shutdown: no line may come after).
-    fn say_losses(&self);
-}
-
-/// The static metadata of a line the crate writes of its own, named `$name` at `$level`.
-macro_rules! own_line_metadata {
-    ($name:literal, $level:ident) => {{
-        struct OwnLine;
-        static CALLSITE: OwnLine = OwnLine;
-        impl tracing::callsite::Callsite for OwnLine {
-            fn set_interest(&self, _: tracing::subscriber::Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        tracing::metadata! {
-            name: $name,
-            target: "tracing_aws_ecs",
-            level: tracing::Level::$level,
-            fields: &[],
-            callsite: &CALLSITE,
-            kind: tracing::metadata::Kind::EVENT,
-        }
-    }};
-}
-
-/// The metadata of the metrics lines (request metrics, container metrics): INFO, of the
-/// crate's target. A writer that routes lines by their metadata (`with_max_level`,
-/// `with_filter`, `or_else`) routes them as it would an INFO event of the crate.
-pub(crate) fn metrics_line() -> &'static Metadata<'static> {
-    static META: Metadata<'static> = own_line_metadata!("metrics", INFO);
-    &META
-}
-
-/// The metadata of the notice that says lines were lost: a WARN of the crate's target.
-fn notice_line() -> &'static Metadata<'static> {
-    static META: Metadata<'static> = own_line_metadata!("lines lost", WARN);
-    &META
-}
-
-/// Renders the line that says lines were lost: a WARN line as the writer's other lines are.
-pub(crate) trait Notice: Send + Sync {
-    /// Renders the notice for `lost` into `out`, ending it with a newline.
-    fn render_notice(&self, lost: &LineCounts, out: &mut String);
-}
-
-/// A writer of whole lines, counted (see the module's documentation).
-pub(crate) struct CountingWriter<W> {
-    writer: W,
-    /// `writer` is the process's stdout: each line is written under one hold of it, so that
-    /// no other thread's bytes come between a line's fragment and its end.
-    stdout: bool,
-    counter: LineCounter,
-    notice: Arc<dyn Notice>,
-    /// A line's fragment went out and the newline that ends it did not: the next line ends
-    /// it first.
-    fragment_open: AtomicBool,
-    /// The last notice was not written: the next one waits for a line to get through, so
-    /// that a stalled writer does not make every line wait twice.
-    notice_failed: AtomicBool,
-    /// The last line was lost to a writer that would block: until a line gets through, a
-    /// line that cannot start at once is lost at once, so that the lines queued behind the
-    /// one that waited do not each wait as long again.
-    stalled: AtomicBool,
-}
-
-impl<W> CountingWriter<W>
-where
-    W: for<'a> MakeWriter<'a>,
-{
-    /// Lines to `writer` (the process's stdout when `stdout`), a loss said by `notice`.
-    pub(crate) fn new(writer: W, stdout: bool, notice: Arc<dyn Notice>) -> Self {
-        CountingWriter {
-            writer,
-            stdout,
-            counter: LineCounter::default(),
-            notice,
-            fragment_open: AtomicBool::new(false),
-            notice_failed: AtomicBool::new(false),
-            stalled: AtomicBool::new(false),
-        }
-    }
-
-    /// The writer's counts.
-    pub(crate) fn counter(&self) -> &LineCounter {
-        &self.counter
-    }
-
-    /// Writes `line` (ending in `\n`) of an event of `meta`, after the notice of the losses
-    /// not said yet; whether it was written whole.
-    #[inline]
-    pub(crate) fn write(&self, line: &[u8], meta: &Metadata<'_>) -> bool {
-        if self.counter.pending() && !self.notice_failed.load(Ordering::Relaxed) {
-            self.say_losses();
-        }
-        match self.write_on(line, meta) {
-            Ok(()) => {
-                self.counter.written();
-                self.notice_failed.store(false, Ordering::Relaxed);
-                true
-            }
-            Err(reason) => {
-                self.counter.lost(reason, 1);
-                false
-            }
-        }
-    }
-
-    /// Writes the notice of the losses not said yet; they stay to be said if it fails.
-    #[cold]
-    #[inline(never)]
-    fn say_losses(&self) {
-        let Some(unsaid) = self.counter.take_unsaid() else {
-            return;
-        };
-        let mut notice = String::new();
-        self.notice.render_notice(&unsaid, &mut notice);
-        if self.write_on(notice.as_bytes(), notice_line()).is_err() {
-            self.counter.put_back(&unsaid);
-            self.notice_failed.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn write_on(&self, line: &[u8], meta: &Metadata<'_>) -> Result<(), Loss> {
-        if self.stdout {
-            self.write_to(&mut io::stdout().lock(), line)
-        } else {
-            self.write_to(&mut self.writer.make_writer_for(meta), line)
-        }
-    }
-
-    /// Writes `line` whole on `writer`, once it has ended the fragment an earlier line left
-    /// (checked here, once the writer is held: a writer that locks has it to itself).
-    fn write_to(&self, writer: &mut impl Write, line: &[u8]) -> Result<(), Loss> {
-        let _writing = WRITING.raise();
-        if self.fragment_open.load(Ordering::Acquire) {
-            // Not ended: this line is lost rather than glued to it.
-            write_patiently(writer, b"\n", Start::Wait).map_err(|(_, e)| loss(&e))?;
-            self.fragment_open.store(false, Ordering::Release);
-        }
-        let start = if self.stalled.load(Ordering::Relaxed) {
-            Start::AtOnce
-        } else {
-            Start::Wait
-        };
-        match write_line(writer, line, start) {
-            Ok(()) => {
-                if start == Start::AtOnce {
-                    self.stalled.store(false, Ordering::Relaxed);
-                }
-                Ok(())
-            }
-            Err(failure) => {
-                if failure.fragment_open {
-                    self.fragment_open.store(true, Ordering::Release);
-                }
-                let loss = loss(&failure.error);
-                if loss == Loss::WouldBlock {
-                    self.stalled.store(true, Ordering::Relaxed);
-                }
-                Err(loss)
-            }
-        }
-    }
-}
-
-impl<W> LineSink for CountingWriter<W>
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync,
-{
-    fn write_line(&self, line: &[u8], meta: &Metadata<'_>) {
-        self.write(line, meta);
-    }
-
-    fn lost(&self, reason: Loss, lines: u64) {
-        self.counter.lost(reason, lines);
-    }
-
-    fn counter(&self) -> &LineCounter {
-        CountingWriter::counter(self)
-    }
-
-    fn say_losses(&self) {
-        // No line comes after: this one waits up to 10 times a line's patience for a
-        // writer that would block.
-        for _ in 0..10 {
-            self.stalled.store(false, Ordering::Relaxed);
-            CountingWriter::say_losses(self);
-            if !self.counter.pending() || !self.stalled.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-    }
-}
 
 /// Why a line that failed with `error` was lost.
-fn loss(error: &io::Error) -> Loss {
+pub(crate) fn loss(error: &io::Error) -> Loss {
     if error.kind() == io::ErrorKind::WouldBlock {
         Loss::WouldBlock
     } else {
@@ -238,10 +22,10 @@ const WOULD_BLOCK_PATIENCE: Duration = Duration::from_millis(100);
 
 /// A line [`write_line`] could not write whole.
 #[derive(Debug)]
-struct Failure {
-    error: io::Error,
+pub(crate) struct Failure {
+    pub(crate) error: io::Error,
     /// Part of the line went out, and the newline that would end it did not.
-    fragment_open: bool,
+    pub(crate) fragment_open: bool,
 }
 
 /// Writes `line` (ending in `\n`) to `writer`, so that the next line starts clean whatever
@@ -255,7 +39,11 @@ struct Failure {
 ///   glued to it; when that fails too, the failure says so.
 ///
 /// A line that fails before any byte went out is lost alone, with no retry.
-fn write_line(writer: &mut impl Write, line: &[u8], start: Start) -> Result<(), Failure> {
+pub(crate) fn write_line(
+    writer: &mut impl Write,
+    line: &[u8],
+    start: Start,
+) -> Result<(), Failure> {
     match write_patiently(writer, line, start) {
         Ok(()) => Ok(()),
         Err((0, error)) => Err(Failure {
@@ -279,7 +67,7 @@ pub(crate) static WRITING: ThreadFlag = ThreadFlag(&WRITING_NOW);
 
 /// Whether a write waits for a writer that would block before its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Start {
+pub(crate) enum Start {
     Wait,
     AtOnce,
 }
@@ -287,7 +75,7 @@ enum Start {
 /// Writes all of `bytes`, retrying interrupted writes and, for up to `WOULD_BLOCK_PATIENCE`
 /// from the first, writes that would block (once a byte went out, with [`Start::AtOnce`]);
 /// on failure, how many bytes went out and why.
-fn write_patiently(
+pub(crate) fn write_patiently(
     writer: &mut impl Write,
     bytes: &[u8],
     start: Start,

@@ -373,7 +373,7 @@ impl EcsFormat {
     }
 }
 
-impl crate::write::Notice for EcsFormat {
+impl crate::sink::Notice for EcsFormat {
     /// `{"timestamp":…,"level":"WARN","target":"tracing_aws_ecs","message":"3 lines lost (…)",
     /// "lines_lost":3,"lost_write_error":3,…}` with the static fields and the identity.
     fn render_notice(&self, lost: &LineCounts, out: &mut String) {

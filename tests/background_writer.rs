@@ -1,0 +1,311 @@
+//! The background writer: lines copied into a bounded buffer and written by a thread of
+//! their own, many to a write, in order, never split or glued; a full buffer drops lines
+//! and counts them (or waits, when told to); nothing is lost at exit or at a panic.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use common::{fargate_metadata, run_child};
+use serde_json::Value;
+use tracing_aws_ecs::{BackgroundWriter, WhenFull};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+const CASE: &str = "TRACING_AWS_ECS_BACKGROUND_CASE";
+
+/// A writer into memory that counts its writes, and blocks every write while its gate is
+/// closed (a stdout whose reader stalled).
+#[derive(Clone, Default)]
+struct Gated {
+    out: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<AtomicUsize>,
+    closed: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gated {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.0.lock().unwrap() = closed;
+        self.closed.1.notify_all();
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.out.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+impl io::Write for Gated {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (closed, opened) = &*self.closed;
+        let _open = opened
+            .wait_while(closed.lock().unwrap(), |closed| *closed)
+            .unwrap();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.out.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Gated {
+    type Writer = Gated;
+
+    fn make_writer(&'a self) -> Gated {
+        self.clone()
+    }
+}
+
+fn layer<S>(out: &Gated, config: BackgroundWriter) -> tracing_aws_ecs::EcsLayer<S, Gated>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .with_background_writer(config)
+        .layer()
+}
+
+#[test]
+fn lines_from_many_threads_arrive_whole_in_order_many_to_a_write() {
+    const THREADS: u64 = 4;
+    const LINES: u64 = 2_000;
+    let out = Gated::default();
+    let layer = layer(&out, BackgroundWriter::default());
+    let counter = layer.line_counter();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let dispatch = dispatch.clone();
+            scope.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for n in 0..LINES {
+                        tracing::info!(thread, n, padding = "p".repeat(100).as_str(), "line");
+                    }
+                });
+            });
+        }
+    });
+    // The layer goes: what it queued is written first.
+    drop(dispatch);
+    let lines = out.lines();
+    assert_eq!(lines.len() as u64, THREADS * LINES);
+    for thread in 0..THREADS {
+        let ns: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["thread"] == thread)
+            .map(|l| l["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ns,
+            (0..LINES).collect::<Vec<_>>(),
+            "thread {thread} in order"
+        );
+    }
+    let counts = counter.counts();
+    assert_eq!((counts.written, counts.lost()), (THREADS * LINES, 0));
+    let writes = out.writes.load(Ordering::SeqCst) as u64;
+    println!(
+        "{} lines in {writes} writes: {:.0} lines a write",
+        THREADS * LINES,
+        (THREADS * LINES) as f64 / writes as f64
+    );
+    assert!(writes * 4 <= THREADS * LINES, "{writes} writes");
+}
+
+#[test]
+fn a_full_buffer_drops_lines_counts_them_and_says_so() {
+    let out = Gated::default();
+    out.set_closed(true);
+    let layer = layer(&out, BackgroundWriter::default().with_capacity(64 * 1024));
+    let counter = layer.line_counter();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        // ~1 MB against 64 KiB, the reader stalled: no call waits, most lines are dropped.
+        for i in 0..1_000u64 {
+            tracing::info!(i, padding = "x".repeat(1_000).as_str(), "stalled");
+        }
+        out.set_closed(false);
+        let before = counter.counts();
+        assert!(before.queue_full > 0, "{before:?}");
+        // Writing resumed: the next lines come after one WARN with the count.
+        tracing::info!(i = 1_000u64, "resumed");
+    });
+    drop(dispatch);
+    let counts = counter.counts();
+    let lines = out.lines();
+    let events = lines.iter().filter(|l| l.get("i").is_some()).count() as u64;
+    let notices: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("lines_lost").is_some())
+        .collect();
+    println!("1,001 logged: {counts:?}");
+    assert_eq!(counts.written, events);
+    assert_eq!(counts.written + counts.queue_full, 1_001, "{counts:?}");
+    assert_eq!(counts.lost(), counts.queue_full);
+    let said: u64 = notices
+        .iter()
+        .map(|n| n["lost_queue_full"].as_u64().unwrap())
+        .sum();
+    assert_eq!(said, counts.queue_full);
+    assert_eq!(lines.last().unwrap()["message"], "resumed");
+}
+
+#[test]
+fn waiting_when_full_loses_nothing() {
+    let out = Gated::default();
+    out.set_closed(true);
+    let config = BackgroundWriter::default()
+        .with_capacity(64 * 1024)
+        .when_full(WhenFull::Wait);
+    let layer = layer(&out, config);
+    let counter = layer.line_counter();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let opener = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            out.set_closed(false);
+        })
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..1_000u64 {
+            tracing::info!(i, padding = "x".repeat(1_000).as_str(), "waited");
+        }
+    });
+    opener.join().unwrap();
+    drop(dispatch);
+    assert_eq!(out.lines().len(), 1_000);
+    assert_eq!(
+        (counter.counts().written, counter.counts().lost()),
+        (1_000, 0)
+    );
+}
+
+/// A writer that panics on the first run of lines with `boom` in it.
+#[derive(Clone, Default)]
+struct Panicky(Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>);
+
+impl io::Write for Panicky {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.windows(4).any(|w| w == b"boom") && self.1.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("the writer broke");
+        }
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Panicky {
+    type Writer = Panicky;
+
+    fn make_writer(&'a self) -> Panicky {
+        self.clone()
+    }
+}
+
+#[test]
+fn a_writer_that_panics_loses_its_run_of_lines_and_no_more() {
+    let out = Panicky::default();
+    let layer = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .with_background_writer(BackgroundWriter::default())
+        .layer();
+    let counter = layer.line_counter();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::info!("before");
+        tracing::error!("boom");
+        // The run with `boom` is written (and lost) before the next lines are logged.
+        tracing_aws_ecs::flush();
+        for i in 0..100 {
+            tracing::info!(i, "after");
+        }
+    });
+    drop(dispatch);
+    let counts = counter.counts();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let after = text
+        .lines()
+        .filter(|l| l.contains(r#""message":"after""#))
+        .count();
+    // `boom` lost with its run ("before" too, unless it was written alone first); every
+    // line after it written.
+    assert_eq!(after, 100, "the thread goes on after the panic");
+    assert!((1..=2).contains(&counts.write_error), "{counts:?}");
+    assert_eq!(counts.written + counts.write_error, 102, "{counts:?}");
+    assert_eq!(
+        text.lines().count() as u64,
+        counts.written + 1,
+        "and one notice: {text}"
+    );
+}
+
+#[test]
+fn exit_and_panic_lose_nothing() {
+    for case in ["return", "panic_then_exit"] {
+        let (lines, stdout) = run_child(CASE, case, &[]);
+        let n = lines.iter().filter(|l| l["message"] == "before").count();
+        assert_eq!(n, 5_000, "{case}: every line before the end");
+        if case == "panic_then_exit" {
+            let panic = lines.last().unwrap();
+            assert_eq!(
+                panic["target"], "panic",
+                "{case}: the panic line last\n{stdout}"
+            );
+            assert_eq!(panic["message"], "worker failed");
+        }
+    }
+}
+
+/// Stdout, 100 ms a write: the process would end before a write unless something waits.
+struct SlowStdout;
+
+impl io::Write for SlowStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        io::stdout().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE) else {
+        return; // Only meaningful when started by the tests above.
+    };
+    let guard = tracing_aws_ecs::builder()
+        .with_writer(|| SlowStdout)
+        .with_background_writer(
+            BackgroundWriter::default().with_linger(std::time::Duration::from_millis(500)),
+        )
+        .init();
+    for i in 0..5_000 {
+        tracing::info!(i, "before");
+    }
+    match case.as_str() {
+        "return" => drop(guard),
+        "panic_then_exit" => {
+            let _ = std::thread::spawn(|| panic!("worker failed")).join();
+            // No destructor runs: only the panic hook can have written the lines out.
+            std::process::exit(0);
+        }
+        _ => unreachable!(),
+    }
+}
