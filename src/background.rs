@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 
-use crate::line_counts::{LineCounter, Loss};
-use crate::write::{Start, WRITING, loss, write_patiently};
+use tracing::Metadata;
+
+use crate::line_counts::{LineCounter, LineCounts, Loss};
+use crate::write::{Patience, WRITING, loss, write_line, write_patiently};
 
 /// Lines written by a thread of their own, many to a write, so that logging never waits on
 /// stdout; give it to [`Builder::with_background_writer`](crate::Builder::with_background_writer).
@@ -33,9 +35,10 @@ use crate::write::{Start, WRITING, loss, write_patiently};
 /// what the buffer holds: at most the last [`with_linger`](Self::with_linger) of lines, or
 /// a full buffer when stdout was stalled.
 ///
-/// Lines go to the process's stdout: with a writer of one's own
-/// ([`Builder::with_writer`](crate::Builder::with_writer)), they are written directly, and
-/// one WARN at start-up says so.
+/// With the default stdout, a run of lines is one write (or as few as the pipe takes). With
+/// a writer of one's own ([`Builder::with_writer`](crate::Builder::with_writer)), the thread
+/// writes each line through it as the layer would (`make_writer_for` with the line's
+/// metadata, so that routing by level holds), one write a line: callers still never wait.
 ///
 /// ```no_run
 /// use tracing_aws_ecs::BackgroundWriter;
@@ -101,11 +104,18 @@ pub(crate) const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// What the thread writes to, and how a loss is said: given by the sink that owns the queue.
 pub(crate) trait Output: Send + Sync + 'static {
-    /// The writer of one run of lines.
-    fn writer(&self) -> Box<dyn Write + '_>;
-    /// The notice of the losses not said yet, if any, to write before the next lines.
-    fn notice(&self) -> Option<(String, crate::line_counts::LineCounts)>;
+    /// The writer of a whole run of lines (stdout, held for the run), or `None` when each
+    /// line goes to the writer its metadata picks ([`writer_for`](Self::writer_for)).
+    fn run_writer(&self) -> Option<Box<dyn Write + '_>>;
+    /// The writer of one line of `meta`.
+    fn writer_for(&self, meta: &'static Metadata<'static>) -> Box<dyn Write + '_>;
+    /// The notice of the losses not said yet, if any, to write before the next lines, with
+    /// its metadata.
+    fn notice(&self) -> Option<(String, LineCounts, &'static Metadata<'static>)>;
 }
+
+/// Each queued line's length and the metadata of its event.
+type Line = (u32, &'static Metadata<'static>);
 
 /// The buffer and the thread that writes it.
 pub(crate) struct Queue {
@@ -127,7 +137,8 @@ struct Shared {
 struct State {
     /// Whole lines not taken by the thread yet.
     pending: Vec<u8>,
-    pending_lines: u64,
+    /// The lines of `pending`, in order.
+    lines: Vec<Line>,
     /// Lines queued since the start, and lines the thread is done with (written or lost).
     queued: u64,
     done: u64,
@@ -181,23 +192,47 @@ impl Queue {
 
     /// Copies `line` in; `urgent` (an ERROR line) has it written at once. The line is lost
     /// when the buffer is full and the configuration drops.
-    pub(crate) fn push(&self, line: &[u8], urgent: bool) -> Result<(), Loss> {
+    pub(crate) fn push(
+        &self,
+        line: &[u8],
+        meta: &'static Metadata<'static>,
+        urgent: bool,
+    ) -> Result<(), Loss> {
         let shared = &*self.shared;
         let capacity = shared.config.capacity;
         let mut state = lock(&shared.state);
+        if state.stop {
+            // The thread is gone (it cannot end otherwise while the queue lives).
+            return Err(Loss::WriteError);
+        }
         // A line longer than the whole buffer goes in alone.
+        let mut waited_since: Option<Instant> = None;
         while !state.pending.is_empty() && state.pending.len() + line.len() > capacity {
-            // The thread itself (its writer logs) must not wait for itself.
-            if shared.config.when_full == WhenFull::Drop || state.stop || WRITING.is_raised() {
+            // The thread itself (its writer logs) must not wait for itself, nor a panic
+            // line for longer than the hook waits.
+            let limit = if std::thread::panicking() {
+                DRAIN_WAIT
+            } else {
+                Duration::MAX
+            };
+            let waited = waited_since.get_or_insert_with(Instant::now).elapsed();
+            if shared.config.when_full == WhenFull::Drop
+                || state.stop
+                || WRITING.is_raised()
+                || waited >= limit
+            {
                 return Err(Loss::QueueFull);
             }
             state = shared
                 .written
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, (limit - waited).min(DRAIN_WAIT))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         state.pending.extend_from_slice(line);
-        state.pending_lines += 1;
+        // A line longer than 4 GiB is not written by anyone.
+        let length = u32::try_from(line.len()).unwrap_or(u32::MAX);
+        state.lines.push((length, meta));
         state.queued += 1;
         state.urgent |= urgent;
         let wake =
@@ -219,7 +254,8 @@ impl Queue {
     /// shutdown): counted lost. A batch being written is the thread's to count.
     pub(crate) fn give_up(&self) {
         let mut state = lock(&self.shared.state);
-        let lines = std::mem::take(&mut state.pending_lines);
+        let lines = state.lines.len() as u64;
+        state.lines.clear();
         state.pending.clear();
         state.done += lines;
         drop(state);
@@ -296,7 +332,11 @@ pub(crate) fn drain_all(wait: Duration) {
 /// left.
 fn run(shared: &Shared, output: &dyn Output) {
     let _writing = WRITING.raise();
-    let mut batch = Vec::new();
+    // However the thread ends, callers waiting for room or a drain stop waiting.
+    let _stopped = Stopped(shared);
+    let (mut batch, mut batch_lines) = (Vec::new(), Vec::new());
+    // A fragment of the last run is out, not ended: the next run ends it first.
+    let mut fragment_open = false;
     loop {
         let mut state = lock(&shared.state);
         while state.pending.is_empty() && !state.urgent && !state.stop {
@@ -326,20 +366,30 @@ fn run(shared: &Shared, output: &dyn Output) {
             return;
         }
         std::mem::swap(&mut batch, &mut state.pending);
-        let lines = std::mem::take(&mut state.pending_lines);
+        std::mem::swap(&mut batch_lines, &mut state.lines);
+        let lines = batch_lines.len() as u64;
         let serving = state.requested;
         drop(state);
         // Room was made.
         shared.written.notify_all();
         // A writer that panics loses its batch, not the thread: the lines after it are
         // written still.
+        let mut handled = 0;
         let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_batch(output, &shared.counter, &batch, lines);
+            let run = (&batch[..], &batch_lines[..]);
+            write_batch(
+                output,
+                &shared.counter,
+                run,
+                (&mut fragment_open, &mut handled),
+            );
         }));
         if wrote.is_err() {
-            shared.counter.lost(Loss::WriteError, lines);
+            fragment_open = true;
+            shared.counter.lost(Loss::WriteError, lines - handled);
         }
         batch.clear();
+        batch_lines.clear();
         let mut state = lock(&shared.state);
         state.done += lines;
         state.served = serving;
@@ -348,28 +398,111 @@ fn run(shared: &Shared, output: &dyn Output) {
     }
 }
 
-/// Writes the notice of the losses not said yet, then `lines` whole lines in `batch`, in as
-/// few writes as the writer takes; counts them written, or lost.
-fn write_batch(output: &dyn Output, counter: &LineCounter, batch: &[u8], lines: u64) {
-    let mut writer = output.writer();
-    if let Some((notice, unsaid)) = output.notice() {
-        if write_patiently(&mut writer, notice.as_bytes(), Start::Wait).is_err() {
-            counter.put_back(&unsaid);
-        }
-    }
-    if batch.is_empty() {
+/// Ends the fragment the last run left, writes the notice of the losses not said yet, then
+/// the run's whole lines: in as few writes as stdout takes, or each through the writer its
+/// metadata picks. Counts them written or lost (then sets `counted`), and notes a fragment
+/// it could not end.
+fn write_batch(
+    output: &dyn Output,
+    counter: &LineCounter,
+    (batch, lines): (&[u8], &[Line]),
+    (fragment_open, handled): (&mut bool, &mut u64),
+) {
+    let Some(mut writer) = output.run_writer() else {
+        return write_lines(output, counter, (batch, lines), (fragment_open, handled));
+    };
+    let all = lines.len() as u64;
+    if !end_fragment(&mut writer, fragment_open) {
+        // Not ended: the run is lost rather than glued to it.
+        counter.lost(Loss::WriteError, all);
+        *handled = all;
         return;
     }
-    match write_patiently(&mut writer, batch, Start::Wait) {
-        Ok(()) => counter.written_many(lines),
+    if let Some((notice, unsaid, _)) = output.notice() {
+        if let Err(failure) = write_line(&mut writer, notice.as_bytes(), Patience::SinceProgress) {
+            counter.put_back(&unsaid);
+            *fragment_open = failure.fragment_open;
+        }
+    }
+    if batch.is_empty() || *fragment_open {
+        counter.lost(Loss::WriteError, all);
+        *handled = all;
+        return;
+    }
+    match write_patiently(&mut writer, batch, Patience::SinceProgress) {
+        Ok(()) => counter.written_many(all),
         Err((out, error)) => {
             let whole = batch[..out].iter().filter(|&&b| b == b'\n').count() as u64;
             if out > 0 && batch[out - 1] != b'\n' {
-                // A line's fragment is out: end it.
-                let _ = write_patiently(&mut writer, b"\n", Start::Wait);
+                // A line's fragment is out: end it, or have the next run end it.
+                *fragment_open =
+                    write_patiently(&mut writer, b"\n", Patience::SinceProgress).is_err();
             }
             counter.written_many(whole);
-            counter.lost(loss(&error), lines - whole);
+            counter.lost(loss(&error), all - whole);
         }
+    }
+    *handled = all;
+}
+
+/// The run's lines each through the writer its metadata picks (a writer of the user's,
+/// which may route lines by level), each counted as it goes.
+fn write_lines(
+    output: &dyn Output,
+    counter: &LineCounter,
+    (batch, lines): (&[u8], &[Line]),
+    (fragment_open, handled): (&mut bool, &mut u64),
+) {
+    if let Some((notice, unsaid, meta)) = output.notice() {
+        let mut writer = output.writer_for(meta);
+        let said = end_fragment(&mut writer, fragment_open)
+            && match write_line(&mut writer, notice.as_bytes(), Patience::SinceProgress) {
+                Ok(()) => true,
+                Err(failure) => {
+                    *fragment_open = failure.fragment_open;
+                    false
+                }
+            };
+        if !said {
+            counter.put_back(&unsaid);
+        }
+    }
+    let mut at = 0;
+    for &(length, meta) in lines {
+        let line = &batch[at..at + length as usize];
+        at += length as usize;
+        let mut writer = output.writer_for(meta);
+        let written = if end_fragment(&mut writer, fragment_open) {
+            write_line(&mut writer, line, Patience::SinceProgress).map_err(|failure| {
+                *fragment_open = failure.fragment_open;
+                loss(&failure.error)
+            })
+        } else {
+            Err(Loss::WriteError)
+        };
+        // Counted one by one: a writer that panics later loses only the lines after.
+        match written {
+            Ok(()) => counter.written(),
+            Err(reason) => counter.lost(reason, 1),
+        }
+        *handled += 1;
+    }
+}
+
+/// Ends the fragment an earlier write left open, if any: whether the writer is clean.
+fn end_fragment(writer: &mut impl Write, fragment_open: &mut bool) -> bool {
+    if *fragment_open && write_patiently(writer, b"\n", Patience::SinceProgress).is_ok() {
+        *fragment_open = false;
+    }
+    !*fragment_open
+}
+
+/// Marks the queue stopped as the thread ends, however it ends, and wakes who waits on it.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).stop = true;
+        self.0.written.notify_all();
     }
 }

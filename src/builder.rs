@@ -417,10 +417,9 @@ impl<W> Builder<W> {
         );
         if let Some(background) = self.background {
             if let Err(e) = sink.start_background(background) {
-                tracing::warn!(
-                    target: "tracing_aws_ecs",
+                sink.warn(&format!(
                     "no background writer (no thread: {e}): lines are written directly"
-                );
+                ));
             }
         }
         let sink = Arc::new(sink);

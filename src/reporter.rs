@@ -58,6 +58,8 @@ pub struct MetricsReporter {
     thread: Option<JoinHandle<()>>,
     /// Where the lines go, with their counts.
     sink: Arc<dyn LineSink>,
+    /// The sink is the reporter's own, not a layer's: the reporter says its losses.
+    own_sink: bool,
 }
 
 impl fmt::Debug for MetricsReporter {
@@ -141,10 +143,14 @@ impl MetricsReporter {
         drop(state);
         if ended {
             let _ = thread.join();
-        } else if !self.writing.abandon() {
+        } else if self.writing.abandon() {
             // The last report is given up: counted as one line (a report being written
             // finishes, and the thread counts the one after it).
             self.sink.lost(Loss::Shutdown, 1);
+        }
+        if self.own_sink {
+            // No line of a layer's will follow to say what the reporter lost.
+            self.sink.say_losses();
         }
     }
 }
@@ -221,11 +227,13 @@ impl<W> MetricsBuilder<W> {
             writer: (),
             stdout,
         };
-        builder.start_on(Arc::new(CountingWriter::new(
+        let mut reporter = builder.start_on(Arc::new(CountingWriter::new(
             writer,
             stdout,
             Arc::new(notice),
-        )))
+        )))?;
+        reporter.own_sink = true;
+        Ok(reporter)
     }
 }
 
@@ -258,6 +266,7 @@ impl<W> MetricsBuilder<W> {
                     &namespace,
                     &signal,
                 );
+                handover.finish();
                 let (state, wake) = &*signal;
                 state.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
                 wake.notify_all();
@@ -268,6 +277,7 @@ impl<W> MetricsBuilder<W> {
             writing,
             thread: Some(thread),
             sink,
+            own_sink: false,
         })
     }
 }
@@ -329,6 +339,8 @@ struct Writing(AtomicU8);
 const IDLE: u8 = 0;
 const WRITING: u8 = 1;
 const ABANDONED: u8 = 2;
+/// The thread wrote its last report, or ended without one: nothing to give up.
+const DONE: u8 = 3;
 
 impl Writing {
     /// The thread begins a report: `false` when the guard gave up on it.
@@ -338,16 +350,26 @@ impl Writing {
             .is_ok()
     }
 
-    /// The thread ended a report: `true` when the guard gave up on it meanwhile.
-    fn end(&self) -> bool {
+    /// The thread ended a report, its `last` or not: `true` when the guard gave up on it
+    /// meanwhile.
+    fn end(&self, last: bool) -> bool {
+        let next = if last { DONE } else { IDLE };
         self.0
-            .compare_exchange(WRITING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(WRITING, next, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
     }
 
-    /// The guard gives up: whether the thread was writing a report.
+    /// The thread ends: no report is left to give up.
+    fn finish(&self) {
+        let _ = self
+            .0
+            .compare_exchange(IDLE, DONE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The guard gives up: whether a report is given up with it (the thread was between
+    /// reports, reading its last one).
     fn abandon(&self) -> bool {
-        self.0.swap(ABANDONED, Ordering::AcqRel) == WRITING
+        self.0.swap(ABANDONED, Ordering::AcqRel) == IDLE
     }
 }
 
@@ -361,7 +383,7 @@ fn write_lines((sink, writing): (&dyn LineSink, &Writing), lines: &str, last: bo
     for line in lines.split_inclusive('\n') {
         sink.write_line(line.as_bytes(), crate::sink::metrics_line());
     }
-    if writing.end() && !last {
+    if writing.end(last) && !last {
         sink.lost(Loss::Shutdown, 1);
     }
 }

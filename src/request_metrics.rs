@@ -62,7 +62,8 @@ use crate::time::random_fraction;
 ///
 /// Each interval also has one line of `LinesWritten` and `LinesLost` (Count), under
 /// `ClusterName` and `ServiceName`: what became of the layer's lines in the interval (see
-/// [`LineCounts`](crate::LineCounts); these metrics lines are not counted in them).
+/// [`LineCounts`](crate::LineCounts); the metrics lines are lines too, counted in the next
+/// interval, which writes nothing when they are all it has).
 ///
 /// Lines go to the layer's writer at the end of each interval (one thread, however many
 /// requests; an interval without requests or lines writes nothing), on
@@ -262,9 +263,10 @@ pub(crate) struct Recorder {
     /// subscriber, unfinished, and not counted.
     layer_gone: AtomicBool,
     timer: Arc<Timer>,
-    /// The sink's counts when the last interval's lines were written: the next interval's
-    /// `LinesWritten` and `LinesLost` are what changed since.
-    lines_before: Mutex<LineCounts>,
+    /// The sink's counts when the last interval's lines were written, and how many metrics
+    /// lines it wrote: the next interval's `LinesWritten` and `LinesLost` are what changed
+    /// since.
+    lines_before: Mutex<(LineCounts, u64)>,
 }
 
 /// One request as its root span's fields say at its close; strings as the store has them
@@ -488,7 +490,7 @@ impl Recorder {
             warned_no_route: AtomicBool::new(false),
             layer_gone: AtomicBool::new(false),
             timer: Arc::default(),
-            lines_before: Mutex::new(sink.counter().counts()),
+            lines_before: Mutex::new((sink.counter().counts(), 0)),
             sink,
         });
         let mut live = lock(&RECORDERS);
@@ -612,15 +614,11 @@ impl Recorder {
             }
             interval.restart();
         }
-        let mut lines_before = lock(&self.lines_before);
-        self.write_line_counts(&mut lines, &lines_before, (cluster, service), now);
+        self.write_line_counts(&mut lines, (cluster, service), now);
         for line in lines.split_inclusive('\n') {
             self.sink
                 .write_line(line.as_bytes(), crate::sink::metrics_line());
         }
-        // These lines are not the next interval's.
-        *lines_before = self.sink.counter().counts();
-        drop(lines_before);
         if let Some(e) = refused {
             if !self.warned_emf.swap(true, Ordering::Relaxed) {
                 tracing::warn!(target: "tracing_aws_ecs", "request metrics not written: {e}");
@@ -630,18 +628,28 @@ impl Recorder {
 }
 
 impl Recorder {
-    /// The line of `LinesWritten` and `LinesLost` since `before`, when there were any lines.
+    /// The line of `LinesWritten` and `LinesLost` since the last interval's, when there
+    /// were lines besides the metrics lines the last interval wrote; `out` holds this
+    /// interval's metrics lines so far.
     fn write_line_counts(
         &self,
         out: &mut String,
-        before: &LineCounts,
         (cluster, service): (&str, &str),
         now: SystemTime,
     ) {
         let counts = self.sink.counter().counts();
+        let mut last = lock(&self.lines_before);
+        let (before, own) = *last;
         let written = counts.written.saturating_sub(before.written);
         let lost = counts.lost().saturating_sub(before.lost());
-        if written == 0 && lost == 0 {
+        // This interval's metrics lines, the line counts' among them, are counted in the
+        // next one.
+        let own_now = out.matches('\n').count() as u64 + 1;
+        *last = (counts, own_now);
+        if written + lost <= own {
+            // Nothing but the last interval's own metrics lines: an idle service writes
+            // nothing.
+            *last = (counts, out.matches('\n').count() as u64);
             return;
         }
         // The dimensions are checked already, and the names are fixed: it cannot fail.

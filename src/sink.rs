@@ -2,6 +2,7 @@
 //! counted by reason, with its fragment ended before anything else is written), every loss
 //! said on the next line.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use tracing::Metadata;
 
 use crate::background::{BackgroundWriter, DRAIN_WAIT, Output, Queue};
 use crate::line_counts::{LineCounter, LineCounts, Loss};
-use crate::write::{Start, WRITING, loss, write_line, write_patiently};
+use crate::write::{Patience, WRITING, loss, write_line, write_patiently};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Where whole lines go: a layer's writer, shared by what writes lines besides the layer
@@ -19,7 +20,7 @@ use tracing_subscriber::fmt::MakeWriter;
 pub(crate) trait LineSink: Send + Sync {
     /// Writes one line of `meta` (the event it renders, or [`metrics_line`]); a line the
     /// writer fails is lost, and counted.
-    fn write_line(&self, line: &[u8], meta: &Metadata<'_>);
+    fn write_line(&self, line: &[u8], meta: &'static Metadata<'static>);
 
     /// Counts `lines` lost before they reached the sink.
     fn lost(&self, reason: Loss, lines: u64);
@@ -72,6 +73,9 @@ fn notice_line() -> &'static Metadata<'static> {
 pub(crate) trait Notice: Send + Sync {
     /// Renders the notice for `lost` into `out`, ending it with a newline.
     fn render_notice(&self, lost: &LineCounts, out: &mut String);
+
+    /// Renders a WARN line of the crate's own with `message` into `out`.
+    fn render_warning(&self, message: &str, out: &mut String);
 }
 
 /// A writer of whole lines, counted (see the module's documentation).
@@ -114,8 +118,8 @@ where
         }
     }
 
-    /// Has lines written by a background writer, as `config` says: a thread of their own,
-    /// many to a write.
+    /// Has lines written to stdout by a background writer, as `config` says: a thread of
+    /// their own, many to a write.
     ///
     /// # Errors
     ///
@@ -138,6 +142,14 @@ where
         Ok(())
     }
 
+    /// Writes a WARN line of the crate's own that says `message`: what it says cannot wait
+    /// for a subscriber to be installed (a setting that cannot work as configured).
+    pub(crate) fn warn(&self, message: &str) {
+        let mut line = String::new();
+        self.notice.render_warning(message, &mut line);
+        self.write(line.as_bytes(), notice_line());
+    }
+
     /// The writer's counts.
     pub(crate) fn counter(&self) -> &LineCounter {
         &self.counter
@@ -146,10 +158,10 @@ where
     /// Writes `line` (ending in `\n`) of an event of `meta`, after the notice of the losses
     /// not said yet; whether it was written whole.
     #[inline]
-    pub(crate) fn write(&self, line: &[u8], meta: &Metadata<'_>) -> bool {
+    pub(crate) fn write(&self, line: &[u8], meta: &'static Metadata<'static>) -> bool {
         if let Some(queue) = &self.background {
             // Counted written by the thread, once it is.
-            return match queue.push(line, *meta.level() == tracing::Level::ERROR) {
+            return match queue.push(line, meta, *meta.level() == tracing::Level::ERROR) {
                 Ok(()) => true,
                 Err(loss) => {
                     self.counter.lost(loss, 1);
@@ -160,7 +172,11 @@ where
         if self.counter.pending() && !self.notice_failed.load(Ordering::Relaxed) {
             self.say_losses();
         }
-        match self.write_on(line, meta) {
+        // A writer that panics loses the line: counted as the unwinding passes.
+        let unwinding = OnUnwind::new(|| self.counter.lost(Loss::WriteError, 1));
+        let written = self.write_on(line, meta);
+        unwinding.disarm();
+        match written {
             Ok(()) => {
                 self.counter.written();
                 self.notice_failed.store(false, Ordering::Relaxed);
@@ -182,37 +198,59 @@ where
         };
         let mut notice = String::new();
         self.notice.render_notice(&unsaid, &mut notice);
-        if self.write_on(notice.as_bytes(), notice_line()).is_err() {
+        let unwinding = OnUnwind::new(|| self.counter.put_back(&unsaid));
+        let written = self.write_on(notice.as_bytes(), notice_line());
+        unwinding.disarm();
+        if written.is_err() {
             self.counter.put_back(&unsaid);
             self.notice_failed.store(true, Ordering::Relaxed);
         }
     }
 
     fn write_on(&self, line: &[u8], meta: &Metadata<'_>) -> Result<(), Loss> {
-        if self.stdout {
-            self.write_to(&mut io::stdout().lock(), line)
+        // Raised before the writer is made: making it may take a lock of the writer's, and
+        // panic (a poisoned mutex); the panic hook must not log through it then.
+        let _writing = WRITING.raise();
+        // A writer that panics once part of the line is out leaves a fragment: the next
+        // line ends it.
+        let started = Cell::new(false);
+        let unwinding = OnUnwind::new(|| {
+            if started.get() {
+                self.fragment_open.store(true, Ordering::Release);
+            }
+        });
+        let written = if self.stdout {
+            let mut stdout = io::stdout().lock();
+            let written = self.write_to(&mut Tracked(&mut stdout, &started), line);
+            started.set(false);
+            written
         } else {
-            self.write_to(&mut self.writer.make_writer_for(meta), line)
-        }
+            let mut writer = self.writer.make_writer_for(meta);
+            let written = self.write_to(&mut Tracked(&mut writer, &started), line);
+            // Done with the line: a writer that panics as it is dropped cut nothing.
+            started.set(false);
+            written
+        };
+        unwinding.disarm();
+        written
     }
 
     /// Writes `line` whole on `writer`, once it has ended the fragment an earlier line left
     /// (checked here, once the writer is held: a writer that locks has it to itself).
     fn write_to(&self, writer: &mut impl Write, line: &[u8]) -> Result<(), Loss> {
-        let _writing = WRITING.raise();
         if self.fragment_open.load(Ordering::Acquire) {
             // Not ended: this line is lost rather than glued to it.
-            write_patiently(writer, b"\n", Start::Wait).map_err(|(_, e)| loss(&e))?;
+            write_patiently(writer, b"\n", Patience::Line).map_err(|(_, e)| loss(&e))?;
             self.fragment_open.store(false, Ordering::Release);
         }
-        let start = if self.stalled.load(Ordering::Relaxed) {
-            Start::AtOnce
+        let patience = if self.stalled.load(Ordering::Relaxed) {
+            Patience::OnceStarted
         } else {
-            Start::Wait
+            Patience::Line
         };
-        match write_line(writer, line, start) {
+        match write_line(writer, line, patience) {
             Ok(()) => {
-                if start == Start::AtOnce {
+                if patience == Patience::OnceStarted {
                     self.stalled.store(false, Ordering::Relaxed);
                 }
                 Ok(())
@@ -235,7 +273,7 @@ impl<W> LineSink for CountingWriter<W>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync,
 {
-    fn write_line(&self, line: &[u8], meta: &Metadata<'_>) {
+    fn write_line(&self, line: &[u8], meta: &'static Metadata<'static>) {
         self.write(line, meta);
     }
 
@@ -268,8 +306,8 @@ where
     }
 }
 
-/// What a background writer writes to: the sink's writer (stdout held for each run of
-/// lines), and the sink's notice.
+/// What a background writer writes to: stdout, held for each run of lines, or each line
+/// through the sink's own writer, as its metadata routes it; and how it says a loss.
 struct Batches<W> {
     writer: Arc<W>,
     stdout: bool,
@@ -281,18 +319,58 @@ impl<W> Output for Batches<W>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    fn writer(&self) -> Box<dyn Write + '_> {
-        if self.stdout {
-            Box::new(io::stdout().lock())
-        } else {
-            Box::new(self.writer.make_writer())
-        }
+    fn run_writer(&self) -> Option<Box<dyn Write + '_>> {
+        self.stdout
+            .then(|| Box::new(io::stdout().lock()) as Box<dyn Write>)
     }
 
-    fn notice(&self) -> Option<(String, LineCounts)> {
+    fn writer_for(&self, meta: &'static Metadata<'static>) -> Box<dyn Write + '_> {
+        Box::new(self.writer.make_writer_for(meta))
+    }
+
+    fn notice(&self) -> Option<(String, LineCounts, &'static Metadata<'static>)> {
         let unsaid = self.counter.take_unsaid()?;
         let mut notice = String::new();
         self.notice.render_notice(&unsaid, &mut notice);
-        Some((notice, unsaid))
+        Some((notice, unsaid, notice_line()))
+    }
+}
+
+/// A writer that notes when it has taken a byte.
+struct Tracked<'a, W>(&'a mut W, &'a Cell<bool>);
+
+impl<W: Write> Write for Tracked<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.0.write(buf);
+        if matches!(written, Ok(n) if n > 0) {
+            self.1.set(true);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Runs its closure if dropped armed: as a panic unwinds past it.
+struct OnUnwind<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnUnwind<F> {
+    fn new(on_unwind: F) -> Self {
+        OnUnwind(Some(on_unwind))
+    }
+
+    /// The call returned: nothing to do.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnUnwind<F> {
+    fn drop(&mut self) {
+        if let Some(on_unwind) = self.0.take() {
+            on_unwind();
+        }
     }
 }

@@ -33,7 +33,7 @@ pub(crate) struct Failure {
 ///
 /// - an interrupted write is retried, and so is one that would block (up to
 ///   [`WOULD_BLOCK_PATIENCE`] from the line's first, in short sleeps; not before the line's
-///   first byte when `start` says so);
+///   first byte when `patience` says so);
 /// - when the writer fails after part of the line went out, the rest of the line is lost and
 ///   a newline ends the fragment (with patience of its own), so that the next line is not
 ///   glued to it; when that fails too, the failure says so.
@@ -42,9 +42,9 @@ pub(crate) struct Failure {
 pub(crate) fn write_line(
     writer: &mut impl Write,
     line: &[u8],
-    start: Start,
+    patience: Patience,
 ) -> Result<(), Failure> {
-    match write_patiently(writer, line, start) {
+    match write_patiently(writer, line, patience) {
         Ok(()) => Ok(()),
         Err((0, error)) => Err(Failure {
             error,
@@ -52,7 +52,7 @@ pub(crate) fn write_line(
         }),
         Err((_, error)) => Err(Failure {
             error,
-            fragment_open: write_patiently(writer, b"\n", Start::Wait).is_err(),
+            fragment_open: write_patiently(writer, b"\n", Patience::Line).is_err(),
         }),
     }
 }
@@ -65,20 +65,26 @@ thread_local! {
 /// maybe holding a lock of its own) must not be logged through the same writer.
 pub(crate) static WRITING: ThreadFlag = ThreadFlag(&WRITING_NOW);
 
-/// Whether a write waits for a writer that would block before its first byte.
+/// How long a write waits for a writer that would block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Start {
-    Wait,
-    AtOnce,
+pub(crate) enum Patience {
+    /// [`WOULD_BLOCK_PATIENCE`] in all, from the first time it would block: a line written
+    /// by the thread that logs it.
+    Line,
+    /// Not at all before the first byte, then as [`Patience::Line`]: a line while the
+    /// writer is known to be stalled.
+    OnceStarted,
+    /// [`WOULD_BLOCK_PATIENCE`] without progress: a run of lines written by a thread of
+    /// their own, which a reader that keeps up drains however long it is.
+    SinceProgress,
 }
 
-/// Writes all of `bytes`, retrying interrupted writes and, for up to `WOULD_BLOCK_PATIENCE`
-/// from the first, writes that would block (once a byte went out, with [`Start::AtOnce`]);
-/// on failure, how many bytes went out and why.
+/// Writes all of `bytes`, retrying interrupted writes and writes that would block, as
+/// `patience` says; on failure, how many bytes went out and why.
 pub(crate) fn write_patiently(
     writer: &mut impl Write,
     bytes: &[u8],
-    start: Start,
+    patience: Patience,
 ) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
     // The clock is read only once the writer would block: not for every line.
@@ -87,11 +93,17 @@ pub(crate) fn write_patiently(
     while written < bytes.len() {
         match writer.write(&bytes[written..]) {
             Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
+            Ok(n) => {
+                written += n;
+                if patience == Patience::SinceProgress {
+                    blocked_since = None;
+                    pause = Duration::from_micros(50);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
-                    && (written > 0 || start == Start::Wait)
+                    && (written > 0 || patience != Patience::OnceStarted)
                     && blocked_since.get_or_insert_with(Instant::now).elapsed()
                         < WOULD_BLOCK_PATIENCE =>
             {
@@ -147,8 +159,8 @@ mod tests {
     fn short_writes_interruptions_and_would_block_are_retried() {
         for error in [io::ErrorKind::Interrupted, io::ErrorKind::WouldBlock] {
             let mut writer = choppy(error);
-            write_line(&mut writer, b"{\"a\":\"some line\"}\n", Start::Wait).unwrap();
-            write_line(&mut writer, b"{\"b\":2}\n", Start::Wait).unwrap();
+            write_line(&mut writer, b"{\"a\":\"some line\"}\n", Patience::Line).unwrap();
+            write_line(&mut writer, b"{\"b\":2}\n", Patience::Line).unwrap();
             assert_eq!(writer.out, b"{\"a\":\"some line\"}\n{\"b\":2}\n");
         }
     }
@@ -156,7 +168,7 @@ mod tests {
     #[test]
     fn a_failure_mid_line_ends_the_fragment() {
         let mut writer = choppy(io::ErrorKind::BrokenPipe);
-        assert!(write_line(&mut writer, b"{\"a\":\"some line\"}\n", Start::Wait).is_err());
+        assert!(write_line(&mut writer, b"{\"a\":\"some line\"}\n", Patience::Line).is_err());
         assert_eq!(writer.out, b"{\"a\":\"so\n");
     }
 
@@ -164,7 +176,7 @@ mod tests {
     fn a_failure_before_any_byte_writes_nothing_more() {
         let mut writer = choppy(io::ErrorKind::BrokenPipe);
         writer.every = 1;
-        assert!(write_line(&mut writer, b"{}\n", Start::Wait).is_err());
+        assert!(write_line(&mut writer, b"{}\n", Patience::Line).is_err());
         assert_eq!(
             (writer.out.len(), writer.calls),
             (0, 1),

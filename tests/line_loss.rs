@@ -248,7 +248,6 @@ fn the_counts_are_metrics_each_interval() {
             tracing::info!(i, "doomed");
         }
         tracing_aws_ecs::flush();
-        // The next interval counts from here: its own metrics line is not in it.
         tracing::info!("kept");
         tracing::info!("doomed");
     });
@@ -271,8 +270,9 @@ fn the_counts_are_metrics_each_interval() {
             )
         })
         .collect();
-    // 10 written and 3 lost; then the notice is not a line of the service's, 1 written, 1 lost.
-    assert_eq!(figures, [(10, 3), (1, 1)], "{text}");
+    // 10 written and 3 lost; then the first interval's metrics line and 1 written (the
+    // notice is not counted), 1 lost.
+    assert_eq!(figures, [(10, 3), (2, 1)], "{text}");
     let counts = counter.counts();
     assert_eq!(counts.write_error, 4);
 }

@@ -79,6 +79,7 @@ pub(crate) use keys::name_bit;
 use keys::{RENAMED, ReservedKeys};
 pub(crate) use options::LineOptions;
 pub use options::Timestamp;
+use smallvec::SmallVec;
 use store::LineNames;
 pub(crate) use store::SpanStore;
 use truncate::{Line, StringValue, Strings, share};
@@ -373,10 +374,10 @@ impl EcsFormat {
     }
 }
 
-impl crate::sink::Notice for EcsFormat {
-    /// `{"timestamp":…,"level":"WARN","target":"tracing_aws_ecs","message":"3 lines lost (…)",
-    /// "lines_lost":3,"lost_write_error":3,…}` with the static fields and the identity.
-    fn render_notice(&self, lost: &LineCounts, out: &mut String) {
+impl EcsFormat {
+    /// A WARN line of the crate's own, `{"timestamp":…,"level":"WARN","target":
+    /// "tracing_aws_ecs","message":…,<fields>}` with the static fields and the identity.
+    fn render_own_warning(&self, message: &str, fields: &[(&str, u64)], out: &mut String) {
         // Writing to a String cannot fail.
         let _ = write_prelude(
             out,
@@ -386,18 +387,30 @@ impl crate::sink::Notice for EcsFormat {
             "tracing_aws_ecs",
         );
         out.push_str(",\"message\":");
-        let _ = write_json_str(out, &lost.to_string());
-        out.push_str(",\"lines_lost\":");
-        let _ = write_integer(out, lost.lost());
-        for (key, _, count) in lost.losses() {
+        let _ = write_json_str(out, message);
+        for (key, value) in fields {
             out.push_str(",\"");
             out.push_str(key);
             out.push_str("\":");
-            let _ = write_integer(out, count);
+            let _ = write_integer(out, value);
         }
         out.push_str(&self.statics);
         out.push_str(self.identity.current());
         out.push_str("}\n");
+    }
+}
+
+impl crate::sink::Notice for EcsFormat {
+    /// `"message":"3 lines lost (…)","lines_lost":3,"lost_write_error":3,…`.
+    fn render_notice(&self, lost: &LineCounts, out: &mut String) {
+        let mut fields: SmallVec<[(&str, u64); 6]> = SmallVec::new();
+        fields.push(("lines_lost", lost.lost()));
+        fields.extend(lost.losses().map(|(key, _, count)| (key, count)));
+        self.render_own_warning(&lost.to_string(), &fields, out);
+    }
+
+    fn render_warning(&self, message: &str, out: &mut String) {
+        self.render_own_warning(message, &[], out);
     }
 }
 
