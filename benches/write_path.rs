@@ -51,7 +51,13 @@ fn main() {
         let [ns, cpu, writes] = figures[..] else {
             panic!("{config}: {figures:?}")
         };
-        println!("| {config} | {ns:.0} | {cpu:.0} | {writes:.1} |");
+        // No write at all (io::sink): no figure.
+        let writes = if writes > 0.0 {
+            format!("{writes:.1}")
+        } else {
+            "–".to_owned()
+        };
+        println!("| {config} | {ns:.0} | {cpu:.0} | {writes} |");
     }
     let paced = run("paced", false);
     println!(
@@ -232,10 +238,15 @@ fn flat_out(dispatch: &Dispatch, keep: Keep) -> Vec<f64> {
             vec![
                 elapsed.as_nanos() as f64 / lines,
                 (process_cpu_ns() - cpu) / lines,
-                lines / (write_calls() - writes).max(1.0),
+                lines_a_write(lines, write_calls() - writes),
             ]
         })
     })
+}
+
+/// Lines per `write(2)`; 0 when there was none.
+fn lines_a_write(lines: f64, writes: f64) -> f64 {
+    if writes > 0.0 { lines / writes } else { 0.0 }
 }
 
 /// The floor: our line, preformatted, written with one write each.
@@ -253,7 +264,7 @@ fn floor() -> Vec<f64> {
     vec![
         elapsed.as_nanos() as f64 / lines,
         (process_cpu_ns() - cpu) / lines,
-        lines / (write_calls() - writes).max(1.0),
+        lines_a_write(lines, write_calls() - writes),
     ]
 }
 
