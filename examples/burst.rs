@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --example burst -- 5000   # lines per thread (default 5,000)
+//! BURST_BACKGROUND=1 cargo run --example burst   # through the background writer
 //! ```
 
 fn main() {
@@ -12,7 +13,13 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(5_000);
-    let _guard = tracing_aws_ecs::init();
+    // `BURST_BACKGROUND=1`: lines written by the background writer.
+    let builder = tracing_aws_ecs::builder();
+    let builder = match std::env::var_os("BURST_BACKGROUND") {
+        Some(_) => builder.with_background_writer(tracing_aws_ecs::BackgroundWriter::default()),
+        None => builder,
+    };
+    let _guard = builder.init();
 
     let threads: Vec<_> = (0..4u64)
         .map(|thread| {

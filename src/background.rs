@@ -63,7 +63,8 @@ pub enum WhenFull {
     #[default]
     Drop,
     /// The caller waits until the thread has made room: nothing is dropped, and logging
-    /// waits as long as stdout does.
+    /// waits as long as stdout does (a panic's line at most 1 s). Logging while holding
+    /// stdout's lock (`io::stdout().lock()`) then waits for ever: the thread needs it.
     Wait,
 }
 
@@ -116,6 +117,10 @@ pub(crate) trait Output: Send + Sync + 'static {
 
 /// Each queued line's length and the metadata of its event.
 type Line = (u32, &'static Metadata<'static>);
+
+/// The line length the list of lines is sized for: shorter lines (rare: a line with the
+/// identity is 300 bytes and more) may make a caller grow it.
+const AVERAGE_LINE: usize = 64;
 
 /// The buffer and the thread that writes it.
 pub(crate) struct Queue {
@@ -170,8 +175,15 @@ impl Queue {
         counter: LineCounter,
         output: Arc<dyn Output>,
     ) -> io::Result<Queue> {
+        // Room for a full buffer on both sides of the swap, from the start: a caller never
+        // allocates (the memory is touched only as lines fill it).
+        let state = State {
+            pending: Vec::with_capacity(config.capacity),
+            lines: Vec::with_capacity(config.capacity / AVERAGE_LINE),
+            ..State::default()
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             lines: Condvar::new(),
             written: Condvar::new(),
             config,
@@ -334,7 +346,9 @@ fn run(shared: &Shared, output: &dyn Output) {
     let _writing = WRITING.raise();
     // However the thread ends, callers waiting for room or a drain stop waiting.
     let _stopped = Stopped(shared);
-    let (mut batch, mut batch_lines) = (Vec::new(), Vec::new());
+    let capacity = shared.config.capacity;
+    let mut batch = Vec::with_capacity(capacity);
+    let mut batch_lines = Vec::with_capacity(capacity / AVERAGE_LINE);
     // A fragment of the last run is out, not ended: the next run ends it first.
     let mut fragment_open = false;
     loop {

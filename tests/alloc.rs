@@ -87,6 +87,15 @@ fn zero_allocations_per_event_in_every_scheme() {
 }
 
 #[test]
+fn zero_allocations_per_event_with_the_background_writer() {
+    // The caller copies its line into the buffer; the writer thread's allocations are its
+    // own (the counter counts this thread's only).
+    let builder = tracing_aws_ecs::builder()
+        .with_background_writer(tracing_aws_ecs::BackgroundWriter::default());
+    assert_eq!(per_event_allocations_with(builder, true), 0);
+}
+
+#[test]
 fn zero_allocations_per_event_with_every_line_option_on() {
     for timestamp in [
         Timestamp::Rfc3339Micros,

@@ -69,6 +69,47 @@ fn what_cloudwatch_receives() {
         event_256k.len()
     );
 
+    // Blocking mode with the background writer: the driver waits on CloudWatch, the service
+    // never does; each line arrives as one event or is counted dropped, and the count
+    // arrives too; the panic arrives after every line before it.
+    let status = docker.run_with(
+        &image,
+        (&moto, &emulator),
+        "background",
+        &["-e", "BURST_BACKGROUND=1"],
+        &[],
+    );
+    assert_eq!(status, Some(101));
+    let events = moto.events("background");
+    let lines = check_events(&events);
+    for thread in 0..4 {
+        let seqs = burst_seqs(&lines, thread);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "thread {thread} in order"
+        );
+    }
+    let delivered = lines
+        .iter()
+        .filter(|l| l["kind"] == "burst" || l["kind"] == "large" || l["target"] == "panic")
+        .count() as u64;
+    let said: u64 = lines.iter().filter_map(|l| l["lines_lost"].as_u64()).sum();
+    assert_eq!(
+        delivered + said,
+        written,
+        "delivered + counted dropped = written"
+    );
+    let panic_at = lines
+        .iter()
+        .position(|l| l["target"] == "panic")
+        .expect("the panic");
+    let last_burst = lines.iter().rposition(|l| l["kind"] == "burst").unwrap();
+    assert!(panic_at > last_burst, "the panic after the lines before it");
+    println!(
+        "blocking, background writer: {delivered} events delivered, {said} counted dropped, of \
+         {written} lines written"
+    );
+
     // Non-blocking mode (ECS's default since June 2025): what the driver delivers of a burst.
     let status = docker.run(
         &image,
@@ -368,7 +409,20 @@ impl Docker {
         stream: &str,
         options: &[&str],
     ) -> Option<i32> {
-        self.run_command(moto, emulator, stream, &["--rm"], options)
+        self.run_with(image, (moto, emulator), stream, &[], options)
+    }
+
+    /// As [`run`](Self::run), with `docker run` options of its own (`-e …`).
+    fn run_with(
+        &self,
+        image: &str,
+        (moto, emulator): (&Moto, &Emulator),
+        stream: &str,
+        how: &[&str],
+        options: &[&str],
+    ) -> Option<i32> {
+        let how: Vec<&str> = ["--rm"].iter().chain(how).copied().collect();
+        self.run_command(moto, emulator, stream, &how, options)
             .args([image, &PER_THREAD.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
