@@ -179,7 +179,11 @@ where
         match written {
             Ok(()) => {
                 self.counter.written();
-                self.notice_failed.store(false, Ordering::Relaxed);
+                // Read first: a store on every line would bounce the cache line between
+                // the threads that log.
+                if self.notice_failed.load(Ordering::Relaxed) {
+                    self.notice_failed.store(false, Ordering::Relaxed);
+                }
                 true
             }
             Err(reason) => {

@@ -198,35 +198,9 @@ fn waiting_when_full_loses_nothing() {
     );
 }
 
-/// A writer that panics on the first run of lines with `boom` in it.
-#[derive(Clone, Default)]
-struct Panicky(Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>);
-
-impl io::Write for Panicky {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.windows(4).any(|w| w == b"boom") && self.1.fetch_add(1, Ordering::SeqCst) == 0 {
-            panic!("the writer broke");
-        }
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Panicky {
-    type Writer = Panicky;
-
-    fn make_writer(&'a self) -> Panicky {
-        self.clone()
-    }
-}
-
 #[test]
 fn a_writer_that_panics_loses_its_run_of_lines_and_no_more() {
-    let out = Panicky::default();
+    let out = common::Refusing::panicking("boom");
     let layer = tracing_aws_ecs::builder()
         .with_metadata(fargate_metadata())
         .with_writer(out.clone())
@@ -245,7 +219,7 @@ fn a_writer_that_panics_loses_its_run_of_lines_and_no_more() {
     });
     drop(dispatch);
     let counts = counter.counts();
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.out.text();
     let after = text
         .lines()
         .filter(|l| l.contains(r#""message":"after""#))

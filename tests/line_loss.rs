@@ -203,35 +203,9 @@ fn lines_written_and_lines_counted_lost_are_the_lines_logged() {
     );
 }
 
-/// A writer that fails every line whose text has `doomed` in it.
-#[derive(Clone, Default)]
-struct Doomed(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Doomed {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.windows(6).any(|w| w == b"doomed") {
-            return Err(io::Error::other("refused"));
-        }
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Doomed {
-    type Writer = Doomed;
-
-    fn make_writer(&'a self) -> Doomed {
-        self.clone()
-    }
-}
-
 #[test]
 fn the_counts_are_metrics_each_interval() {
-    let out = Doomed::default();
+    let out = common::Refusing::failing("doomed");
     let layer = tracing_aws_ecs::builder()
         .with_metadata(fargate_metadata())
         .with_writer(out.clone())
@@ -252,7 +226,7 @@ fn the_counts_are_metrics_each_interval() {
         tracing::info!("doomed");
     });
     // The second interval was written as the layer went.
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.out.text();
     let intervals: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

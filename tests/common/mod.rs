@@ -240,6 +240,67 @@ pub fn assert_emf(line: &Value) -> Vec<String> {
     names
 }
 
+/// A writer into memory that refuses every write whose bytes hold `word`: with an error, or
+/// with a panic the first time (then with an error).
+#[derive(Clone)]
+pub struct Refusing {
+    pub out: Capture,
+    word: &'static str,
+    panics: bool,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Refusing {
+    /// Fails each write that holds `word`.
+    pub fn failing(word: &'static str) -> Self {
+        Refusing {
+            out: Capture::default(),
+            word,
+            panics: false,
+            refused: std::sync::Arc::default(),
+        }
+    }
+
+    /// Panics on the first write that holds `word`, fails the others.
+    pub fn panicking(word: &'static str) -> Self {
+        Refusing {
+            panics: true,
+            ..Self::failing(word)
+        }
+    }
+}
+
+impl io::Write for Refusing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf
+            .windows(self.word.len())
+            .any(|w| w == self.word.as_bytes())
+        {
+            let first = self
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                == 0;
+            if self.panics && first {
+                panic!("the writer broke");
+            }
+            return Err(io::Error::other("refused"));
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Refusing {
+    type Writer = Refusing;
+
+    fn make_writer(&'a self) -> Refusing {
+        self.clone()
+    }
+}
+
 /// A real pipe into `cat` (as a container's stdout is a pipe the runtime drains), written
 /// one locked line at a time as `io::stdout()` is.
 pub struct Pipe {
