@@ -289,10 +289,77 @@ fn exit_and_panic_lose_nothing() {
 }
 
 #[test]
+fn sigterm_with_graceful_shutdown_loses_nothing() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE, "sigterm")
+        .env_remove("RUST_LOG")
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .env_remove("ECS_CONTAINER_METADATA_URI")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Read up to the child's "ready" line, then stop reading: the pipe fills, lines wait in
+    // the background writer, and SIGTERM comes.
+    let mut seen = Vec::new();
+    let mut byte = [0; 1];
+    while !String::from_utf8_lossy(&seen).contains("\"ready\"") {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "the child ended early");
+        seen.push(byte[0]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rest);
+    let text = String::from_utf8(seen).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let before = lines.iter().filter(|l| l["message"] == "before").count();
+    assert_eq!(before, 2_000, "every line logged before SIGTERM");
+    assert_eq!(
+        lines.last().unwrap()["message"],
+        "stopping",
+        "and the shutdown's own"
+    );
+}
+
+#[test]
 fn child() {
     let Ok(case) = std::env::var(CASE) else {
         return; // Only meaningful when started by the tests above.
     };
+    if case == "sigterm" {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let _guard = tracing_aws_ecs::builder()
+                .with_background_writer(BackgroundWriter::default())
+                .init();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            tracing::info!("ready");
+            tracing_aws_ecs::flush();
+            // About 600 KB: within the buffer, while the pipe is not read.
+            for i in 0..2_000 {
+                tracing::info!(i, "before");
+            }
+            // A graceful shutdown: the signal ends the serving, `main` returns, the guard
+            // goes.
+            term.recv().await;
+            tracing::info!("stopping");
+        });
+        return;
+    }
     if case == "batched" {
         let _guard = tracing_aws_ecs::builder()
             .with_background_writer(BackgroundWriter::default())
