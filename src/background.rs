@@ -144,9 +144,6 @@ struct State {
     pending: Vec<u8>,
     /// The lines of `pending`, in order.
     lines: Vec<Line>,
-    /// Lines queued since the start, and lines the thread is done with (written or lost).
-    queued: u64,
-    done: u64,
     /// Write what is there at once: an ERROR line, a flush.
     urgent: bool,
     /// The thread waits for a first line with no deadline: the next line wakes it.
@@ -245,7 +242,6 @@ impl Queue {
         // A line longer than 4 GiB is not written by anyone.
         let length = u32::try_from(line.len()).unwrap_or(u32::MAX);
         state.lines.push((length, meta));
-        state.queued += 1;
         state.urgent |= urgent;
         let wake =
             state.waiting && (state.idle || state.urgent || state.pending.len() >= capacity / 2);
@@ -269,7 +265,6 @@ impl Queue {
         let lines = state.lines.len() as u64;
         state.lines.clear();
         state.pending.clear();
-        state.done += lines;
         drop(state);
         self.shared.counter.lost(Loss::Shutdown, lines);
         self.shared.written.notify_all();
@@ -405,7 +400,6 @@ fn run(shared: &Shared, output: &dyn Output) {
         batch.clear();
         batch_lines.clear();
         let mut state = lock(&shared.state);
-        state.done += lines;
         state.served = serving;
         drop(state);
         shared.written.notify_all();
