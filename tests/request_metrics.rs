@@ -597,6 +597,12 @@ fn the_timer_ends_with_its_layer() {
         });
         assert_eq!(emf_lines(&out).len(), 1);
     }
+    // A joined thread may linger in `/proc` for a moment after `join` returns (the
+    // kernel wakes the joiner before it reaps the thread): wait for it to go, up to 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while timer_threads() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(
         timer_threads(),
         before,
