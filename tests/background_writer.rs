@@ -245,12 +245,7 @@ fn a_writer_that_panics_loses_its_run_of_lines_and_no_more() {
 /// 64 KiB pipe fills, and the lines wait in the background writer. Its JSON lines.
 fn run_slowly_read_child(case: &str) -> (Vec<Value>, String) {
     use std::io::Read;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .env_remove("RUST_LOG")
-        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
-        .env_remove("ECS_CONTAINER_METADATA_URI")
+    let mut child = common::child_command(CASE, case)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -263,12 +258,7 @@ fn run_slowly_read_child(case: &str) -> (Vec<Value>, String) {
         .read_to_string(&mut stdout)
         .unwrap();
     assert!(child.wait().unwrap().success(), "{stdout}");
-    let lines = stdout
-        .lines()
-        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (lines, stdout)
+    (common::json_lines(&stdout), stdout)
 }
 
 #[test]
@@ -291,12 +281,7 @@ fn exit_and_panic_lose_nothing() {
 #[test]
 fn sigterm_with_graceful_shutdown_loses_nothing() {
     use std::io::Read;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CASE, "sigterm")
-        .env_remove("RUST_LOG")
-        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
-        .env_remove("ECS_CONTAINER_METADATA_URI")
+    let mut child = common::child_command(CASE, "sigterm")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -320,11 +305,7 @@ fn sigterm_with_graceful_shutdown_loses_nothing() {
     assert!(child.wait().unwrap().success());
     seen.extend(rest);
     let text = String::from_utf8(seen).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let lines = common::json_lines(&text);
     let before = lines.iter().filter(|l| l["message"] == "before").count();
     assert_eq!(before, 2_000, "every line logged before SIGTERM");
     assert_eq!(

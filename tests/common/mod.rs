@@ -382,14 +382,8 @@ impl<'a> MakeWriter<'a> for PipeWriter {
 /// endpoint variable unless `env` sets one, and `RUST_LOG` unset. Returns the JSON lines the
 /// child wrote on stdout (libtest's own text is skipped) and its whole stdout.
 pub fn run_child(case_var: &str, case: &str, env: &[(&str, &str)]) -> (Vec<Value>, String) {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(case_var, case)
-        .env_remove("RUST_LOG")
-        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
-        .env_remove("ECS_CONTAINER_METADATA_URI")
-        .envs(env.iter().copied());
+    let mut command = child_command(case_var, case);
+    command.envs(env.iter().copied());
     let out = command.output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -397,13 +391,30 @@ pub fn run_child(case_var: &str, case: &str, env: &[(&str, &str)]) -> (Vec<Value
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // libtest writes "test child ... " just before the first line: cut it off.
-    let lines = stdout
+    (json_lines(&stdout), stdout)
+}
+
+/// This test binary's `child` test as a command, with `case` in `case_var`, no endpoint
+/// variable and `RUST_LOG` unset.
+pub fn child_command(case_var: &str, case: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(case_var, case)
+        .env_remove("RUST_LOG")
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .env_remove("ECS_CONTAINER_METADATA_URI");
+    command
+}
+
+/// The JSON lines of a child's stdout (libtest writes "test child ... " just before the
+/// first line: cut off).
+pub fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
         .lines()
         .filter_map(|l| l.find(r#"{""#).map(|at| &l[at..]))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (lines, stdout)
+        .collect()
 }
 
 /// The line whose message is `message`.
