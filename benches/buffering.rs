@@ -4,9 +4,10 @@
 //!   failing with an ERROR, with DEBUG reaching the layer: bytes written with buffering
 //!   against without, over 10,000 requests.
 //! - Time: a request of 10 DEBUG lines held and discarded, against one of 10 INFO lines
-//!   written, to `io::sink()`; per line, span open and close included in both.
+//!   written, to `io::sink()`; per line, span open and close included in both, the two in
+//!   alternating turns.
 //!
-//! Prints lines `bytes …` and the Criterion rows; `scripts/bench.sh` does not run it: run
+//! Prints a line `bytes …` and a line `per line …`; `scripts/bench.sh` does not run it: run
 //! `cargo bench --bench buffering`.
 
 mod support;
@@ -14,8 +15,8 @@ mod support;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
 use tracing::{Dispatch, debug, error, info, info_span};
 use tracing_aws_ecs::Buffering;
 use tracing_subscriber::filter::LevelFilter;
@@ -94,41 +95,52 @@ fn bytes() {
     );
 }
 
-fn per_line(c: &mut Criterion) {
-    bytes();
-    let mut group = c.benchmark_group("buffering | per line, 10 lines a request");
-    let held = dispatch(Some(Buffering::default()), io::sink);
-    group.bench_function("DEBUG held and discarded", |b| {
-        tracing::dispatcher::with_default(&held, || {
-            b.iter(|| {
-                let span = info_span!("request", method = "GET");
-                let _e = span.enter();
-                for step in 0..10u64 {
-                    debug!(step, cache = "miss", "looked up order");
-                }
-            })
-        })
-    });
-    let written = dispatch(None, io::sink);
-    group.bench_function("INFO written", |b| {
-        tracing::dispatcher::with_default(&written, || {
-            b.iter(|| {
-                let span = info_span!("request", method = "GET");
-                let _e = span.enter();
-                for step in 0..10u64 {
-                    info!(step, cache = "miss", "looked up order");
-                }
-            })
-        })
-    });
-    group.finish();
+/// One request of 10 lines at `level`, in its span.
+fn ten_lines(held: bool) {
+    let span = info_span!("request", method = "GET");
+    let _e = span.enter();
+    for step in 0..10u64 {
+        if held {
+            debug!(step, cache = "miss", "looked up order");
+        } else {
+            info!(step, cache = "miss", "looked up order");
+        }
+    }
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(2));
-    targets = per_line
+/// Held against written, in alternating turns so that both see the machine alike: 25 turns
+/// of 10,000 requests each (the first dropped as warm-up), the median ns a line of each.
+fn per_line() {
+    const REQUESTS: u32 = 10_000;
+    let held = dispatch(Some(Buffering::default()), io::sink);
+    let written = dispatch(None, io::sink);
+    let mut times = [Vec::new(), Vec::new()];
+    for turn in 0..25 {
+        for (i, (dispatch, is_held)) in [(&held, true), (&written, false)].into_iter().enumerate() {
+            tracing::dispatcher::with_default(dispatch, || {
+                let start = Instant::now();
+                for _ in 0..REQUESTS {
+                    ten_lines(is_held);
+                }
+                if turn > 0 {
+                    times[i].push(start.elapsed().as_nanos() as f64 / f64::from(REQUESTS * 10));
+                }
+            });
+        }
+    }
+    let [held, written] = times.map(|mut times| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    });
+    println!(
+        "per line, 10 lines a request: DEBUG held and discarded {held:.0} ns | INFO written \
+         {written:.0} ns | ratio {:.2}",
+        held / written
+    );
 }
-criterion_main!(benches);
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    bytes();
+    per_line();
+}

@@ -19,7 +19,6 @@ use crate::sink::LineSink;
 use crate::time::random_fraction;
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 /// The key of the count of lines a request's buffer dropped, on the first line it flushes.
@@ -412,6 +411,21 @@ impl RootBuffers {
     }
 }
 
+/// Runs `f` on the root of the span tree `leaf` is in: `leaf` itself when it has no parent,
+/// with no second lookup.
+pub(crate) fn with_root<'a, S, R>(leaf: &SpanRef<'a, S>, f: impl FnOnce(&SpanRef<'a, S>) -> R) -> R
+where
+    S: LookupSpan<'a>,
+{
+    let mut root = None;
+    let mut next = leaf.parent();
+    while let Some(span) = next {
+        next = span.parent();
+        root = Some(span);
+    }
+    f(root.as_ref().unwrap_or(leaf))
+}
+
 /// The buffering one layer does.
 pub(crate) struct Buffer {
     /// Tells this layer's buffers from another's in a root span.
@@ -449,8 +463,9 @@ impl Buffer {
         }
     }
 
-    /// Where `event` goes; an event at the flush level writes its request's held lines first.
-    pub(crate) fn route<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Route
+    /// Where `event`, whose span is `leaf`, goes; an event at the flush level writes its
+    /// request's held lines first.
+    pub(crate) fn route<S>(&self, event: &Event<'_>, leaf: Option<&SpanRef<'_, S>>) -> Route
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -461,15 +476,14 @@ impl Buffer {
         if !buffered && !flushes {
             return Route::Write;
         }
-        let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
+        let Some(leaf) = leaf else {
             return if buffered && self.config.drop_outside_requests {
                 Route::Drop
             } else {
                 Route::Write
             };
         };
-        let buffer = self.buffer_of(&root);
-        drop(root);
+        let buffer = with_root(leaf, |root| self.buffer_of(root));
         if flushes {
             buffer.flush();
             return Route::Write;

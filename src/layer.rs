@@ -13,7 +13,7 @@ use tracing::{Dispatch, Event, Metadata, span};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::buffering::{Buffer, Route};
 use crate::format::{EcsFormat, HasStore, SpanStore};
@@ -95,9 +95,26 @@ impl<S, W> JsonLayer<S, W>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    /// Renders `event`'s line and hands it to `emit`.
-    fn render(&self, event: &Event<'_>, ctx: &Context<'_, S>, emit: impl FnOnce(&str)) {
-        let _ = self.format.format_line::<S, SpanData>(ctx, event, emit);
+    /// Renders `event`'s line and hands it to `emit`; `leaf` is its span.
+    fn render(&self, event: &Event<'_>, leaf: Option<&SpanRef<'_, S>>, emit: impl FnOnce(&str)) {
+        let _ = self.format.format_line::<S, SpanData>(leaf, event, emit);
+    }
+}
+
+impl<S, W> JsonLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    /// Renders `event`'s line and writes it.
+    fn write(&self, event: &Event<'_>, leaf: Option<&SpanRef<'_, S>>) {
+        self.render(event, leaf, |line| {
+            // A line that cannot be written is lost, counted, and said on the next line
+            // written: not on stderr, which would only add to the trouble (stdout closed).
+            if self.sink.write(line.as_bytes(), event.metadata()) {
+                crate::panic::note_written(event.metadata().target());
+            }
+        });
     }
 }
 
@@ -151,13 +168,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        self.render(event, &ctx, |line| {
-            // A line that cannot be written is lost, counted, and said on the next line
-            // written: not on stderr, which would only add to the trouble (stdout closed).
-            if self.sink.write(line.as_bytes(), event.metadata()) {
-                crate::panic::note_written(event.metadata().target());
-            }
-        });
+        self.write(event, ctx.event_span(event).as_ref());
     }
 }
 
@@ -245,19 +256,22 @@ where
         if crate::panic::is_second_report(event.metadata()) || dependency_of_ours(event) {
             return;
         }
-        let counts_requests = matches!(&self.inner, Inner::Json(l) if l.requests.is_some());
-        if counts_requests && *event.metadata().level() == tracing::Level::ERROR {
-            mark_failed(event, &ctx);
+        let layer = match &self.inner {
+            Inner::Json(layer) => layer,
+            Inner::Text(layer) => return layer.on_event(event, ctx),
+        };
+        // Looked up once for the routing, the failed request and the line.
+        let leaf = ctx.event_span(event);
+        let leaf = leaf.as_ref();
+        if layer.requests.is_some() && *event.metadata().level() == tracing::Level::ERROR {
+            mark_failed(leaf);
         }
-        match (&self.inner, &self.buffer) {
-            (Inner::Json(layer), Some(buffer)) => match buffer.route(event, &ctx) {
-                Route::Write => layer.on_event(event, ctx),
-                Route::Drop => {}
-                Route::Hold(held) => {
-                    layer.render(event, &ctx, |line| held.hold(line, event.metadata()));
-                }
-            },
-            _ => delegate!(&self.inner, layer => layer.on_event(event, ctx)),
+        match self.buffer.as_ref().map(|buffer| buffer.route(event, leaf)) {
+            None | Some(Route::Write) => layer.write(event, leaf),
+            Some(Route::Drop) => {}
+            Some(Route::Hold(held)) => {
+                layer.render(event, leaf, |line| held.hold(line, event.metadata()));
+            }
         }
     }
 
@@ -337,19 +351,21 @@ fn dependency_of_ours(event: &Event<'_>) -> bool {
         && !event.metadata().target().starts_with("tracing_aws_ecs")
 }
 
-/// Marks the request of an ERROR event as failed.
-fn mark_failed<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+/// Marks the request of an ERROR event, whose span is `leaf`, as failed.
+fn mark_failed<S>(leaf: Option<&SpanRef<'_, S>>)
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(root) = ctx.event_scope(event).and_then(|scope| scope.last()) else {
+    let Some(leaf) = leaf else {
         return;
     };
-    let extensions = root.extensions();
-    if let Some(request) = extensions
-        .get::<SpanData>()
-        .and_then(|data| data.request.as_ref())
-    {
-        request.mark_failed();
-    }
+    crate::buffering::with_root(leaf, |root| {
+        if let Some(request) = root
+            .extensions()
+            .get::<SpanData>()
+            .and_then(|data| data.request.as_ref())
+        {
+            request.mark_failed();
+        }
+    });
 }

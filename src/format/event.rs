@@ -69,6 +69,9 @@ pub(super) struct Facts {
     /// The fields whose name needs escaping or may be reserved: the others are written as
     /// they are, unless the formatter reserves keys of its own.
     looked_at: FieldSet,
+    /// The fields whose key goes on the line as it is, with no other check: not `message`,
+    /// not looked at, no name an earlier field has, none in `log.` (see [`Facts::plain`]).
+    plain: FieldSet,
 }
 
 /// A set of an event's fields, by index: one bit each for the first 64, one flag for the
@@ -140,7 +143,18 @@ impl Facts {
         message_first: false,
         message: u32::MAX,
         looked_at: FieldSet::NONE,
+        plain: FieldSet::NONE,
     };
+
+    /// The fields of [`Facts::plain`] by index, when no name of the event is one `reserved`
+    /// may rename (else none): worked out once an event.
+    pub(super) fn plain(&self, reserved: &ReservedKeys) -> u64 {
+        if self.mask & reserved.own_mask() == 0 {
+            self.plain.first
+        } else {
+            0
+        }
+    }
 }
 
 impl<'a> EventNames<'a> {
@@ -178,6 +192,12 @@ impl<'a> EventNames<'a> {
             facts.mask |= name_bit(name);
             if !is_plain(name) || ReservedKeys::any().contains(name, true) {
                 facts.looked_at.add(&field);
+            } else if name != "message"
+                && !facts.repeated.has(&field)
+                && !name.starts_with("log.")
+                && field.index() < 64
+            {
+                facts.plain.add(&field);
             }
         }
         facts
@@ -210,6 +230,8 @@ pub(super) struct EventVisitor<'a, 'l> {
     pub(super) format: &'a EcsFormat,
     pub(super) line: &'a mut Line<'l>,
     pub(super) names: &'a EventNames<'a>,
+    /// [`Facts::plain`] for this event.
+    pub(super) plain: u64,
     pub(super) pass: Pass,
     pub(super) skip_log_fields: bool,
     /// Whether the line carries trace ids, so that the trace keys are the formatter's.
@@ -228,6 +250,17 @@ impl EventVisitor<'_, '_> {
         // Visited, so it has a value; both passes visit in index order.
         self.valued.add(field);
         let name = field.name();
+        // Most fields: nothing to check, the key as it is.
+        if field.index() < 64 && self.plain & (1 << field.index()) != 0 {
+            if self.pass == Pass::Message {
+                return false;
+            }
+            if let Some(ids) = self.trace_ids.take() {
+                self.line.out.push_str(ids);
+            }
+            push_key(self.line.out, name);
+            return true;
+        }
         // By index, not by name: the callsite's first `message`, or a later one whose earlier
         // namesakes had no value.
         let facts = &self.names.facts;
@@ -254,16 +287,21 @@ impl EventVisitor<'_, '_> {
             self.line.out.write_str(",\"message\":")
         } else if plain_name {
             // Needs no escaping, and no configuration reserves it.
-            let out = &mut *self.line.out;
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":");
+            push_key(self.line.out, name);
             Ok(())
         } else {
             self.format.write_key(self.line.out, name, self.traced)
         };
         self.result.is_ok()
     }
+}
+
+/// `,"name":` for a name that needs no escaping.
+fn push_key(out: &mut String, name: &str) {
+    out.reserve(name.len() + 5);
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 impl ValueSink for EventVisitor<'_, '_> {

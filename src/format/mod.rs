@@ -67,8 +67,7 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
@@ -192,10 +191,11 @@ impl EcsFormat {
     }
 
     /// Renders the line for `event` in a per-thread buffer, cut to the line limit if need be,
-    /// and hands it to `emit`.
+    /// and hands it to `emit`. `leaf` is the event's span (`ctx.event_span(event)`), looked
+    /// up once by the caller, which may need it too.
     pub(crate) fn format_line<S, X: HasStore>(
         &self,
-        ctx: &Context<'_, S>,
+        leaf: Option<&SpanRef<'_, S>>,
         event: &Event<'_>,
         emit: impl FnOnce(&str),
     ) -> fmt::Result
@@ -210,9 +210,9 @@ impl EcsFormat {
             let now = SystemTime::now();
             let identity = self.identity.current();
             let mut line = Line::new(out, Strings::Whole);
-            self.render::<S, X>(ctx, event, now, identity, &mut line)?;
+            self.render::<S, X>(leaf, event, now, identity, &mut line)?;
             if out.len() > self.max_line + 1 {
-                self.render_truncated::<S, X>(ctx, event, now, identity, out)?;
+                self.render_truncated::<S, X>(leaf, event, now, identity, out)?;
             }
             emit(out);
             shrink_after_huge_lines(out);
@@ -223,7 +223,7 @@ impl EcsFormat {
     /// Writes the line for `event`, ending with `identity`, into `line`.
     fn render<S, X: HasStore>(
         &self,
-        ctx: &Context<'_, S>,
+        leaf: Option<&SpanRef<'_, S>>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -237,7 +237,7 @@ impl EcsFormat {
         write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
 
         #[cfg(feature = "opentelemetry")]
-        let ids = self.trace_ids(ctx, event);
+        let ids = self.trace_ids(leaf);
         #[cfg(feature = "opentelemetry")]
         let trace_ids = ids.as_ref().and_then(crate::otel::TraceIds::as_str);
         #[cfg(not(feature = "opentelemetry"))]
@@ -251,6 +251,7 @@ impl EcsFormat {
             format: self,
             line: &mut *line,
             names: &names,
+            plain: names.facts.plain(&self.reserved),
             pass: if one_pass { Pass::All } else { Pass::Message },
             valued: Valued::default(),
             skip_log_fields: normalized.is_some(),
@@ -270,8 +271,8 @@ impl EcsFormat {
         visitor.0.result?;
         let valued = std::mem::take(&mut visitor.0.valued);
 
-        self.write_span_fields::<S, X>(ctx, event, &names, &valued, traced, line);
-        self.options.write_keys(line.out, meta, ctx, event)?;
+        self.write_span_fields::<S, X>(leaf, &names, &valued, traced, line);
+        self.options.write_keys(line.out, meta, leaf)?;
         line.out.push_str(&self.statics);
         if line.cut {
             line.out.push_str(TRUNCATED);
@@ -285,8 +286,7 @@ impl EcsFormat {
     /// line already: a span none of whose names is (nor reserved) is copied whole.
     fn write_span_fields<S, X: HasStore>(
         &self,
-        ctx: &Context<'_, S>,
-        event: &Event<'_>,
+        leaf: Option<&SpanRef<'_, S>>,
         names: &EventNames<'_>,
         valued: &Valued,
         traced: bool,
@@ -297,51 +297,74 @@ impl EcsFormat {
         thread_local! {
             static ON_LINE: RefCell<LineNames> = RefCell::default();
         }
-        let Some(scope) = ctx.event_scope(event) else {
+        let Some(leaf) = leaf else {
             return;
         };
         with_reused(&ON_LINE, |on_line| {
             on_line.clear();
-            let mut scope = scope.peekable();
-            while let Some(span) = scope.next() {
+            // The leaf, then each parent: `leaf.scope()` would look the leaf up again.
+            let mut owned;
+            let mut span = leaf;
+            loop {
+                let parent = span.parent();
                 let extensions = span.extensions();
-                let Some(store) = extensions.get::<X>().map(X::store) else {
-                    continue;
-                };
-                let nearer = names.facts.mask | on_line.mask() | self.reserved.own_mask();
-                let whole = matches!(line.strings, Strings::Whole);
-                if whole && !store.maybe_reserved() && store.mask() & nearer == 0 {
-                    line.out.push_str(store.fragment());
-                } else {
-                    // Maybe a clash, or values to measure or cut: field by field.
-                    for field in store.fields() {
-                        if names.contains(field.name, field.bit, valued)
-                            || on_line.contains(field.name, field.bit)
-                        {
-                            continue;
-                        }
-                        line.out.push_str(",\"");
-                        if self.reserved.contains(field.name, traced) {
-                            line.out.push_str(RENAMED);
-                        }
-                        line.out.push_str(field.key(store.fragment()));
-                        line.out.push_str("\":");
-                        line.stored_value(field.value(store.fragment()), field.plain);
+                if let Some(store) = extensions.get::<X>().map(X::store) {
+                    self.write_span_store(store, names, valued, traced, on_line, line);
+                    // Only spans further out need to know this one's names.
+                    if parent.is_some() {
+                        on_line.add(store);
                     }
                 }
-                // Only spans further out need to know this one's names.
-                if scope.peek().is_some() {
-                    on_line.add(store);
+                drop(extensions);
+                match parent {
+                    Some(parent) => {
+                        owned = parent;
+                        span = &owned;
+                    }
+                    None => break,
                 }
             }
         });
+    }
+
+    /// One span's fields, as [`write_span_fields`](Self::write_span_fields) says.
+    fn write_span_store(
+        &self,
+        store: &SpanStore,
+        names: &EventNames<'_>,
+        valued: &Valued,
+        traced: bool,
+        on_line: &LineNames,
+        line: &mut Line<'_>,
+    ) {
+        let nearer = names.facts.mask | on_line.mask() | self.reserved.own_mask();
+        let whole = matches!(line.strings, Strings::Whole);
+        if whole && !store.maybe_reserved() && store.mask() & nearer == 0 {
+            line.out.push_str(store.fragment());
+        } else {
+            // Maybe a clash, or values to measure or cut: field by field.
+            for field in store.fields() {
+                if names.contains(field.name, field.bit, valued)
+                    || on_line.contains(field.name, field.bit)
+                {
+                    continue;
+                }
+                line.out.push_str(",\"");
+                if self.reserved.contains(field.name, traced) {
+                    line.out.push_str(RENAMED);
+                }
+                line.out.push_str(field.key(store.fragment()));
+                line.out.push_str("\":");
+                line.stored_value(field.value(store.fragment()), field.plain);
+            }
+        }
     }
 
     /// Renders again with every string value cut to the length that makes the line fit:
     /// first measuring the values, then sharing the room left among them, longest cut first.
     fn render_truncated<S, X: HasStore>(
         &self,
-        ctx: &Context<'_, S>,
+        leaf: Option<&SpanRef<'_, S>>,
         event: &Event<'_>,
         now: SystemTime,
         identity: &str,
@@ -359,13 +382,13 @@ impl EcsFormat {
             // A count of the strings' escaped lengths, not a rendering: the line gets only
             // what is not a string value.
             let mut line = Line::new(out, Strings::Measure(lengths));
-            self.render::<S, X>(ctx, event, now, identity, &mut line)?;
+            self.render::<S, X>(leaf, event, now, identity, &mut line)?;
             let fixed = out.len() + TRUNCATED.len();
             Ok(share(lengths, (self.max_line + 1).saturating_sub(fixed)))
         })?;
         out.clear();
         self.render::<S, X>(
-            ctx,
+            leaf,
             event,
             now,
             identity,
@@ -392,7 +415,7 @@ impl EcsFormat {
             out.push_str(",\"");
             out.push_str(key);
             out.push_str("\":");
-            let _ = write_integer(out, value);
+            let _ = write_integer(out, *value);
         }
         out.push_str(&self.statics);
         out.push_str(self.identity.current());
@@ -417,24 +440,20 @@ impl crate::sink::Notice for EcsFormat {
 #[cfg(feature = "opentelemetry")]
 impl EcsFormat {
     /// The trace context of the event's span, when a `tracing-opentelemetry` layer traces it.
-    fn trace_ids<S>(&self, ctx: &Context<'_, S>, event: &Event<'_>) -> Option<crate::otel::TraceIds>
+    fn trace_ids<S>(&self, leaf: Option<&SpanRef<'_, S>>) -> Option<crate::otel::TraceIds>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let dispatch = self.dispatch.get()?;
-        let span = ctx.event_scope(event).and_then(|mut scope| scope.next())?;
+        let span = leaf?;
         if let Some(ids) = span.extensions().get::<crate::otel::TraceIds>() {
             return Some(*ids);
         }
-        // Not looked up yet: the lookup locks the span's extensions, so release ours first.
-        let id = span.id();
-        drop(span);
-        let ids = crate::otel::TraceIds::of(&id, dispatch);
+        // Not looked up yet: the lookup locks the span's extensions, so ours are released.
+        let ids = crate::otel::TraceIds::of(&span.id(), dispatch);
         // The lookup started the span, so its ids are settled: keep them for its next events.
-        if let Some(span) = ctx.span(&id) {
-            // `replace`: another thread may have cached them meanwhile (`insert` would panic).
-            span.extensions_mut().replace(ids);
-        }
+        // `replace`: another thread may have cached them meanwhile (`insert` would panic).
+        span.extensions_mut().replace(ids);
         Some(ids)
     }
 }

@@ -4,9 +4,8 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{Event, Metadata, Subscriber};
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::json::write_json_str;
 use crate::time::write_rfc3339;
@@ -112,8 +111,7 @@ impl LineOptions {
         &self,
         out: &mut String,
         meta: &Metadata<'_>,
-        ctx: &Context<'_, S>,
-        event: &Event<'_>,
+        leaf: Option<&SpanRef<'_, S>>,
     ) -> fmt::Result
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -139,18 +137,13 @@ impl LineOptions {
             }
         }
         if self.current_span {
-            if let Some(span) = ctx.event_scope(event).and_then(|mut scope| scope.next()) {
+            if let Some(span) = leaf {
                 out.push_str(",\"span\":");
                 write_json_str(out, span.name())?;
             }
         }
-        if self.span_list && ctx.event_scope(event).is_some() {
-            write_span_list(out, || {
-                ctx.event_scope(event)
-                    .into_iter()
-                    .flatten()
-                    .map(|span| span.name())
-            })?;
+        if let (true, Some(leaf)) = (self.span_list, leaf) {
+            write_span_list(out, || leaf.scope().map(|span| span.name()))?;
         }
         Ok(())
     }
