@@ -189,8 +189,9 @@ impl<'a> EventNames<'a> {
             if event.fields().take(i).any(|earlier| earlier.name() == name) {
                 facts.repeated.add(&field);
             }
-            facts.mask |= name_bit(name);
-            if !is_plain(name) || ReservedKeys::any().contains(name, true) {
+            let bit = name_bit(name);
+            facts.mask |= bit;
+            if !is_plain(name) || ReservedKeys::any().contains(name, bit, true) {
                 facts.looked_at.add(&field);
             } else if name != "message"
                 && !facts.repeated.has(&field)
@@ -314,6 +315,12 @@ impl ValueSink for EventVisitor<'_, '_> {
     fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result) {
         if self.key(field) {
             self.result = self.line.string(content);
+        }
+    }
+
+    fn str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            self.result = self.line.str(value);
         }
     }
 }

@@ -21,14 +21,14 @@ pub(super) const RENAMED: &str = "fields.";
 /// key families, and the keys its options and static fields add.
 #[derive(Clone, Debug)]
 pub(super) struct ReservedKeys {
-    /// In no order: the length filter leaves few names to compare, and a binary search
-    /// was no faster than a scan (`BENCHMARKS.md`).
     exact: Vec<Cow<'static, str>>,
+    /// `exact` by each key's [`name_bit`] (its index): a name is compared with the keys of
+    /// its own bit only, one or none as a rule.
+    by_bit: Vec<Vec<Cow<'static, str>>>,
     prefixes: Vec<&'static str>,
-    /// The lengths of `exact` (bit `n` for length `n`, lengths of 64 and more as bit 63) and
-    /// the first bytes of `prefixes`: most names are ruled out without a comparison (every
-    /// span field is checked when its span is created).
-    exact_lengths: u64,
+    /// The [`name_bit`]s of `exact` and the first bytes of `prefixes`: most names are ruled
+    /// out without a comparison (every span field is checked when its span is created).
+    exact_bits: u64,
     prefix_starts: [u64; 4],
     /// The [`name_bit`]s of the keys that only this configuration's options add: span
     /// stores, built before any formatter reads them, know only what every configuration
@@ -49,10 +49,11 @@ impl ReservedKeys {
         exact.dedup();
         let mut keys = ReservedKeys {
             exact,
+            by_bit: Vec::new(),
             prefixes: std::iter::once(RENAMED)
                 .chain(scheme.reserved_prefixes().iter().copied())
                 .collect(),
-            exact_lengths: 0,
+            exact_bits: 0,
             prefix_starts: [0; 4],
             own_mask: 0,
         };
@@ -60,9 +61,15 @@ impl ReservedKeys {
         keys
     }
 
-    /// Notes the lengths of the exact keys and the first bytes of the prefixes.
+    /// Sorts the exact keys by their name bits, and notes the first bytes of the prefixes.
     fn index(&mut self) {
-        self.exact_lengths = self.exact.iter().fold(0, |set, key| set | length_bit(key));
+        self.by_bit = vec![Vec::new(); 64];
+        self.exact_bits = 0;
+        for key in &self.exact {
+            let bit = name_bit(key);
+            self.by_bit[bit.trailing_zeros() as usize].push(key.clone());
+            self.exact_bits |= bit;
+        }
         self.prefix_starts = [0; 4];
         for prefix in &self.prefixes {
             if let Some(&first) = prefix.as_bytes().first() {
@@ -100,20 +107,23 @@ impl ReservedKeys {
     pub(super) fn add(&mut self, key: Cow<'static, str>) {
         if !self.exact.contains(&key) {
             self.own_mask |= name_bit(&key);
-            self.exact_lengths |= length_bit(&key);
             self.exact.push(key);
+            self.index();
         }
     }
 
-    /// Whether a field named `name` is renamed; `traced` when the line carries trace ids.
-    pub(super) fn contains(&self, name: &str, traced: bool) -> bool {
+    /// Whether a field named `name`, whose [`name_bit`] is `bit`, is renamed; `traced` when
+    /// the line carries trace ids.
+    pub(super) fn contains(&self, name: &str, bit: u64, traced: bool) -> bool {
         let may_start = name
             .as_bytes()
             .first()
             .is_some_and(|&b| self.prefix_starts[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
         (may_start && self.prefixes.iter().any(|prefix| name.starts_with(prefix)))
-            || (self.exact_lengths & length_bit(name) != 0
-                && self.exact.iter().any(|key| key == name))
+            || (self.exact_bits & bit != 0
+                && self.by_bit[bit.trailing_zeros() as usize]
+                    .iter()
+                    .any(|key| key == name))
             || (traced && TRACE_KEYS.contains(&name))
     }
 
@@ -121,11 +131,6 @@ impl ReservedKeys {
     pub(super) fn own_mask(&self) -> u64 {
         self.own_mask
     }
-}
-
-/// A key's length as one bit of a set: lengths of 64 and more share bit 63.
-fn length_bit(key: &str) -> u64 {
-    1 << key.len().min(63)
 }
 
 /// One of 64 bits for a field name: equal names have equal bits, so names whose bits differ
@@ -173,14 +178,17 @@ mod tests {
     fn one_configuration_and_every_configuration() {
         let mut nested = ReservedKeys::new(FieldScheme::Nested, ExtraFields::NONE);
         for name in ["level", "message", "ecs", "ecs.cluster", "fields.x"] {
-            assert!(nested.contains(name, false), "{name}");
+            assert!(nested.contains(name, name_bit(name), false), "{name}");
         }
         for name in ["ecs_cluster", "container.name", "trace_id", "service", "é"] {
-            assert!(!nested.contains(name, false), "{name}");
+            assert!(!nested.contains(name, name_bit(name), false), "{name}");
         }
-        assert!(nested.contains("trace_id", true), "on traced lines");
+        assert!(
+            nested.contains("trace_id", name_bit("trace_id"), true),
+            "on traced lines"
+        );
         nested.add(Cow::Borrowed("service"));
-        assert!(nested.contains("service", false));
+        assert!(nested.contains("service", name_bit("service"), false));
         assert_eq!(nested.own_mask(), name_bit("service"));
         let any = ReservedKeys::any();
         for name in [
@@ -190,8 +198,8 @@ mod tests {
             "cloud.region",
             "trace_id",
         ] {
-            assert!(any.contains(name, false), "{name}");
+            assert!(any.contains(name, name_bit(name), false), "{name}");
         }
-        assert!(!any.contains("order_id", false));
+        assert!(!any.contains("order_id", name_bit("order_id"), false));
     }
 }

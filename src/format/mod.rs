@@ -134,7 +134,7 @@ impl EcsFormat {
         // A static field's key is reserved too; one the formatter owns already is renamed.
         let mut statics = String::new();
         for (key, value) in &options.statics {
-            let written = if reserved.contains(key, false) {
+            let written = if reserved.contains(key, name_bit(key), false) {
                 format!("{RENAMED}{key}")
             } else {
                 key.clone()
@@ -182,7 +182,7 @@ impl EcsFormat {
     /// `,"key":` with the renaming rule applied; `name` is the field's name.
     fn write_key(&self, w: &mut String, name: &str, traced: bool) -> fmt::Result {
         w.push_str(",\"");
-        if self.reserved.contains(name, traced) {
+        if self.reserved.contains(name, name_bit(name), traced) {
             w.push_str(RENAMED);
         }
         write_escaped(w, name)?;
@@ -350,7 +350,7 @@ impl EcsFormat {
                     continue;
                 }
                 line.out.push_str(",\"");
-                if self.reserved.contains(field.name, traced) {
+                if self.reserved.contains(field.name, field.bit, traced) {
                     line.out.push_str(RENAMED);
                 }
                 line.out.push_str(field.key(store.fragment()));
@@ -479,6 +479,10 @@ impl LiveIdentity {
 trait ValueSink {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result);
     fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result);
+    /// A `&str` value: the commonest string, which needs no formatting machinery.
+    fn str(&mut self, field: &Field, value: &str) {
+        self.string(field, |w| w.write_str(value));
+    }
 }
 
 /// How each type of value goes on a line, for events and spans alike.
@@ -490,7 +494,7 @@ impl<T: ValueSink> Visit for Values<T> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.string(field, |w| w.write_str(value));
+        self.0.str(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {

@@ -12,7 +12,7 @@ use tracing_subscriber::field::RecordFields;
 use super::keys::{ReservedKeys, name_bit};
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, with_reused};
-use crate::json::{is_plain, write_escaped};
+use crate::json::{is_plain, write_escaped, write_json_str};
 
 /// A span's fields, kept in its extensions by the layer.
 #[derive(Debug, Default)]
@@ -184,7 +184,7 @@ impl SpanStore {
             plain,
         });
         self.mask |= bit;
-        self.maybe_reserved |= ReservedKeys::any().contains(name, true);
+        self.maybe_reserved |= ReservedKeys::any().contains(name, bit, true);
     }
 
     /// Applies recorded fields: a recorded value replaces the value of its name where it is;
@@ -235,6 +235,10 @@ impl ValueSink for &mut SpanStore {
         self.push(field, false, |w| {
             Line::new(w, Strings::Whole).string(content)
         });
+    }
+
+    fn str(&mut self, field: &Field, value: &str) {
+        self.push(field, false, |w| write_json_str(w, value));
     }
 }
 

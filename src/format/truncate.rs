@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::json::escape_pieces;
+use crate::json::{escape_pieces, write_json_str};
 
 /// The largest cap such that the values, each cut to it, fit in `room` bytes together.
 pub(super) fn share(lengths: &mut [usize], mut room: usize) -> usize {
@@ -73,6 +73,16 @@ impl<'a> Line<'a> {
         }
         self.cut |= cut;
         Ok(())
+    }
+
+    /// A JSON string of `value`: as [`string`](Self::string) makes it, straight into the
+    /// line when nothing is measured or cut.
+    pub(super) fn str(&mut self, value: &str) -> fmt::Result {
+        if matches!(self.strings, Strings::Whole) {
+            write_json_str(self.out, value)
+        } else {
+            self.string(|w| fmt::Write::write_str(w, value))
+        }
     }
 
     /// A span's stored JSON value, measured or cut as a string value would be.
