@@ -253,7 +253,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if crate::panic::is_second_report(event.metadata()) || dependency_of_ours(event) {
+        if crate::panic::is_second_report(event) || dependency_of_ours(event) {
             return;
         }
         let layer = match &self.inner {

@@ -81,13 +81,28 @@ thread_local! {
 const CATCH_PANIC_TARGET: &str = "tower_http::catch_panic";
 
 /// Whether `event` reports again a panic whose line the hook wrote: tower-http's
-/// `CatchPanicLayer`'s ERROR, one per panic. A panic is one ERROR line.
-pub(crate) fn is_second_report(event: &tracing::Metadata<'_>) -> bool {
-    if *event.level() != tracing::Level::ERROR || event.target() != CATCH_PANIC_TARGET {
+/// `CatchPanicLayer`'s ERROR, one per panic. A panic is one ERROR line, in each layer of
+/// ours: the event the first layer left out, the others leave out too.
+pub(crate) fn is_second_report(event: &tracing::Event<'_>) -> bool {
+    thread_local! {
+        /// The event last left out (its address during its dispatch), and the panic it
+        /// reported.
+        static LEFT_OUT: Cell<(usize, u64)> = const { Cell::new((0, u64::MAX)) };
+    }
+    let meta = event.metadata();
+    if *meta.level() != tracing::Level::ERROR || meta.target() != CATCH_PANIC_TARGET {
         return false;
     }
+    let this = (std::ptr::from_ref(event) as usize, panics_on_this_thread());
+    if LEFT_OUT.try_with(Cell::get) == Ok(this) {
+        return true;
+    }
     let lines = LINES.try_with(Cell::get).unwrap_or(0);
-    SECOND_REPORTS.try_with(|reported| reported.replace(lines) != lines) == Ok(true)
+    let second = SECOND_REPORTS.try_with(|reported| reported.replace(lines) != lines) == Ok(true);
+    if second {
+        let _ = LEFT_OUT.try_with(|left_out| left_out.set(this));
+    }
+    second
 }
 
 /// How many panics the hook has seen on this thread: a service that sees it change while it

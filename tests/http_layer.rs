@@ -412,3 +412,40 @@ fn a_panic_is_one_error_line_and_a_500_with_catch_panic_inside_or_outside() {
         assert!(error["request_id"].is_string());
     }
 }
+
+#[test]
+fn two_layers_of_ours_each_write_a_caught_panic_once() {
+    let (_serial, _) = output();
+    let (first, second) = (Capture::default(), Capture::default());
+    let builder = |out: &Capture| {
+        tracing_aws_ecs::builder()
+            .with_metadata(fargate_metadata())
+            .with_writer(out.clone())
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(builder(&first).layer())
+        .with(builder(&second).layer());
+    let app = routes()
+        .layer(CatchPanicLayer::new())
+        .layer(RequestLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..2 {
+                assert_eq!(send(&app, get_request("/panic")).await.0, 500);
+            }
+        });
+    });
+    // The hook's line in each, and not tower-http's report of the same panic.
+    for out in [&first, &second] {
+        let lines = out.lines();
+        let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for error in errors {
+            assert_eq!(error["message"], "handler panicked", "{error}");
+        }
+    }
+}

@@ -34,10 +34,11 @@ pub(super) struct StoredField {
     /// The field's name, as the callsite gives it.
     pub(super) name: &'static str,
     pub(super) bit: u64,
-    /// Where `,"key":value` starts in the fragment.
-    start: usize,
+    /// Where `,"key":value` starts in the fragment (a fragment stays under 4 GiB, so that
+    /// six fields fit where four did with `usize`s).
+    start: u32,
     /// Where the value starts and ends.
-    value: (usize, usize),
+    value: (u32, u32),
     /// Whether the value is not a string (a number, a boolean, NaN or an infinity spelled in
     /// quotes): never cut when a line is cut to its limit.
     pub(super) plain: bool,
@@ -46,16 +47,20 @@ pub(super) struct StoredField {
 impl StoredField {
     /// The escaped key, as it is in `fragment`: between `,"` and `":`.
     pub(super) fn key<'s>(&self, fragment: &'s str) -> &'s str {
-        &fragment[self.start + 2..self.value.0 - 2]
+        &fragment[self.start as usize + 2..self.value.0 as usize - 2]
     }
 
     pub(super) fn value<'s>(&self, fragment: &'s str) -> &'s str {
-        &fragment[self.value.0..self.value.1]
+        &fragment[self.value.0 as usize..self.value.1 as usize]
     }
 }
 
-/// The fields a store keeps without an allocation of their own.
-const INLINE_FIELDS: usize = 4;
+/// The fields a store keeps without an allocation of their own: a request's span (four
+/// fields, and two recorded later) fits.
+const INLINE_FIELDS: usize = 6;
+
+/// The most a store's fragment holds: a field that would take it further is left out.
+const MAX_FRAGMENT: usize = u32::MAX as usize;
 
 /// Room for a field recorded after the span was created: key and a short value.
 const RECORD_ROOM: usize = 48;
@@ -122,7 +127,7 @@ impl SpanStore {
 
     /// `field`'s value as [`written`](Self::written) gives it.
     fn written_value(&self, field: &StoredField) -> &str {
-        let value = &self.fragment[field.value.0..field.value.1];
+        let value = field.value(&self.fragment);
         // A string's quotes are ASCII: inside them is on a character's boundary.
         match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
             Some(inside) => inside,
@@ -171,16 +176,22 @@ impl SpanStore {
         }
         self.fragment.push_str("\":");
         let value_start = self.fragment.len();
-        if write(&mut self.fragment).is_err() {
-            // A `Debug` impl that failed: this field is left out, the others kept.
+        // A `Debug` impl that failed, or a store past 4 GiB: this field is left out, the
+        // others kept.
+        let offsets = write(&mut self.fragment).ok().and_then(|()| {
+            let end = u32::try_from(self.fragment.len()).ok()?;
+            // Under `end`, so under 4 GiB too.
+            Some((start as u32, value_start as u32, end))
+        });
+        let Some((start, value_start, end)) = offsets else {
             self.fragment.truncate(start);
             return;
-        }
+        };
         self.fields.push(StoredField {
             name,
             bit,
             start,
-            value: (value_start, self.fragment.len()),
+            value: (value_start, end),
             plain,
         });
         self.mask |= bit;
@@ -192,12 +203,24 @@ impl SpanStore {
     fn merge(&mut self, recorded: &SpanStore) {
         for field in &recorded.fields {
             let value = field.value(&recorded.fragment);
-            match self.position(field.name, field.bit) {
+            let position = self.position(field.name, field.bit);
+            let added = match position {
+                Some(at) => value
+                    .len()
+                    .saturating_sub(self.fields[at].value(&self.fragment).len()),
+                None => (field.value.1 - field.start) as usize,
+            };
+            if self.fragment.len().saturating_add(added) > MAX_FRAGMENT {
+                continue;
+            }
+            // Within `MAX_FRAGMENT` from here: the offsets fit in `u32`.
+            match position {
                 Some(at) => {
                     let old = self.fields[at];
-                    self.fragment.replace_range(old.value.0..old.value.1, value);
-                    let moved = value.len().wrapping_sub(old.value.1 - old.value.0);
-                    self.fields[at].value.1 = old.value.0 + value.len();
+                    let (from, to) = (old.value.0 as usize, old.value.1 as usize);
+                    self.fragment.replace_range(from..to, value);
+                    let moved = (value.len() as u32).wrapping_sub(old.value.1 - old.value.0);
+                    self.fields[at].value.1 = old.value.0 + value.len() as u32;
                     self.fields[at].plain = field.plain;
                     for later in &mut self.fields[at + 1..] {
                         later.start = later.start.wrapping_add(moved);
@@ -206,9 +229,9 @@ impl SpanStore {
                     }
                 }
                 None => {
-                    let start = self.fragment.len();
+                    let start = self.fragment.len() as u32;
                     self.fragment
-                        .push_str(&recorded.fragment[field.start..field.value.1]);
+                        .push_str(&recorded.fragment[field.start as usize..field.value.1 as usize]);
                     let shift = start.wrapping_sub(field.start);
                     self.fields.push(StoredField {
                         start,
@@ -275,6 +298,23 @@ impl LineNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_span_fits_inline() {
+        // Six fields inline take no more room than four did with `usize` offsets.
+        assert!(std::mem::size_of::<StoredField>() <= 40);
+        let mut store = SpanStore::default();
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            store.fields.push(StoredField {
+                name,
+                bit: name_bit(name),
+                start: 0,
+                value: (0, 0),
+                plain: true,
+            });
+        }
+        assert!(!store.fields.spilled());
+    }
 
     /// A `Field` of a callsite that has every name the tests use.
     fn field_named(name: &str) -> Field {
