@@ -297,13 +297,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        // A streaming body's lines are the request's. A body at its end only says so: no
-        // need to enter the span for that.
+        // A streaming body's lines are the request's.
         let frame = match this.request.as_mut() {
-            Some(request) if !this.inner.is_end_stream() => {
-                request.poll_in_span(|| this.inner.poll_frame(cx)).0
-            }
-            _ => this.inner.poll_frame(cx),
+            Some(request) => request.poll_in_span(|| this.inner.poll_frame(cx)).0,
+            None => this.inner.poll_frame(cx),
         };
         match (&frame, this.request.as_mut()) {
             // The body ended: so does the request.
@@ -358,16 +355,14 @@ impl OpenRequest {
 }
 
 impl Drop for OpenRequest {
-    /// The request's last line, in its span (given as the parent: entering the span would
-    /// cost two more calls into the subscriber).
     fn drop(&mut self) {
-        let span = &self.span;
+        let _entered = self.span.enter();
         if self.in_poll {
             // A panic unwound out of the handler (`CatchPanicLayer` outside, or none): the
             // request failed with a 500, and the hook's line, in the request, says why.
-            span.record("http.response.status_code", 500u16);
+            self.span.record("http.response.status_code", 500u16);
             if crate::panic::panics_on_this_thread() == self.panics {
-                tracing::error!(target: TARGET, parent: span, "request panicked");
+                tracing::error!(target: TARGET, "request panicked");
             }
             return;
         }
@@ -376,21 +371,21 @@ impl Drop for OpenRequest {
         if self.status.is_none() && !self.failed {
             // No response was made: the client went (or a timeout outside gave up). Not the
             // service's error: 499, as nginx names it.
-            span.record("http.response.status_code", CANCELLED);
+            self.span.record("http.response.status_code", CANCELLED);
             if self.skipped {
-                tracing::debug!(target: TARGET, parent: span, duration_ms, "request cancelled");
+                tracing::debug!(target: TARGET, duration_ms, "request cancelled");
             } else {
-                tracing::info!(target: TARGET, parent: span, duration_ms, "request cancelled");
+                tracing::info!(target: TARGET, duration_ms, "request cancelled");
             }
         } else if self.skipped {
-            tracing::debug!(target: TARGET, parent: span, duration_ms, "request finished");
+            tracing::debug!(target: TARGET, duration_ms, "request finished");
         } else if self.caught_panic {
             // The panic's line is the request's ERROR.
-            tracing::info!(target: TARGET, parent: span, duration_ms, "request finished");
+            tracing::info!(target: TARGET, duration_ms, "request finished");
         } else if self.failed || server_error {
-            tracing::error!(target: TARGET, parent: span, duration_ms, "request finished");
+            tracing::error!(target: TARGET, duration_ms, "request finished");
         } else {
-            tracing::info!(target: TARGET, parent: span, duration_ms, "request finished");
+            tracing::info!(target: TARGET, duration_ms, "request finished");
         }
     }
 }

@@ -249,6 +249,7 @@ where
     }
 
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
+        crate::panic::event_begins();
         delegate!(&self.inner, layer => layer.event_enabled(event, ctx))
     }
 

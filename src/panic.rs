@@ -80,27 +80,34 @@ thread_local! {
 /// catches, on the panicking thread, after the hook.
 const CATCH_PANIC_TARGET: &str = "tower_http::catch_panic";
 
+thread_local! {
+    /// The address of the event being dispatched that a layer of ours left out as a second
+    /// report (0 for none): the other layers of ours leave it out too.
+    static LEFT_OUT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// An event's dispatch begins (every layer's `event_enabled` runs before any `on_event`):
+/// what was left out belongs to the event before.
+pub(crate) fn event_begins() {
+    let _ = LEFT_OUT.try_with(|left_out| left_out.set(0));
+}
+
 /// Whether `event` reports again a panic whose line the hook wrote: tower-http's
 /// `CatchPanicLayer`'s ERROR, one per panic. A panic is one ERROR line, in each layer of
 /// ours: the event the first layer left out, the others leave out too.
 pub(crate) fn is_second_report(event: &tracing::Event<'_>) -> bool {
-    thread_local! {
-        /// The event last left out (its address during its dispatch), and the panic it
-        /// reported.
-        static LEFT_OUT: Cell<(usize, u64)> = const { Cell::new((0, u64::MAX)) };
-    }
     let meta = event.metadata();
     if *meta.level() != tracing::Level::ERROR || meta.target() != CATCH_PANIC_TARGET {
         return false;
     }
-    let this = (std::ptr::from_ref(event) as usize, panics_on_this_thread());
-    if LEFT_OUT.try_with(Cell::get) == Ok(this) {
+    let address = std::ptr::from_ref(event) as usize;
+    if LEFT_OUT.try_with(Cell::get) == Ok(address) {
         return true;
     }
     let lines = LINES.try_with(Cell::get).unwrap_or(0);
     let second = SECOND_REPORTS.try_with(|reported| reported.replace(lines) != lines) == Ok(true);
     if second {
-        let _ = LEFT_OUT.try_with(|left_out| left_out.set(this));
+        let _ = LEFT_OUT.try_with(|left_out| left_out.set(address));
     }
     second
 }

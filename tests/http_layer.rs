@@ -413,39 +413,129 @@ fn a_panic_is_one_error_line_and_a_500_with_catch_panic_inside_or_outside() {
     }
 }
 
-#[test]
-fn two_layers_of_ours_each_write_a_caught_panic_once() {
-    let (_serial, _) = output();
-    let (first, second) = (Capture::default(), Capture::default());
-    let builder = |out: &Capture| {
-        tracing_aws_ecs::builder()
-            .with_metadata(fargate_metadata())
-            .with_writer(out.clone())
-    };
-    let subscriber = tracing_subscriber::registry()
-        .with(builder(&first).layer())
-        .with(builder(&second).layer());
-    let app = routes()
-        .layer(CatchPanicLayer::new())
-        .layer(RequestLayer::new());
+/// Sends a GET for each of `paths` to `app`, one after another on this thread, with
+/// `subscriber` as this thread's default.
+fn send_scoped(subscriber: impl tracing::Subscriber + Send + Sync, app: &Router, paths: &[&str]) {
     tracing::subscriber::with_default(subscriber, || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            for _ in 0..2 {
-                assert_eq!(send(&app, get_request("/panic")).await.0, 500);
+            for path in paths {
+                send(app, get_request(path)).await;
             }
         });
     });
-    // The hook's line in each, and not tower-http's report of the same panic.
+}
+
+fn layer_into<S>(out: &Capture) -> tracing_aws_ecs::EcsLayer<S, Capture>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .layer()
+}
+
+#[test]
+fn two_layers_of_ours_each_write_a_caught_panic_once() {
+    let (_serial, _) = output();
+    let (first, second) = (Capture::default(), Capture::default());
+    let subscriber = tracing_subscriber::registry()
+        .with(layer_into(&first))
+        .with(layer_into(&second));
+    let app = routes()
+        .route(
+            "/resume",
+            get(|| async {
+                if true {
+                    // No hook runs: tower-http's report is the only one.
+                    std::panic::resume_unwind(Box::new("resumed panic"));
+                }
+                "never"
+            }),
+        )
+        .layer(CatchPanicLayer::new())
+        .layer(RequestLayer::new());
+    send_scoped(subscriber, &app, &["/panic", "/resume", "/panic"]);
+    // The hook's line in each, not tower-http's report of the same panic; tower-http's
+    // report of the panic the hook did not see, and that request's 500 at ERROR.
     for out in [&first, &second] {
         let lines = out.lines();
         let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        for error in errors {
-            assert_eq!(error["message"], "handler panicked", "{error}");
+        let messages: Vec<&str> = errors
+            .iter()
+            .filter_map(|l| l["message"].as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "handler panicked",
+                "Service panicked: resumed panic",
+                "request finished",
+                "handler panicked"
+            ]
+        );
+    }
+}
+
+#[test]
+fn the_last_line_is_in_the_request_for_span_directives() {
+    let (_serial, _) = output();
+    let out = Capture::default();
+    // `RUST_LOG=warn,[request]=info`: what is logged inside a request.
+    let subscriber = tracing_subscriber::registry()
+        .with(EnvFilter::new("warn,[request]=info"))
+        .with(layer_into(&out));
+    send_scoped(
+        subscriber,
+        &routes().layer(RequestLayer::new()),
+        &["/orders/7"],
+    );
+    let lines = out.lines();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(messages, ["looked up order", "request finished"]);
+}
+
+#[test]
+fn a_line_in_the_bodys_last_poll_is_in_the_request() {
+    /// A body of one frame that says it has ended, and logs when polled for its end.
+    struct Once(Option<axum::body::Bytes>);
+    impl http_body::Body for Once {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Ready(match self.0.take() {
+                Some(data) => Some(Ok(http_body::Frame::data(data))),
+                None => {
+                    tracing::info!("body sent");
+                    None
+                }
+            })
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
         }
     }
+    let (_serial, _) = output();
+    let out = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(layer_into(&out));
+    let app = Router::new()
+        .route(
+            "/once",
+            get(|| async { Body::new(Once(Some("once".into()))) }),
+        )
+        .layer(RequestLayer::new());
+    send_scoped(subscriber, &app, &["/once"]);
+    let lines = out.lines();
+    let sent = lines
+        .iter()
+        .find(|l| l["message"] == "body sent")
+        .expect("the line");
+    assert_eq!(sent["http.route"], "/once", "{sent}");
 }
