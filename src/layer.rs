@@ -274,6 +274,10 @@ where
                 layer.render(event, leaf, |line| held.hold(line, event.metadata()));
             }
         }
+        #[cfg(feature = "opentelemetry")]
+        if let (Some(leaf), Some(_)) = (leaf, &layer.requests) {
+            note_trace_id(leaf);
+        }
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
@@ -350,6 +354,36 @@ where
 fn dependency_of_ours(event: &Event<'_>) -> bool {
     crate::client::OWN_REQUEST.is_raised()
         && !event.metadata().target().starts_with("tracing_aws_ecs")
+}
+
+/// Notes on the request of `leaf` the trace id an OpenTelemetry tracer gave it, which the
+/// line just rendered looked up (request metrics name the slowest request by it).
+#[cfg(feature = "opentelemetry")]
+fn note_trace_id<S>(leaf: &SpanRef<'_, S>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut xray = [0u8; 35];
+    let noted = leaf
+        .extensions()
+        .get::<crate::otel::TraceIds>()
+        .and_then(|ids| ids.xray_trace_id())
+        .filter(|id| id.len() == xray.len())
+        .map(|id| xray.copy_from_slice(id.as_bytes()))
+        .is_some();
+    if !noted {
+        return;
+    }
+    crate::buffering::with_root(leaf, |root| {
+        if let Some(request) = root
+            .extensions()
+            .get::<SpanData>()
+            .and_then(|data| data.request.as_ref())
+            .filter(|request| !request.is_traced())
+        {
+            request.note_trace_id(std::str::from_utf8(&xray).unwrap_or_default());
+        }
+    });
 }
 
 /// Marks the request of an ERROR event, whose span is `leaf`, as failed.

@@ -121,6 +121,8 @@ const SPAN_KEY: &str = "\",\"span_id\":\"";
 const FLAGS_KEY: &str = "\",\"trace_flags\":\"";
 /// X-Ray's form of the trace id: version 1, the first 8 digits, the other 24.
 const XRAY_KEY: &str = "\",\"xray_trace_id\":\"1-";
+/// `1-` and 8 digits, `-` and 24 digits.
+const XRAY_ID_LEN: usize = 35;
 const IDS_LEN: usize = TRACE_KEY.len()
     + 32
     + SPAN_KEY.len()
@@ -144,6 +146,13 @@ impl TraceIds {
         self.0
             .as_ref()
             .and_then(|ids| std::str::from_utf8(ids).ok())
+    }
+
+    /// The trace id in X-Ray's form (`1-…-…`), if the span is traced: the fragment's last
+    /// value.
+    pub(crate) fn xray_trace_id(&self) -> Option<&str> {
+        let ids = self.as_str()?;
+        ids.get(ids.len() - XRAY_ID_LEN - 1..ids.len() - 1)
     }
 }
 

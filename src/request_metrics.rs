@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use once_cell::sync::Lazy;
@@ -34,8 +34,9 @@ use crate::time::random_fraction;
 /// - `Method`: `http.request.method` or `method`, else `ANY`;
 /// - the status: `http.response.status_code` or `status`, a number or a string that starts
 ///   with the code (`%response.status()` gives `503 Service Unavailable`);
-/// - the request's id and trace: `request_id` and `xray_trace_id`, kept for the slowest
-///   request of each (Route, Method) and interval.
+/// - the request's id and trace: `request_id` and `xray_trace_id` (the trace id an
+///   OpenTelemetry tracer gave the request's lines, feature `opentelemetry`, wins over the
+///   field), kept for the slowest request of each (Route, Method) and interval.
 ///
 /// A request is counted as its root span closes, when the registry drops the span's data
 /// (`tracing_subscriber`'s `Registry` does so at the close; requests still open when the
@@ -374,6 +375,9 @@ fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
 pub(crate) struct OpenRequest {
     opened: Instant,
     failed: AtomicBool,
+    /// The trace id an OpenTelemetry tracer gave the request, in X-Ray's form (35 bytes),
+    /// noted from its lines: it wins over a span field's.
+    traced: OnceLock<[u8; 35]>,
     recorders: SmallVec<[Arc<Recorder>; 1]>,
 }
 
@@ -383,6 +387,7 @@ impl OpenRequest {
         OpenRequest {
             opened: Instant::now(),
             failed: AtomicBool::new(false),
+            traced: OnceLock::new(),
             recorders: smallvec::smallvec![Arc::clone(recorder)],
         }
     }
@@ -390,6 +395,20 @@ impl OpenRequest {
     /// The request logged an ERROR.
     pub(crate) fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the request's OpenTelemetry trace id is noted.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn is_traced(&self) -> bool {
+        self.traced.get().is_some()
+    }
+
+    /// Notes the request's trace id as an OpenTelemetry tracer gave it (X-Ray's form).
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn note_trace_id(&self, xray: &str) {
+        if let Ok(id) = <[u8; 35]>::try_from(xray.as_bytes()) {
+            let _ = self.traced.set(id);
+        }
     }
 
     /// Counts the request in `recorder` too, unless it is counted there already.
@@ -418,7 +437,11 @@ impl OpenRequest {
             millis: rounded_millis(latency),
             error: self.failed.load(Ordering::Relaxed) || status.is_some_and(|s| s >= 500),
             request_id,
-            trace_id,
+            trace_id: self
+                .traced
+                .get()
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .or(trace_id),
         };
         for recorder in &self.recorders {
             recorder.record(&request);

@@ -340,3 +340,45 @@ fn an_unsampled_span_says_so_in_trace_flags() {
     assert_eq!(line["trace_flags"], "00", "{line}");
     assert_eq!(line["trace_id"].as_str().unwrap().len(), 32);
 }
+
+#[test]
+fn request_metrics_name_the_slowest_request_by_its_trace() {
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let out = Capture::default();
+    let ours = tracing_aws_ecs::builder()
+        .with_metadata(fargate_metadata())
+        .with_writer(out.clone())
+        .with_request_metrics(
+            tracing_aws_ecs::RequestMetrics::new("Test/Traced")
+                .with_interval(std::time::Duration::from_secs(3600)),
+        )
+        .layer();
+    // The interval is written as the layer goes, at the end of the scope.
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel).with(ours), || {
+        for i in 0..3u64 {
+            let request = info_span!(
+                "request",
+                http.route = "/traced",
+                http.request.method = "GET"
+            );
+            let _r = request.enter();
+            info!(i, "handled");
+            if i == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }
+    });
+    let lines = out.lines();
+    let slowest = lines
+        .iter()
+        .find(|l| l["message"] == "handled" && l["i"] == 1)
+        .expect("the slowest request's line");
+    let xray = slowest["xray_trace_id"].as_str().expect("traced");
+    let metrics = lines
+        .iter()
+        .find(|l| l["Route"] == "/traced")
+        .expect("the route's metrics line");
+    assert_eq!(metrics["Requests"], 3);
+    assert_eq!(metrics["xray_trace_id"], xray, "{metrics}");
+}
