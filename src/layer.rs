@@ -363,6 +363,7 @@ fn note_trace_id<S>(leaf: &SpanRef<'_, S>)
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
+    // Copied out: the span's extensions are not held while its root's are read.
     let mut xray = [0u8; 35];
     let noted = leaf
         .extensions()
@@ -371,19 +372,9 @@ where
         .filter(|id| id.len() == xray.len())
         .map(|id| xray.copy_from_slice(id.as_bytes()))
         .is_some();
-    if !noted {
-        return;
+    if noted {
+        with_open_request(leaf, |request| request.note_trace_id(&xray));
     }
-    crate::buffering::with_root(leaf, |root| {
-        if let Some(request) = root
-            .extensions()
-            .get::<SpanData>()
-            .and_then(|data| data.request.as_ref())
-            .filter(|request| !request.is_traced())
-        {
-            request.note_trace_id(std::str::from_utf8(&xray).unwrap_or_default());
-        }
-    });
 }
 
 /// Marks the request of an ERROR event, whose span is `leaf`, as failed.
@@ -391,16 +382,23 @@ fn mark_failed<S>(leaf: Option<&SpanRef<'_, S>>)
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(leaf) = leaf else {
-        return;
-    };
+    if let Some(leaf) = leaf {
+        with_open_request(leaf, OpenRequest::mark_failed);
+    }
+}
+
+/// Runs `f` on the open request of the request `leaf` is in, when request metrics count it.
+fn with_open_request<S>(leaf: &SpanRef<'_, S>, f: impl FnOnce(&OpenRequest))
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
     crate::buffering::with_root(leaf, |root| {
         if let Some(request) = root
             .extensions()
             .get::<SpanData>()
             .and_then(|data| data.request.as_ref())
         {
-            request.mark_failed();
+            f(request);
         }
     });
 }

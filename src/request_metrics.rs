@@ -397,18 +397,11 @@ impl OpenRequest {
         self.failed.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the request's OpenTelemetry trace id is noted.
+    /// Notes the request's trace id as an OpenTelemetry tracer gave it (X-Ray's form); the
+    /// first noted stays (a request is one trace).
     #[cfg(feature = "opentelemetry")]
-    pub(crate) fn is_traced(&self) -> bool {
-        self.traced.get().is_some()
-    }
-
-    /// Notes the request's trace id as an OpenTelemetry tracer gave it (X-Ray's form).
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) fn note_trace_id(&self, xray: &str) {
-        if let Ok(id) = <[u8; 35]>::try_from(xray.as_bytes()) {
-            let _ = self.traced.set(id);
-        }
+    pub(crate) fn note_trace_id(&self, xray: &[u8; 35]) {
+        let _ = self.traced.set(*xray);
     }
 
     /// Counts the request in `recorder` too, unless it is counted there already.
