@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use once_cell::sync::Lazy;
@@ -377,7 +377,8 @@ pub(crate) struct OpenRequest {
     failed: AtomicBool,
     /// The trace id an OpenTelemetry tracer gave the request, in X-Ray's form (35 bytes),
     /// noted from its lines: it wins over a span field's.
-    traced: OnceLock<[u8; 35]>,
+    #[cfg(feature = "opentelemetry")]
+    traced: std::sync::OnceLock<[u8; 35]>,
     recorders: SmallVec<[Arc<Recorder>; 1]>,
 }
 
@@ -387,7 +388,8 @@ impl OpenRequest {
         OpenRequest {
             opened: Instant::now(),
             failed: AtomicBool::new(false),
-            traced: OnceLock::new(),
+            #[cfg(feature = "opentelemetry")]
+            traced: std::sync::OnceLock::new(),
             recorders: smallvec::smallvec![Arc::clone(recorder)],
         }
     }
@@ -395,6 +397,19 @@ impl OpenRequest {
     /// The request logged an ERROR.
     pub(crate) fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The trace id an OpenTelemetry tracer gave the request, once noted.
+    #[cfg(feature = "opentelemetry")]
+    fn traced(&self) -> Option<&str> {
+        self.traced
+            .get()
+            .and_then(|id| std::str::from_utf8(id).ok())
+    }
+
+    #[cfg(not(feature = "opentelemetry"))]
+    fn traced(&self) -> Option<&str> {
+        None
     }
 
     /// Notes the request's trace id as an OpenTelemetry tracer gave it (X-Ray's form); the
@@ -430,11 +445,7 @@ impl OpenRequest {
             millis: rounded_millis(latency),
             error: self.failed.load(Ordering::Relaxed) || status.is_some_and(|s| s >= 500),
             request_id,
-            trace_id: self
-                .traced
-                .get()
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .or(trace_id),
+            trace_id: self.traced().or(trace_id),
         };
         for recorder in &self.recorders {
             recorder.record(&request);

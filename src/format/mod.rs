@@ -480,9 +480,7 @@ trait ValueSink {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result);
     fn string(&mut self, field: &Field, content: impl FnOnce(&mut StringValue<'_>) -> fmt::Result);
     /// A `&str` value: the commonest string, which needs no formatting machinery.
-    fn str(&mut self, field: &Field, value: &str) {
-        self.string(field, |w| w.write_str(value));
-    }
+    fn str(&mut self, field: &Field, value: &str);
 }
 
 /// How each type of value goes on a line, for events and spans alike.
