@@ -141,7 +141,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let started = Instant::now();
+        // Request metrics time the span with this reading too.
+        let started = crate::time::now_shared();
         let path = request.uri().path();
         let route = request
             .extensions()
@@ -190,6 +191,7 @@ where
             }
             span
         };
+        crate::time::unshare();
         // The handler runs as the future is polled, in the span: the call only makes it.
         let inner = self.inner.call(request);
         ResponseFuture {
@@ -356,6 +358,17 @@ impl OpenRequest {
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
+        self.write_end();
+        // The span closes here, unless the service keeps a clone of it: request metrics time
+        // its close with the reading the line's `duration_ms` was measured with.
+        drop(std::mem::replace(&mut self.span, Span::none()));
+        crate::time::unshare();
+    }
+}
+
+impl OpenRequest {
+    /// The request's last line, in its span.
+    fn write_end(&self) {
         let _entered = self.span.enter();
         if self.in_poll {
             // A panic unwound out of the handler (`CatchPanicLayer` outside, or none): the
@@ -366,26 +379,27 @@ impl Drop for OpenRequest {
             }
             return;
         }
-        let duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let elapsed = crate::time::now_shared().saturating_duration_since(self.started);
+        let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
         let server_error = self.status.is_some_and(|s| s >= 500);
         if self.status.is_none() && !self.failed {
             // No response was made: the client went (or a timeout outside gave up). Not the
             // service's error: 499, as nginx names it.
             self.span.record("http.response.status_code", CANCELLED);
             if self.skipped {
-                tracing::debug!(target: TARGET, duration_ms, "request cancelled");
+                tracing::debug!(target: TARGET, message = "request cancelled", duration_ms);
             } else {
-                tracing::info!(target: TARGET, duration_ms, "request cancelled");
+                tracing::info!(target: TARGET, message = "request cancelled", duration_ms);
             }
         } else if self.skipped {
-            tracing::debug!(target: TARGET, duration_ms, "request finished");
+            tracing::debug!(target: TARGET, message = "request finished", duration_ms);
         } else if self.caught_panic {
             // The panic's line is the request's ERROR.
-            tracing::info!(target: TARGET, duration_ms, "request finished");
+            tracing::info!(target: TARGET, message = "request finished", duration_ms);
         } else if self.failed || server_error {
-            tracing::error!(target: TARGET, duration_ms, "request finished");
+            tracing::error!(target: TARGET, message = "request finished", duration_ms);
         } else {
-            tracing::info!(target: TARGET, duration_ms, "request finished");
+            tracing::info!(target: TARGET, message = "request finished", duration_ms);
         }
     }
 }

@@ -114,7 +114,7 @@ const NEEDS_ESCAPE: [bool; 256] = {
 /// Whether none of the bytes needs a closer look: no byte below 0x20, `"`, `\\`, 0x7F, nor
 /// 0xC2 or 0xE2 (which start the C1 controls and U+2028/U+2029). Written as one reduction
 /// without early exit, which the compiler turns into vector compares.
-fn is_clean(chunk: &[u8; 32]) -> bool {
+fn is_clean<const N: usize>(chunk: &[u8; N]) -> bool {
     let flagged = chunk.iter().fold(0u8, |flagged, &b| {
         flagged
             | u8::from(b < 0x20)
@@ -129,7 +129,14 @@ fn is_clean(chunk: &[u8; 32]) -> bool {
 
 /// Whether `s` goes into JSON as it is: no byte of it needs a look (short strings, names).
 pub(crate) fn is_plain(s: &str) -> bool {
-    !s.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)])
+    let mut rest = s.as_bytes();
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        if !is_clean(chunk) {
+            return false;
+        }
+        rest = tail;
+    }
+    !rest.iter().any(|&b| NEEDS_ESCAPE[usize::from(b)])
 }
 
 /// The text of a JSON string's content as written between its quotes: `None` when it is
@@ -173,15 +180,18 @@ pub(crate) fn escape_pieces(
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Clean runs go by 32 bytes at a time.
-        while let Some(chunk) = bytes
-            .get(i..i + 32)
-            .and_then(|c| <&[u8; 32]>::try_from(c).ok())
-        {
+        // Clean runs go by 32 bytes at a time, then by 8 (names, messages, targets).
+        while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<32>) {
             if !is_clean(chunk) {
                 break;
             }
             i += 32;
+        }
+        while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            if !is_clean(chunk) {
+                break;
+            }
+            i += 8;
         }
         let Some(&b) = bytes.get(i) else {
             break;
@@ -331,11 +341,18 @@ mod tests {
                 );
             }
         }
-        // Long strings with specials at every offset escape as byte by byte would.
-        for at in 0..40 {
-            let mut s = "x".repeat(40);
-            s.replace_range(at..at + 1, "\n");
-            assert_eq!(escaped(&s).matches("\\n").count(), 1, "{at}");
+        // Strings with a special at every offset, long and short, escape as byte by byte
+        // would: past the 32-byte runs, the 8-byte runs, and the bytes left over.
+        for len in [1, 7, 8, 9, 15, 16, 17, 31, 40, 47] {
+            for at in 0..len {
+                let mut s = "x".repeat(len);
+                s.replace_range(at..at + 1, "\n");
+                assert_eq!(escaped(&s).matches("\\n").count(), 1, "{len} {at}");
+                assert!(!is_plain(&s), "{len} {at}");
+                s.replace_range(at..at + 1, "\"");
+                assert_eq!(escaped(&s).matches("\\\"").count(), 1, "{len} {at}");
+            }
+            assert!(is_plain(&"x".repeat(len)));
         }
     }
 
@@ -451,13 +468,34 @@ mod tests {
 
     #[test]
     fn plain_strings() {
-        for plain in ["order_id", "é", "日本", ""] {
+        for plain in ["order_id", "http.request.method", "é", "日本", ""] {
             assert!(is_plain(plain), "{plain:?}");
         }
         // A byte that starts U+2028 starts `€` too: looked at, then written as it is.
         assert!(!is_plain("€"));
-        for not in ["a\nb", "q\"", "b\\", "\u{85}", "\u{7f}"] {
+        assert_eq!(escaped("€"), "€");
+        for not in [
+            "a\nb",
+            "q\"",
+            "b\\",
+            "\u{85}",
+            "\u{7f}",
+            "long_name_\u{1f}",
+            "\0",
+        ] {
             assert!(!is_plain(not), "{not:?}");
+        }
+        // Each byte at each place in a word, and in the bytes after the last word.
+        for byte in 0u8..0x80 {
+            for len in [8, 11] {
+                for at in 0..len {
+                    let mut name = vec![b'a'; len];
+                    name[at] = byte;
+                    let name = std::str::from_utf8(&name).unwrap();
+                    let plain = !NEEDS_ESCAPE[usize::from(byte)];
+                    assert_eq!(is_plain(name), plain, "{byte:#x} at {at} of {len}");
+                }
+            }
         }
     }
 }

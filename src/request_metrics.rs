@@ -386,7 +386,7 @@ impl OpenRequest {
     /// A request whose root span opens now, counted by `recorder`.
     pub(crate) fn now(recorder: &Arc<Recorder>) -> Self {
         OpenRequest {
-            opened: Instant::now(),
+            opened: crate::time::shared_or_now(),
             failed: AtomicBool::new(false),
             #[cfg(feature = "opentelemetry")]
             traced: std::sync::OnceLock::new(),
@@ -428,7 +428,7 @@ impl OpenRequest {
 
     /// The root span closed with `fields`: the request is counted, if it is one.
     pub(crate) fn end(&self, fields: &SpanStore) {
-        let latency = self.opened.elapsed();
+        let latency = crate::time::shared_or_now().saturating_duration_since(self.opened);
         let [route, method, status, request_id, trace_id, uri] = request_fields(fields);
         let Some(route) = route else {
             if method.is_some() || uri.is_some() {

@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A fraction in [0, 1): jitter and sampling without a dependency. A per-thread xorshift64*
 /// generator, seeded once per thread from the process's random key hashed with the clock
@@ -36,6 +36,38 @@ pub(crate) fn random_u64() -> u64 {
 fn seed() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now())
+}
+
+thread_local! {
+    /// A reading of the monotonic clock left by [`now_shared`] for one [`shared_or_now`].
+    static SHARED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The monotonic clock now, the reading left on this thread for the next [`shared_or_now`]
+/// until [`unshare`]: a request's layer times it, and the span it opens or closes right
+/// after is timed by request metrics, with one reading of the clock (a read costs as much as
+/// a request's span store takes to render a field).
+#[cfg(feature = "axum")]
+pub(crate) fn now_shared() -> Instant {
+    let now = Instant::now();
+    // A thread being torn down: each reads its own.
+    let _ = SHARED.try_with(|shared| shared.set(Some(now)));
+    now
+}
+
+/// The reading [`now_shared`] left on this thread, taken, or the clock now.
+pub(crate) fn shared_or_now() -> Instant {
+    SHARED
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(Instant::now)
+}
+
+/// Forgets the reading [`now_shared`] left, if no one took it: a later read is later.
+#[cfg(feature = "axum")]
+pub(crate) fn unshare() {
+    let _ = SHARED.try_with(|shared| shared.set(None));
 }
 
 /// A UTC civil date and time.

@@ -376,6 +376,9 @@ fn a_streaming_body_stays_in_its_request() {
         .map(|l| l["Latency"][0].as_f64().unwrap())
         .unwrap();
     assert!(latency >= 50.0, "{latency}");
+    // Request metrics time the request with the readings of the clock its line's
+    // `duration_ms` was measured with: the slowest request's line shows the metric's figure.
+    assert_eq!(latency, finished["duration_ms"].as_f64().unwrap());
 }
 
 #[test]

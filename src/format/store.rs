@@ -68,7 +68,74 @@ const RECORD_ROOM: usize = 48;
 thread_local! {
     /// Where fields are rendered before they are stored: spans are made and recorded often,
     /// and the span's own store is then allocated once, at its size.
-    static SCRATCH: RefCell<SpanStore> = RefCell::default();
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// A thread's [`SCRATCH`]: the store fields are rendered in, and what their names decide.
+#[derive(Default)]
+struct Scratch {
+    store: SpanStore,
+    names: NameCache,
+}
+
+/// What a field's name decides of its place in a store.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NameFacts {
+    bit: u64,
+    /// Whether the name goes into JSON as it is.
+    plain: bool,
+    /// Whether some configuration reserves it.
+    reserved: bool,
+}
+
+impl NameFacts {
+    pub(super) fn of(name: &str) -> Self {
+        let bit = name_bit(name);
+        NameFacts {
+            bit,
+            plain: is_plain(name),
+            reserved: ReservedKeys::any().contains(name, bit, true),
+        }
+    }
+}
+
+/// The [`NameFacts`] of the names this thread's spans had last, by the name's address and
+/// length (a span field's name is a `&'static str`: one address, one name, for good). The
+/// same few names make every request's span: about 140 instructions a field, before.
+struct NameCache([Option<(&'static str, NameFacts)>; NAME_SLOTS]);
+
+/// The names a [`NameCache`] keeps (a slot each, 32 bytes).
+const NAME_SLOTS: usize = 64;
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache([None; NAME_SLOTS])
+    }
+}
+
+impl NameCache {
+    fn facts(&mut self, name: &'static str) -> NameFacts {
+        let address = name.as_ptr() as usize as u64;
+        let slot = (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        match &mut self.0[slot] {
+            Some((cached, facts)) if std::ptr::eq(*cached, name) => *facts,
+            slot => {
+                let facts = NameFacts::of(name);
+                *slot = Some((name, facts));
+                facts
+            }
+        }
+    }
+}
+
+/// Renders fields into a thread's scratch store.
+struct Rendering<'a>(&'a mut Scratch);
+
+impl Rendering<'_> {
+    fn push(&mut self, field: &Field, plain: bool, write: impl FnOnce(&mut String) -> fmt::Result) {
+        let facts = self.0.names.facts(field.name());
+        self.0.store.push(field.name(), facts, plain, write);
+    }
 }
 
 impl SpanStore {
@@ -77,8 +144,9 @@ impl SpanStore {
     /// run here, before the caller locks anything.
     pub(crate) fn new(fields: impl RecordFields, declared: usize) -> Self {
         with_reused(&SCRATCH, |scratch| {
-            scratch.clear();
-            fields.record(&mut Values(&mut *scratch));
+            scratch.store.clear();
+            fields.record(&mut Values(Rendering(&mut *scratch)));
+            let scratch = &scratch.store;
             let unrecorded = declared.saturating_sub(scratch.fields.len());
             if scratch.fields.is_empty() && unrecorded == 0 {
                 return SpanStore::default();
@@ -102,9 +170,9 @@ impl SpanStore {
     /// only then.
     pub(crate) fn record(fields: impl RecordFields, apply: impl FnOnce(&dyn Fn(&mut SpanStore))) {
         with_reused(&SCRATCH, |scratch| {
-            scratch.clear();
-            fields.record(&mut Values(&mut *scratch));
-            apply(&|store| store.merge(scratch));
+            scratch.store.clear();
+            fields.record(&mut Values(Rendering(&mut *scratch)));
+            apply(&|store| store.merge(&scratch.store));
         });
     }
 
@@ -159,16 +227,22 @@ impl SpanStore {
         self.fields.iter().position(|f| f.name == name)
     }
 
-    /// Appends a field, unless the store has one of its name: the first of a name wins.
-    fn push(&mut self, field: &Field, plain: bool, write: impl FnOnce(&mut String) -> fmt::Result) {
-        let name = field.name();
-        let bit = name_bit(name);
+    /// Appends a field named `name`, unless the store has one of its name: the first of a
+    /// name wins.
+    fn push(
+        &mut self,
+        name: &'static str,
+        facts: NameFacts,
+        plain: bool,
+        write: impl FnOnce(&mut String) -> fmt::Result,
+    ) {
+        let bit = facts.bit;
         if self.position(name, bit).is_some() {
             return;
         }
         let start = self.fragment.len();
         self.fragment.push_str(",\"");
-        if is_plain(name) {
+        if facts.plain {
             self.fragment.push_str(name);
         } else {
             // Into a `String`: cannot fail.
@@ -195,7 +269,7 @@ impl SpanStore {
             plain,
         });
         self.mask |= bit;
-        self.maybe_reserved |= ReservedKeys::any().contains(name, bit, true);
+        self.maybe_reserved |= facts.reserved;
     }
 
     /// Applies recorded fields: a recorded value replaces the value of its name where it is;
@@ -249,7 +323,7 @@ impl SpanStore {
     }
 }
 
-impl ValueSink for &mut SpanStore {
+impl ValueSink for Rendering<'_> {
     fn plain(&mut self, field: &Field, write: impl FnOnce(&mut String) -> fmt::Result) {
         self.push(field, true, write);
     }
@@ -351,7 +425,8 @@ mod tests {
     fn store(fields: &[(&str, &str, bool)]) -> SpanStore {
         let mut store = SpanStore::default();
         for &(name, value, plain) in fields {
-            store.push(&field_named(name), plain, |w| {
+            let name = field_named(name).name();
+            store.push(name, NameFacts::of(name), plain, |w| {
                 w.push_str(value);
                 Ok(())
             });
@@ -385,6 +460,29 @@ mod tests {
         assert_eq!(stored.mask, name_bit("a") | name_bit("b\n"));
         assert!(!stored.maybe_reserved);
         assert!(store(&[("container.id", "1", true)]).maybe_reserved);
+    }
+
+    #[test]
+    fn names_past_the_cache_keep_their_own_facts() {
+        // More names than slots: names share slots, each keeps what it decides.
+        let names: Vec<&'static str> = (0..4 * NAME_SLOTS)
+            .map(|i| &*Box::leak(format!("name{i}").into_boxed_str()))
+            .chain(["container.id", "a\n"])
+            .collect();
+        let mut cache = NameCache::default();
+        for _ in 0..2 {
+            for &name in &names {
+                let (cached, made) = (cache.facts(name), NameFacts::of(name));
+                assert_eq!(
+                    (cached.bit, cached.plain, cached.reserved),
+                    (made.bit, made.plain, made.reserved),
+                    "{name:?}"
+                );
+            }
+        }
+        let (reserved, escaped) = (cache.facts("container.id"), cache.facts("a\n"));
+        assert!(reserved.reserved && reserved.plain);
+        assert!(!escaped.plain && !escaped.reserved);
     }
 
     #[test]
