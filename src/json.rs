@@ -127,16 +127,38 @@ fn is_clean<const N: usize>(chunk: &[u8; N]) -> bool {
     flagged == 0
 }
 
+/// [`is_clean`] for eight bytes, as one word (where the byte-wise form does not vectorize
+/// well): the zero-byte test of each byte it must not have, and the less-than test for the
+/// controls, each exact as a whole (a borrow can only flag a byte above one flagged already).
+fn is_clean_word(bytes: &[u8; 8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let word = u64::from_ne_bytes(*bytes);
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let flagged = word.wrapping_sub(ONES * 0x20) & !word & HIGHS
+        | zero_byte(word ^ (ONES * u64::from(b'"')))
+        | zero_byte(word ^ (ONES * u64::from(b'\\')))
+        | zero_byte(word ^ (ONES * 0x7f))
+        | zero_byte(word ^ (ONES * 0xc2))
+        | zero_byte(word ^ (ONES * 0xe2));
+    flagged == 0
+}
+
 /// Whether `s` goes into JSON as it is: no byte of it needs a look (short strings, names).
 pub(crate) fn is_plain(s: &str) -> bool {
-    let mut rest = s.as_bytes();
-    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
-        if !is_clean(chunk) {
+    let bytes = s.as_bytes();
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return !bytes.iter().any(|&b| NEEDS_ESCAPE[usize::from(b)]);
+    };
+    let mut rest = bytes;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        if !is_clean_word(word) {
             return false;
         }
         rest = tail;
     }
-    !rest.iter().any(|&b| NEEDS_ESCAPE[usize::from(b)])
+    // The bytes after the last whole word, within the last eight.
+    rest.is_empty() || is_clean_word(last)
 }
 
 /// The text of a JSON string's content as written between its quotes: `None` when it is
@@ -187,11 +209,15 @@ pub(crate) fn escape_pieces(
             }
             i += 32;
         }
-        while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-            if !is_clean(chunk) {
+        while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+            if !is_clean_word(word) {
                 break;
             }
             i += 8;
+        }
+        // Fewer than eight left: the last eight bytes, over some seen already, at once.
+        if bytes.len() - i < 8 && bytes.last_chunk::<8>().is_some_and(is_clean_word) {
+            i = bytes.len();
         }
         let Some(&b) = bytes.get(i) else {
             break;
@@ -325,6 +351,23 @@ mod tests {
         for s in ["x\u{2028}", "\"\n€\u{2029}\u{1}"] {
             let parsed: String = serde_json::from_str(&format!("\"{}\"", escaped(s))).unwrap();
             assert_eq!(parsed, s);
+        }
+    }
+
+    #[test]
+    fn the_word_scan_misses_no_byte_that_needs_escaping() {
+        for special in 0u8..=255 {
+            for plain in [b'a', b'!', 0x7e, 0x80, 0xff] {
+                for at in 0..8 {
+                    let mut word = [plain; 8];
+                    word[at] = special;
+                    assert_eq!(
+                        is_clean_word(&word),
+                        !NEEDS_ESCAPE[usize::from(special)] && !NEEDS_ESCAPE[usize::from(plain)],
+                        "{special:#x} at {at} among {plain:#x}"
+                    );
+                }
+            }
         }
     }
 

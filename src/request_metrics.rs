@@ -13,7 +13,7 @@ use once_cell::sync::Lazy;
 use smallvec::SmallVec;
 
 use crate::emf::{self, Metric, Unit};
-use crate::format::{SpanStore, name_bit};
+use crate::format::{SpanStore, name_bit, same_name};
 use crate::json::unescaped;
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
@@ -178,7 +178,7 @@ impl Interval {
 
     /// Where the pair `(route, method)`, whose [`pair_key`] is `key`, is in `routes`.
     fn find(&self, key: u64, route: &str, method: &str) -> Option<usize> {
-        let is = |r: &RouteStats| r.route == route && r.method == method;
+        let is = |r: &RouteStats| same_name(&r.route, route) && same_name(&r.method, method);
         match self.index.get(&key) {
             Some(&at) if self.routes.get(at).is_some_and(is) => Some(at),
             // Another pair has the same key.
@@ -357,7 +357,7 @@ fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
             let list = lists.trailing_zeros() as usize;
             lists &= lists - 1;
             let mut names = FIELD_NAMES[list].iter().zip(NAME_BITS[list]);
-            let Some(rank) = names.position(|(n, b)| b == bit && *n == name) else {
+            let Some(rank) = names.position(|(n, b)| b == bit && same_name(n, name)) else {
                 continue;
             };
             if rank < ranks[list] && (list != STATUS || status_code(value).is_some()) {

@@ -167,6 +167,24 @@ pub(crate) const fn name_bit(name: &str) -> u64 {
     1 << (mixed >> 58)
 }
 
+/// Whether two names (or other short strings: routes, methods) are equal: up to 16 bytes as
+/// two words, without a call to `memcmp` (a request's fields are matched by name several
+/// times when it ends).
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        // Two words, overlapping under 16 bytes.
+        (Some(a_first), Some(b_first)) if a.len() <= 16 => {
+            a_first == b_first && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        (Some(_), Some(_)) => a == b,
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +213,37 @@ mod tests {
             .map(|i| format!("http.request.header.x_{i:02}"))
             .collect();
         assert!(bits(&long) >= 12, "{}", bits(&long));
+    }
+
+    #[test]
+    fn names_are_the_same_byte_for_byte() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghi",
+            "bbcdefghi",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "bbcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "http.route",
+            "http.rout",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} {b:?}");
+                // Equal contents at other addresses.
+                let copy = String::from(b);
+                assert_eq!(same_name(a, copy.as_str()), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -74,8 +74,8 @@ use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, wr
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
 use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
-pub(crate) use keys::name_bit;
 use keys::{RENAMED, ReservedKeys};
+pub(crate) use keys::{name_bit, same_name};
 pub(crate) use options::LineOptions;
 pub use options::Timestamp;
 use smallvec::SmallVec;

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use tracing::field::Field;
 use tracing_subscriber::field::RecordFields;
 
-use super::keys::{ReservedKeys, name_bit};
+use super::keys::{ReservedKeys, name_bit, same_name};
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, with_reused};
 use crate::json::{is_plain, write_escaped, write_json_str};
@@ -224,7 +224,7 @@ impl SpanStore {
         if self.mask & bit == 0 {
             return None;
         }
-        self.fields.iter().position(|f| f.name == name)
+        self.fields.iter().position(|f| same_name(f.name, name))
     }
 
     /// Appends a field named `name`, unless the store has one of its name: the first of a
