@@ -205,6 +205,7 @@ where
                 caught_panic: false,
                 panics: 0,
                 in_poll: false,
+                ended: false,
             }),
             echoed,
         }
@@ -239,7 +240,7 @@ where
         let Some(request) = this.request.as_mut() else {
             panic!("a RequestService's response future polled after it was ready");
         };
-        let (polled, caught_panic) = request.poll_in_span(|| this.inner.poll(cx));
+        let (polled, caught_panic) = request.poll_in_span(|| this.inner.poll(cx), |_| None);
         let result = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
@@ -299,19 +300,19 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        // A streaming body's lines are the request's.
-        let frame = match this.request.as_mut() {
-            Some(request) => request.poll_in_span(|| this.inner.poll_frame(cx)).0,
-            None => this.inner.poll_frame(cx),
+        // A streaming body's lines are the request's; so is its last line, when the body
+        // ends (or fails), written in the same entry of the span.
+        let Some(request) = this.request.as_mut() else {
+            return this.inner.poll_frame(cx);
         };
-        match (&frame, this.request.as_mut()) {
-            // The body ended: so does the request.
-            (Poll::Ready(None), _) => drop(this.request.take()),
-            (Poll::Ready(Some(Err(_))), Some(request)) => {
-                request.failed = true;
-                drop(this.request.take());
-            }
-            _ => {}
+        let ends = |frame: &Poll<Option<Result<_, _>>>| match frame {
+            Poll::Ready(None) => Some(false),
+            Poll::Ready(Some(Err(_))) => Some(true),
+            _ => None,
+        };
+        let (frame, _) = request.poll_in_span(|| this.inner.poll_frame(cx), ends);
+        if request.ended {
+            drop(this.request.take());
         }
         frame
     }
@@ -341,35 +342,39 @@ struct OpenRequest {
     /// Whether the inner future or body is being polled: still so at the drop when a panic
     /// unwound out of it.
     in_poll: bool,
+    /// Whether its last line is written (in the body's last poll).
+    ended: bool,
 }
 
 impl OpenRequest {
     /// Runs `poll` (the inner future's or body's) in the request's span; with whether a
     /// panic was caught inside it (`CatchPanicLayer` there: its line is written already). A
-    /// panic that unwinds out of it leaves `in_poll` set for the drop to see.
-    fn poll_in_span<T>(&mut self, poll: impl FnOnce() -> T) -> (T, bool) {
+    /// panic that unwinds out of it leaves `in_poll` set for the drop to see. When `ends`
+    /// says that what was polled ends the request (`Some(failed)`), its last line is written
+    /// in the same entry of the span: one entry fewer a request.
+    fn poll_in_span<T>(
+        &mut self,
+        poll: impl FnOnce() -> T,
+        ends: impl FnOnce(&T) -> Option<bool>,
+    ) -> (T, bool) {
         self.in_poll = true;
         self.panics = crate::panic::panics_on_this_thread();
-        let polled = self.span.in_scope(poll);
+        let entered = self.span.enter();
+        let polled = poll();
         self.in_poll = false;
-        (polled, crate::panic::panics_on_this_thread() != self.panics)
+        let caught = crate::panic::panics_on_this_thread() != self.panics;
+        if let Some(failed) = ends(&polled) {
+            self.failed |= failed;
+            // Written once, even if writing it panics.
+            self.ended = true;
+            self.write_end();
+        }
+        drop(entered);
+        (polled, caught)
     }
-}
 
-impl Drop for OpenRequest {
-    fn drop(&mut self) {
-        self.write_end();
-        // The span closes here, unless the service keeps a clone of it: request metrics time
-        // its close with the reading the line's `duration_ms` was measured with.
-        drop(std::mem::replace(&mut self.span, Span::none()));
-        crate::time::unshare();
-    }
-}
-
-impl OpenRequest {
-    /// The request's last line, in its span.
+    /// The request's last line; the caller has entered its span.
     fn write_end(&self) {
-        let _entered = self.span.enter();
         if self.in_poll {
             // A panic unwound out of the handler (`CatchPanicLayer` outside, or none): the
             // request failed with a 500, and the hook's line, in the request, says why.
@@ -401,6 +406,19 @@ impl OpenRequest {
         } else {
             tracing::info!(target: TARGET, message = "request finished", duration_ms);
         }
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _entered = self.span.enter();
+            self.write_end();
+        }
+        // The span closes here, unless the service keeps a clone of it: request metrics time
+        // its close with the reading the line's `duration_ms` was measured with.
+        drop(std::mem::replace(&mut self.span, Span::none()));
+        crate::time::unshare();
     }
 }
 
