@@ -17,6 +17,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
+use crate::time::SharedReading;
+
 /// The route of a request that matched no route (axum's fallback, a 404): never the raw
 /// path, which would make a metric dimension per URL.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -142,7 +144,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // Request metrics time the span with this reading too.
-        let started = crate::time::now_shared();
+        let reading = SharedReading::now();
+        let started = reading.at();
         let path = request.uri().path();
         let route = request
             .extensions()
@@ -191,7 +194,7 @@ where
             }
             span
         };
-        crate::time::unshare();
+        drop(reading);
         // The handler runs as the future is polled, in the span: the call only makes it.
         let inner = self.inner.call(request);
         ResponseFuture {
@@ -367,14 +370,16 @@ impl OpenRequest {
             self.failed |= failed;
             // Written once, even if writing it panics.
             self.ended = true;
-            self.write_end();
+            let reading = self.write_end();
+            drop(entered);
+            self.close(reading);
         }
-        drop(entered);
         (polled, caught)
     }
 
-    /// The request's last line; the caller has entered its span.
-    fn write_end(&self) {
+    /// The request's last line; the caller has entered its span. With the clock reading its
+    /// `duration_ms` was measured with, for the caller to [`close`](Self::close) the span.
+    fn write_end(&self) -> Option<SharedReading> {
         if self.in_poll {
             // A panic unwound out of the handler (`CatchPanicLayer` outside, or none): the
             // request failed with a 500, and the hook's line, in the request, says why.
@@ -382,9 +387,10 @@ impl OpenRequest {
             if crate::panic::panics_on_this_thread() == self.panics {
                 tracing::error!(target: TARGET, "request panicked");
             }
-            return;
+            return None;
         }
-        let elapsed = crate::time::now_shared().saturating_duration_since(self.started);
+        let reading = SharedReading::now();
+        let elapsed = reading.at().saturating_duration_since(self.started);
         let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
         let server_error = self.status.is_some_and(|s| s >= 500);
         if self.status.is_none() && !self.failed {
@@ -392,33 +398,40 @@ impl OpenRequest {
             // service's error: 499, as nginx names it.
             self.span.record("http.response.status_code", CANCELLED);
             if self.skipped {
-                tracing::debug!(target: TARGET, message = "request cancelled", duration_ms);
+                tracing::debug!(target: TARGET, duration_ms, "request cancelled");
             } else {
-                tracing::info!(target: TARGET, message = "request cancelled", duration_ms);
+                tracing::info!(target: TARGET, duration_ms, "request cancelled");
             }
         } else if self.skipped {
-            tracing::debug!(target: TARGET, message = "request finished", duration_ms);
+            tracing::debug!(target: TARGET, duration_ms, "request finished");
         } else if self.caught_panic {
             // The panic's line is the request's ERROR.
-            tracing::info!(target: TARGET, message = "request finished", duration_ms);
+            tracing::info!(target: TARGET, duration_ms, "request finished");
         } else if self.failed || server_error {
-            tracing::error!(target: TARGET, message = "request finished", duration_ms);
+            tracing::error!(target: TARGET, duration_ms, "request finished");
         } else {
-            tracing::info!(target: TARGET, message = "request finished", duration_ms);
+            tracing::info!(target: TARGET, duration_ms, "request finished");
         }
+        Some(reading)
+    }
+
+    /// Closes the request's span, unless the service keeps a clone of it: request metrics
+    /// time its close with `reading`, forgotten after.
+    fn close(&mut self, reading: Option<SharedReading>) {
+        drop(std::mem::replace(&mut self.span, Span::none()));
+        drop(reading);
     }
 }
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
-        if !self.ended {
+        let reading = if self.ended {
+            None
+        } else {
             let _entered = self.span.enter();
-            self.write_end();
-        }
-        // The span closes here, unless the service keeps a clone of it: request metrics time
-        // its close with the reading the line's `duration_ms` was measured with.
-        drop(std::mem::replace(&mut self.span, Span::none()));
-        crate::time::unshare();
+            self.write_end()
+        };
+        self.close(reading);
     }
 }
 

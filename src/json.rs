@@ -114,7 +114,7 @@ const NEEDS_ESCAPE: [bool; 256] = {
 /// Whether none of the bytes needs a closer look: no byte below 0x20, `"`, `\\`, 0x7F, nor
 /// 0xC2 or 0xE2 (which start the C1 controls and U+2028/U+2029). Written as one reduction
 /// without early exit, which the compiler turns into vector compares.
-fn is_clean<const N: usize>(chunk: &[u8; N]) -> bool {
+fn is_clean(chunk: &[u8; 32]) -> bool {
     let flagged = chunk.iter().fold(0u8, |flagged, &b| {
         flagged
             | u8::from(b < 0x20)

@@ -48,7 +48,8 @@
 //! with retries; `metadata` and `stats` model what it serves, and `cache` keeps the
 //! metadata for the process (recovering it in the background after a failed start-up).
 //! `line_counts` counts what becomes of each writer's lines. `json`, `time` and `write`
-//! write JSON, timestamps and whole lines; `background` is the thread that writes lines
+//! write JSON, timestamps and whole lines (`time` also holds the clock reading a request's
+//! layer shares with request metrics); `background` is the thread that writes lines
 //! many to a write, and `sink` where a layer's lines go, directly or through it (each
 //! written whole or counted lost, every loss said on the next line); `thread_flag` says
 //! what a thread is doing in the crate (writing a line, making a request of its own);

@@ -39,35 +39,47 @@ fn seed() -> u64 {
 }
 
 thread_local! {
-    /// A reading of the monotonic clock left by [`now_shared`] for one [`shared_or_now`].
+    /// A reading of the monotonic clock left by a [`SharedReading`] for one [`shared_or_now`].
     static SHARED: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// The monotonic clock now, the reading left on this thread for the next [`shared_or_now`]
-/// until [`unshare`]: a request's layer times it, and the span it opens or closes right
-/// after is timed by request metrics, with one reading of the clock (a read costs as much as
-/// a request's span store takes to render a field).
+/// A reading of the monotonic clock, left on this thread for the next [`shared_or_now`]
+/// until it is dropped (a panic included): a request's layer times the request with it, and
+/// the span it opens or closes meanwhile is timed by request metrics with the same reading
+/// (a read costs as much as a request's span store takes to render a field).
 #[cfg(feature = "axum")]
-pub(crate) fn now_shared() -> Instant {
-    let now = Instant::now();
-    // A thread being torn down: each reads its own.
-    let _ = SHARED.try_with(|shared| shared.set(Some(now)));
-    now
+pub(crate) struct SharedReading(Instant);
+
+#[cfg(feature = "axum")]
+impl SharedReading {
+    /// The clock now, shared.
+    pub(crate) fn now() -> Self {
+        let now = Instant::now();
+        // A thread being torn down: each reads its own.
+        let _ = SHARED.try_with(|shared| shared.set(Some(now)));
+        SharedReading(now)
+    }
+
+    pub(crate) fn at(&self) -> Instant {
+        self.0
+    }
 }
 
-/// The reading [`now_shared`] left on this thread, taken, or the clock now.
+#[cfg(feature = "axum")]
+impl Drop for SharedReading {
+    /// Forgets the reading, if no one took it: a later read is later.
+    fn drop(&mut self) {
+        let _ = SHARED.try_with(|shared| shared.set(None));
+    }
+}
+
+/// The reading a [`SharedReading`] left on this thread, taken, or the clock now.
 pub(crate) fn shared_or_now() -> Instant {
     SHARED
         .try_with(Cell::take)
         .ok()
         .flatten()
         .unwrap_or_else(Instant::now)
-}
-
-/// Forgets the reading [`now_shared`] left, if no one took it: a later read is later.
-#[cfg(feature = "axum")]
-pub(crate) fn unshare() {
-    let _ = SHARED.try_with(|shared| shared.set(None));
 }
 
 /// A UTC civil date and time.

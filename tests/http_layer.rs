@@ -542,3 +542,49 @@ fn a_line_in_the_bodys_last_poll_is_in_the_request() {
         .expect("the line");
     assert_eq!(sent["http.route"], "/once", "{sent}");
 }
+
+#[test]
+fn another_layers_visitor_reads_the_lines_messages_as_text() {
+    // A visitor that implements only `record_debug`, as many do: a message given as a `&str`
+    // field would reach it as `"request finished"`, quotes and all.
+    struct DebugOnly(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DebugOnly {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            self.0.lock().unwrap().push(message.0);
+        }
+    }
+    let seen = std::sync::Arc::default();
+    let subscriber = tracing_subscriber::registry().with(DebugOnly(std::sync::Arc::clone(&seen)));
+    let app = routes().layer(RequestLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            send(&app, get_request("/orders/7")).await;
+        });
+    });
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["looked up order", "request finished"]
+    );
+}

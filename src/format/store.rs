@@ -116,7 +116,8 @@ impl Default for NameCache {
 impl NameCache {
     fn facts(&mut self, name: &'static str) -> NameFacts {
         let address = name.as_ptr() as usize as u64;
-        let slot = (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let slot =
+            (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - NAME_SLOTS.ilog2())) as usize;
         match &mut self.0[slot] {
             Some((cached, facts)) if std::ptr::eq(*cached, name) => *facts,
             slot => {
