@@ -573,16 +573,11 @@ fn another_layers_visitor_reads_the_lines_messages_as_text() {
     }
     let seen = std::sync::Arc::default();
     let subscriber = tracing_subscriber::registry().with(DebugOnly(std::sync::Arc::clone(&seen)));
-    let app = routes().layer(RequestLayer::new());
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            send(&app, get_request("/orders/7")).await;
-        });
-    });
+    send_scoped(
+        subscriber,
+        &routes().layer(RequestLayer::new()),
+        &["/orders/7"],
+    );
     assert_eq!(
         *seen.lock().unwrap(),
         ["looked up order", "request finished"]
