@@ -54,9 +54,9 @@
 //! written whole or counted lost, every loss said on the next line); `thread_flag` says
 //! what a thread is doing in the crate (writing a line, making a request of its own);
 //! `fields` lays the identity out per scheme; `format` turns an event into a line (reserved
-//! keys in `format::keys`, each span's fields in `format::store`, which notes the fields that
-//! give a request's values) and `emf` turns figures into EMF. `request_metrics` counts
-//! requests from their root spans' fields, read back from the store at the close. On top, `layer` is the `tracing` layer (with `buffering` and
+//! keys in `format::keys`, each span's fields in `format::store`) and `emf` turns figures
+//! into EMF. `request_metrics` counts requests from their root spans' fields, read back from
+//! the store at the close. On top, `layer` is the `tracing` layer (with `buffering` and
 //! `span_events`; a span's fields and its open request share one extension), `builder`
 //! configures and installs it, `status` writes the start-up note, `panic` the panic line,
 //! `reporter` runs the metrics thread, `shutdown` is the guard that writes what is held as

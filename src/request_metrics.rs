@@ -13,7 +13,7 @@ use once_cell::sync::Lazy;
 use smallvec::SmallVec;
 
 use crate::emf::{self, Metric, Unit};
-use crate::format::{SpanStore, same_name};
+use crate::format::{SpanStore, name_bit, same_name};
 use crate::json::unescaped;
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
@@ -281,19 +281,89 @@ struct Request<'a> {
     trace_id: Option<&'a str>,
 }
 
-/// The values of the request field names (`format::keys`) in `fields`: for each list, the field of its first
-/// name that has one, whatever the order the span declared them in. A status that is not one
+/// The field names a request is read from, one list per value: the first field of a list's
+/// names gives its value.
+const FIELD_NAMES: [&[&str]; 6] = [
+    // The route: a root span without one is not a request.
+    &["http.route", "route", "matched_path"],
+    &["http.request.method", "method"],
+    &["http.response.status_code", "status"],
+    &["request_id"],
+    &["xray_trace_id"],
+    // What makes a root span without a route look like a request (tower-http's default
+    // span has `method`, `uri` and `version`).
+    &["uri", "url.path"],
+];
+
+/// The [`name_bit`] of each name of [`FIELD_NAMES`], in its place.
+const NAME_BITS: [[u64; 3]; 6] = {
+    let mut bits = [[0; 3]; 6];
+    let mut list = 0;
+    while list < FIELD_NAMES.len() {
+        let mut name = 0;
+        while name < FIELD_NAMES[list].len() {
+            bits[list][name] = name_bit(FIELD_NAMES[list][name]);
+            name += 1;
+        }
+        list += 1;
+    }
+    bits
+};
+
+/// For each of the 64 [`name_bit`]s, the lists of [`FIELD_NAMES`] that have a name of that
+/// bit (bit `i` for list `i`): a field is matched with a table read and, for the few that
+/// may be ours, one list's names.
+const LISTS_OF_BIT: [u8; 64] = {
+    let mut table = [0; 64];
+    let mut list = 0;
+    while list < FIELD_NAMES.len() {
+        let mut name = 0;
+        while name < FIELD_NAMES[list].len() {
+            table[NAME_BITS[list][name].trailing_zeros() as usize] |= 1 << list;
+            name += 1;
+        }
+        list += 1;
+    }
+    table
+};
+
+/// The [`name_bit`]s of all of [`FIELD_NAMES`].
+const FIELD_BITS: u64 = {
+    let mut bits = 0;
+    let mut bit = 0;
+    while bit < 64 {
+        if LISTS_OF_BIT[bit] != 0 {
+            bits |= 1 << bit;
+        }
+        bit += 1;
+    }
+    bits
+};
+
+/// The values of [`FIELD_NAMES`] in `fields`: for each list, the field of its first name
+/// that has one, whatever the order the span declared them in. A status that is not one
 /// ([`status_code`] refuses it) is passed over for another of the list.
 fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
-    const STATUS: u8 = 2;
+    const STATUS: usize = 2;
     let mut values = [None; 6];
     // Where in its list the name that gave each value is: a name earlier in the list wins.
-    let mut ranks = [u8::MAX; 6];
-    for (list, rank, value) in fields.request_values() {
-        let at = usize::from(list);
-        if rank < ranks[at] && (list != STATUS || status_code(value).is_some()) {
-            values[at] = Some(value);
-            ranks[at] = rank;
+    let mut ranks = [usize::MAX; 6];
+    if fields.mask() & FIELD_BITS == 0 {
+        return values;
+    }
+    for (name, bit, value) in fields.written() {
+        let mut lists = LISTS_OF_BIT[bit.trailing_zeros() as usize];
+        while lists != 0 {
+            let list = lists.trailing_zeros() as usize;
+            lists &= lists - 1;
+            let mut names = FIELD_NAMES[list].iter().zip(NAME_BITS[list]);
+            let Some(rank) = names.position(|(n, b)| b == bit && same_name(n, name)) else {
+                continue;
+            };
+            if rank < ranks[list] && (list != STATUS || status_code(value).is_some()) {
+                values[list] = Some(value);
+                ranks[list] = rank;
+            }
         }
     }
     values

@@ -167,34 +167,6 @@ pub(crate) const fn name_bit(name: &str) -> u64 {
     1 << (mixed >> 58)
 }
 
-/// The field names request metrics read a request from, one list per value: the first field
-/// of a list's names gives its value. A span's store notes, for each field, where its name is
-/// here (worked out once per name and thread, with its other facts).
-const REQUEST_FIELD_NAMES: [&[&str]; 6] = [
-    // The route: a root span without one is not a request.
-    &["http.route", "route", "matched_path"],
-    &["http.request.method", "method"],
-    &["http.response.status_code", "status"],
-    &["request_id"],
-    &["xray_trace_id"],
-    // What makes a root span without a route look like a request (tower-http's default
-    // span has `method`, `uri` and `version`).
-    &["uri", "url.path"],
-];
-
-/// Where `name` is in [`REQUEST_FIELD_NAMES`]: its list and its rank in the list. Worked out
-/// once per name and thread (with the name's other facts), so a search will do.
-pub(crate) fn request_place(name: &str) -> Option<(u8, u8)> {
-    REQUEST_FIELD_NAMES
-        .iter()
-        .enumerate()
-        .find_map(|(list, names)| {
-            let rank = names.iter().position(|n| *n == name)?;
-            // Six lists of three names at most.
-            Some((list as u8, rank as u8))
-        })
-}
-
 /// Whether two names (or other short strings: routes, methods) are equal: up to 16 bytes as
 /// two words, without a call to `memcmp` (a request's fields are matched by name several
 /// times when it ends).

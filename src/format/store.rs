@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use tracing::field::Field;
 use tracing_subscriber::field::RecordFields;
 
-use super::keys::{ReservedKeys, name_bit, request_place, same_name};
+use super::keys::{ReservedKeys, name_bit, same_name};
 use super::truncate::{Line, StringValue, Strings};
 use super::{ValueSink, Values, with_reused};
 use crate::json::{is_plain, write_escaped, write_json_str};
@@ -42,8 +42,6 @@ pub(super) struct StoredField {
     /// Whether the value is not a string (a number, a boolean, NaN or an infinity spelled in
     /// quotes): never cut when a line is cut to its limit.
     pub(super) plain: bool,
-    /// Which value of a request the name gives ([`request_place`]), if any.
-    request: Option<(u8, u8)>,
 }
 
 impl StoredField {
@@ -88,8 +86,6 @@ pub(super) struct NameFacts {
     plain: bool,
     /// Whether some configuration reserves it.
     reserved: bool,
-    /// Which value of a request request metrics read from it, if any ([`request_place`]).
-    request: Option<(u8, u8)>,
 }
 
 impl NameFacts {
@@ -99,7 +95,6 @@ impl NameFacts {
             bit,
             plain: is_plain(name),
             reserved: ReservedKeys::any().contains(name, bit, true),
-            request: request_place(name),
         }
     }
 }
@@ -189,19 +184,17 @@ impl SpanStore {
         self.maybe_reserved = false;
     }
 
-    /// The fields whose names give a request's values, each with its place among the request
-    /// field names ([`request_place`]: list and rank) and its value as it is written: a
-    /// string's escaped content without its quotes (NaN and the infinities are strings too),
-    /// or a number or boolean as it is. For request metrics, which read a root span's fields
-    /// back at its close without a visit of their own.
-    pub(crate) fn request_values(&self) -> impl Iterator<Item = (u8, u8, &str)> {
-        self.fields.iter().filter_map(|field| {
-            let (list, rank) = field.request?;
-            Some((list, rank, self.written_value(field)))
-        })
+    /// Each field's name, [`name_bit`] and value as it is written: a string's escaped content
+    /// without its quotes (NaN and the infinities are strings too), or a number or boolean
+    /// as it is. For the parts that read a span's fields back (request metrics) without a
+    /// visit of their own; [`mask`](Self::mask) rules most spans out first.
+    pub(crate) fn written(&self) -> impl Iterator<Item = (&'static str, u64, &str)> {
+        self.fields
+            .iter()
+            .map(|field| (field.name, field.bit, self.written_value(field)))
     }
 
-    /// `field`'s value as it is written, as [`request_values`](Self::request_values) gives it.
+    /// `field`'s value as [`written`](Self::written) gives it.
     fn written_value(&self, field: &StoredField) -> &str {
         let value = field.value(&self.fragment);
         // A string's quotes are ASCII: inside them is on a character's boundary.
@@ -275,7 +268,6 @@ impl SpanStore {
             start,
             value: (value_start, end),
             plain,
-            request: facts.request,
         });
         self.mask |= bit;
         self.maybe_reserved |= facts.reserved;
@@ -394,7 +386,6 @@ mod tests {
                 start: 0,
                 value: (0, 0),
                 plain: true,
-                request: None,
             });
         }
         assert!(!store.fields.spilled());
@@ -413,7 +404,6 @@ mod tests {
             "http.route",
             "http.request.method",
             "status",
-            "http.response.status_code",
         ];
         static META: tracing::Metadata<'static> = tracing::metadata! {
             name: "test",
@@ -497,27 +487,27 @@ mod tests {
     }
 
     #[test]
-    fn a_requests_values_are_read_back_as_written() {
+    fn values_are_read_back_as_written() {
         let mut stored = store(&[("http.route", r#""/a\"b""#, false), ("status", "503", true)]);
-        // A new value where it was, a new name at the end; a name that gives no request
-        // value is passed over.
+        // A new value where it was, a new name at the end.
         stored.merge(&store(&[
             ("a", "1", true),
             ("http.route", r#""/c""#, false),
         ]));
         // A plain value spelled in quotes (NaN) is read without them.
-        stored.merge(&store(&[("http.response.status_code", r#""NaN""#, true)]));
-        let values: Vec<_> = stored.request_values().collect();
-        // (list, rank in the list): the route's first name, the status's second, then first.
-        assert_eq!(values, [(0, 0, "/c"), (2, 1, "503"), (2, 0, "NaN")]);
-        let escaped = store(&[("http.route", r#""/a\"b""#, false)]);
-        assert_eq!(escaped.request_values().next().unwrap().2, r#"/a\"b"#);
+        stored.merge(&store(&[("c", r#""NaN""#, true)]));
+        let written: Vec<_> = stored.written().collect();
         assert_eq!(
-            store(&[("a", "1", true), ("c", "2", true)])
-                .request_values()
-                .count(),
-            0
+            written,
+            [
+                ("http.route", name_bit("http.route"), "/c"),
+                ("status", name_bit("status"), "503"),
+                ("a", name_bit("a"), "1"),
+                ("c", name_bit("c"), "NaN"),
+            ]
         );
+        let escaped = store(&[("http.route", r#""/a\"b""#, false)]);
+        assert_eq!(escaped.written().next().unwrap().2, r#"/a\"b"#);
     }
 
     #[test]
