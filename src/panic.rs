@@ -181,8 +181,8 @@ const MAX_BACKTRACE_BYTES: usize = 8 * 1024;
 /// [`MAX_FRAMES`] or [`MAX_BACKTRACE_BYTES`] (the runtime's, mostly), with a last line that
 /// says how many.
 fn from_the_panicking_frame(backtrace: &str) -> String {
-    /// Whether a frame's symbol is the hook's or the standard library's.
-    fn machinery(symbol: &str) -> bool {
+    /// Whether a frame's symbol is the standard library's.
+    fn standard(symbol: &str) -> bool {
         [
             "std::",
             "core::",
@@ -191,11 +191,15 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
             "<core::",
             "<alloc::",
             "__rustc::",
-            "rust_begin_unwind",
-            "tracing_aws_ecs::panic::",
         ]
         .iter()
         .any(|prefix| symbol.starts_with(prefix))
+    }
+    /// Whether a frame's symbol is where a panic enters the standard library.
+    fn panic_entry(symbol: &str) -> bool {
+        ["std::panicking::", "core::panicking::", "rust_begin_unwind"]
+            .iter()
+            .any(|entry| symbol.contains(entry))
     }
     // Frames are `N: symbol` lines, each followed by its `at file:line` lines.
     fn frame(line: &str) -> Option<&str> {
@@ -203,9 +207,19 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
         number.bytes().all(|b| b.is_ascii_digit()).then_some(symbol)
     }
     let lines: Vec<&str> = backtrace.lines().collect();
-    let start = lines
+    // The hook's frames come first, and their symbols may carry no path (`log_panic`, with
+    // `debug = "line-tables-only"`): the panicking frame is the first after the standard
+    // library's panic entry that is not the standard library's (`unwrap_failed`, …).
+    let entry = lines
         .iter()
-        .position(|line| frame(line).is_some_and(|symbol| !machinery(symbol)))
+        .position(|line| frame(line).is_some_and(panic_entry));
+    let start = entry
+        .and_then(|entry| {
+            let after = lines[entry..].iter().position(|line| {
+                frame(line).is_some_and(|symbol| !standard(symbol) && !panic_entry(symbol))
+            })?;
+            Some(entry + after)
+        })
         .unwrap_or(0);
     let mut kept = String::new();
     let mut frames = 0;
@@ -262,6 +276,23 @@ mod tests {
         assert_eq!(
             from_the_panicking_frame(backtrace),
             "   6: orders::handle\n             at src/main.rs:12:5\n   7: orders::main"
+        );
+        // Built with `debug = "line-tables-only"`: the crates' own symbols have no path.
+        let short = "   0: log_panic
+             at ./src/panic.rs:153:21
+   1: tracing_aws_ecs::panic::install_panic_hook::{{closure}}::{{closure}}
+   2: <alloc::boxed::Box<dyn Fn> as core::ops::function::Fn>::call
+   3: std::panicking::panic_with_hook
+   4: std::panicking::panic_handler::{closure#0}
+   5: __rustc::rust_begin_unwind
+   6: core::panicking::panic_fmt
+   7: core::option::unwrap_failed
+   8: handle
+             at ./src/main.rs:12:5
+   9: main";
+        assert_eq!(
+            from_the_panicking_frame(short),
+            "   8: handle\n             at ./src/main.rs:12:5\n   9: main"
         );
         // Nothing to leave out: as it is.
         assert_eq!(
