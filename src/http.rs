@@ -56,6 +56,11 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// was never made (the client went, or a timeout outside this layer gave up) gets status 499
 /// and one INFO line, `request cancelled`: it is counted, not as an error.
 ///
+/// The last line's `timestamp` is the time of day of the clock reading that ended the
+/// request: derived from the monotonic clock by a pair of readings of both clocks that each
+/// thread takes again every second, so that within a second of a step of the system clock,
+/// it may be off by the step.
+///
 /// A panic in the handler or the body is the request's error, with status 500, and one ERROR
 /// line: the [panic hook](crate::install_panic_hook)'s, in the request, whether
 /// `tower_http::catch_panic::CatchPanicLayer` is inside this layer or outside it. (Without
@@ -504,11 +509,8 @@ fn valid_request_id(id: &[u8]) -> bool {
 /// 32 random lowercase hex digits.
 fn random_id() -> [u8; 32] {
     let mut id = [0; 32];
-    let bits =
-        (u128::from(crate::time::random_u64()) << 64) | u128::from(crate::time::random_u64());
-    for (pair, byte) in id.chunks_exact_mut(2).zip(bits.to_le_bytes()) {
-        pair[0] = crate::json::HEX_DIGITS[usize::from(byte >> 4)];
-        pair[1] = crate::json::HEX_DIGITS[usize::from(byte & 0xf)];
+    for half in id.chunks_exact_mut(16) {
+        half.copy_from_slice(&crate::json::hex_word(crate::time::random_u64()));
     }
     id
 }

@@ -9,6 +9,14 @@ use std::fmt;
 /// every mainstream parser reads it; NaN and infinities as the strings `"NaN"`, `"inf"` and
 /// `"-inf"`, since JSON has no such numbers.
 pub(crate) fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    match thousandths(value) {
+        Some(thousandths) => write_thousandths(w, thousandths),
+        None => write_shortest(w, value),
+    }
+}
+
+/// [`write_f64`] of any float, by `zmij`.
+fn write_shortest(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
     if !value.is_finite() {
         return write!(w, "\"{value}\"");
     }
@@ -65,6 +73,41 @@ fn zeros(w: &mut impl fmt::Write, mut count: usize) -> fmt::Result {
         count -= run;
     }
     Ok(())
+}
+
+/// `value` in thousandths, when it is a positive number of thousandths under 10^12 (a
+/// latency in milliseconds to the microsecond): the double nearest to `k / 1000` for an
+/// integer `k`. Its shortest form is then `k / 1000`'s decimals, with no zero at the end: any
+/// other decimal of as many digits or fewer is at least 0.001 away, where doubles under
+/// 10^12 are far closer together than that.
+fn thousandths(value: f64) -> Option<u64> {
+    if !(0.001..1e12).contains(&value) {
+        return None;
+    }
+    // Truncating adds a half: rounds, without a call to `round`.
+    let thousandths = (value * 1e3 + 0.5) as u64;
+    (thousandths as f64 / 1e3 == value).then_some(thousandths)
+}
+
+/// `thousandths / 1000` in decimal, as [`write_f64`] writes it (`12`, `0.5`, `1.234`).
+fn write_thousandths(w: &mut impl fmt::Write, thousandths: u64) -> fmt::Result {
+    let (whole, mut fraction) = (thousandths / 1000, thousandths % 1000);
+    write_integer(w, whole)?;
+    if fraction == 0 {
+        return Ok(());
+    }
+    let mut digits = [b'.', b'0', b'0', b'0'];
+    let mut len = 4;
+    for at in (1..4).rev() {
+        digits[at] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    while digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    digits[..len]
+        .iter()
+        .try_for_each(|&digit| w.write_char(char::from(digit)))
 }
 
 /// An integer in decimal (by `itoa`: a fifth of what `write!` costs).
@@ -195,7 +238,38 @@ pub(crate) fn write_escaped(w: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt:
 }
 
 /// Lowercase hex digits, by value.
-pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` in lowercase hex digits, into `digits` (twice as long), eight bytes at a time.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn hex(bytes: &[u8], digits: &mut [u8]) {
+    let mut words = bytes.chunks_exact(8);
+    let mut out = digits.chunks_exact_mut(16);
+    for (word, out) in (&mut words).zip(&mut out) {
+        let word = u64::from_be_bytes(word.try_into().unwrap_or_default());
+        out.copy_from_slice(&hex_word(word));
+    }
+    let rest = out.into_remainder();
+    for (byte, pair) in words.remainder().iter().zip(rest.chunks_exact_mut(2)) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
+    }
+}
+
+/// `word`'s sixteen hex digits, most significant first: each nibble spread to a byte of its
+/// own, then made a digit, all at once.
+#[cfg(any(feature = "axum", feature = "opentelemetry"))]
+pub(crate) fn hex_word(word: u64) -> [u8; 16] {
+    const ONES: u128 = u128::MAX / 0xff;
+    let mut x = u128::from(word);
+    x = (x | x << 32) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    x = (x | x << 16) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    x = (x | x << 8) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
+    x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f;
+    // 1 in the bytes of 10 to 15, which become `a` to `f`.
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    (x + ONES * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10)).to_be_bytes()
+}
 
 /// `\u00XX` for the code point `XX` (a C0 or C1 control, or DEL).
 fn unicode_escape(code: u8) -> [u8; 6] {
@@ -433,6 +507,55 @@ mod tests {
         for v in [f64::MAX, f64::MIN, 1e-300, 123456.789, 5e-324, 1.0 / 3.0] {
             let back: f64 = serde_json::from_str(&written(v)).unwrap();
             assert_eq!(back, v, "{v:e}");
+        }
+    }
+
+    /// Thousandths (latencies) are written without `zmij`, as `zmij` writes them: every
+    /// number of them to two million, at random to 10^15, and their neighbours.
+    #[test]
+    fn thousandths_as_zmij_writes_them() {
+        let (mut fast, mut slow) = (String::new(), String::new());
+        let mut check = |v: f64| {
+            fast.clear();
+            slow.clear();
+            write_f64(&mut fast, v).unwrap();
+            write_shortest(&mut slow, v).unwrap();
+            assert_eq!(fast, slow, "{v:?}");
+        };
+        let mut taken = 0;
+        for k in 0..2_000_000u32 {
+            let v = f64::from(k) / 1e3;
+            taken += usize::from(thousandths(v).is_some());
+            check(v);
+        }
+        assert_eq!(taken, 1_999_999, "all but 0 by the short path");
+        for _ in 0..300_000 {
+            let k = crate::time::random_u64() % 1_000_000_000_000_000;
+            let v = k as f64 / 1e3;
+            check(v);
+            check(f64::from_bits(v.to_bits() + 1));
+            check(f64::from_bits(v.to_bits().saturating_sub(1)));
+            check(v * 10.0);
+            check(v / 1e7);
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "opentelemetry")]
+    fn hex_digits_as_format_writes_them() {
+        for len in 0..=24 {
+            let bytes: Vec<u8> = (0..len).map(|_| crate::time::random_u64() as u8).collect();
+            let mut digits = vec![0; len * 2];
+            hex(&bytes, &mut digits);
+            let by_format: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(String::from_utf8(digits).unwrap(), by_format);
+        }
+        for word in [0, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210] {
+            assert_eq!(hex_word(word), *format!("{word:016x}").as_bytes());
+        }
+        for _ in 0..100_000 {
+            let word = crate::time::random_u64();
+            assert_eq!(hex_word(word), *format!("{word:016x}").as_bytes());
         }
     }
 

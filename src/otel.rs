@@ -6,7 +6,7 @@ use opentelemetry_sdk::Resource;
 use tracing::dispatcher::WeakDispatch;
 
 use crate::fields::{DatumValue, ExtraFields, FieldScheme};
-use crate::json::HEX_DIGITS;
+use crate::json::hex;
 use crate::metadata::EcsMetadata;
 
 impl EcsMetadata {
@@ -190,12 +190,4 @@ fn ids_of(id: &tracing::span::Id, dispatch: &WeakDispatch) -> Option<[u8; IDS_LE
         at += piece.len();
     }
     Some(ids)
-}
-
-/// `bytes` in lowercase hex digits, into `digits` (twice as long).
-fn hex(bytes: &[u8], digits: &mut [u8]) {
-    for (byte, pair) in bytes.iter().zip(digits.chunks_exact_mut(2)) {
-        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
-        pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
-    }
 }

@@ -20,7 +20,7 @@ pub(super) fn write_prelude(
     options: &LineOptions,
     now: SystemTime,
     level: Level,
-    target: &str,
+    target: Target<'_>,
 ) -> fmt::Result {
     options.write_start(out, now)?;
     out.push_str("\"level\":\"");
@@ -28,9 +28,25 @@ pub(super) fn write_prelude(
     out.push('"');
     if options.target {
         out.push_str(",\"target\":");
-        write_json_str(out, target)?;
+        match target {
+            Target::Plain(target) => {
+                out.push('"');
+                out.push_str(target);
+                out.push('"');
+            }
+            Target::Any(target) => write_json_str(out, target)?,
+        }
     }
     Ok(())
+}
+
+/// An event's target, as [`write_prelude`] writes it.
+#[derive(Clone, Copy)]
+pub(super) enum Target<'a> {
+    /// Known to need no escaping (its callsite's [`Facts::plain_target`]).
+    Plain(&'a str),
+    /// Escaped as it is written.
+    Any(&'a str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,6 +88,8 @@ pub(super) struct Facts {
     /// The fields whose key goes on the line as it is, with no other check: not `message`,
     /// not looked at, no name an earlier field has, none in `log.` (see [`Facts::plain`]).
     plain: FieldSet,
+    /// Whether the callsite's target needs no escaping.
+    pub(super) plain_target: bool,
 }
 
 /// A set of an event's fields, by index: one bit each for the first 64, one flag for the
@@ -144,6 +162,7 @@ impl Facts {
         message: u32::MAX,
         looked_at: FieldSet::NONE,
         plain: FieldSet::NONE,
+        plain_target: false,
     };
 
     /// The fields of [`Facts::plain`] by index, when no name of the event is one `reserved`
@@ -176,6 +195,7 @@ impl<'a> EventNames<'a> {
     pub(super) fn compute(event: &Event<'_>) -> Facts {
         let mut facts = Facts {
             message_first: true,
+            plain_target: is_plain(event.metadata().target()),
             ..Facts::NONE
         };
         for (i, field) in event.fields().enumerate() {

@@ -73,7 +73,7 @@ use crate::fields::{ExtraFields, FieldScheme};
 use crate::json::{write_error_chain, write_escaped, write_f64, write_integer, write_json_str};
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
-use event::{EventNames, EventVisitor, Pass, Valued, write_prelude};
+use event::{EventNames, EventVisitor, Pass, Target, Valued, write_prelude};
 use keys::{RENAMED, ReservedKeys};
 pub(crate) use keys::{name_bit, same_name};
 pub(crate) use options::LineOptions;
@@ -207,7 +207,7 @@ impl EcsFormat {
         }
         with_reused(&LINE, |out| {
             out.clear();
-            let now = SystemTime::now();
+            let now = crate::time::wall_now();
             let identity = self.identity.current();
             let mut line = Line::new(out, Strings::Whole);
             self.render::<S, X>(leaf, event, now, identity, &mut line)?;
@@ -234,7 +234,14 @@ impl EcsFormat {
     {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        write_prelude(line.out, &self.options, now, *meta.level(), meta.target())?;
+        let names = EventNames::of(event);
+        // A `log` record's target is its own, not its callsite's.
+        let target = if names.facts.plain_target && normalized.is_none() {
+            Target::Plain(meta.target())
+        } else {
+            Target::Any(meta.target())
+        };
+        write_prelude(line.out, &self.options, now, *meta.level(), target)?;
 
         #[cfg(feature = "opentelemetry")]
         let ids = self.trace_ids(leaf);
@@ -244,7 +251,6 @@ impl EcsFormat {
         let trace_ids = None;
         let traced = trace_ids.is_some();
 
-        let names = EventNames::of(event);
         // One visit when `message` comes first anyway, else `message` first, then the rest.
         let one_pass = names.facts.message_first;
         let mut visitor = Values(EventVisitor {
@@ -407,7 +413,7 @@ impl EcsFormat {
             &self.options,
             SystemTime::now(),
             tracing::Level::WARN,
-            "tracing_aws_ecs",
+            Target::Plain("tracing_aws_ecs"),
         );
         out.push_str(",\"message\":");
         let _ = write_json_str(out, message);
