@@ -396,7 +396,7 @@ impl OpenRequest {
         }
         let reading = SharedReading::now();
         let elapsed = reading.at().saturating_duration_since(self.started);
-        let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        let duration_ms = crate::time::millis_to_the_microsecond(elapsed);
         let server_error = self.status.is_some_and(|s| s >= 500);
         if self.status.is_none() && !self.failed {
             // No response was made: the client went (or a timeout outside gave up). Not the

@@ -442,7 +442,7 @@ impl OpenRequest {
         let request = Request {
             route,
             method: method.unwrap_or("ANY"),
-            millis: rounded_millis(latency),
+            millis: crate::time::millis_to_the_microsecond(latency),
             error: self.failed.load(Ordering::Relaxed) || status.is_some_and(|s| s >= 500),
             request_id,
             trace_id: self.traced().or(trace_id),
@@ -478,12 +478,6 @@ fn status_code(value: &str) -> Option<u16> {
         }
         _ => None,
     }
-}
-
-/// A latency in milliseconds, to the microsecond.
-fn rounded_millis(latency: Duration) -> f64 {
-    // In `f64` throughout: `as_micros` is a `u128`, slow to convert.
-    (latency.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Every live recorder, for [`flush`](crate::flush()).
@@ -1031,13 +1025,6 @@ mod tests {
         assert_eq!(status_code("50"), None);
         assert_eq!(status_code("ok"), None);
         assert_eq!(status_code("NaN"), None);
-    }
-
-    #[test]
-    fn latencies_are_rounded_to_the_microsecond() {
-        assert_eq!(rounded_millis(Duration::from_nanos(1_234_567)), 1.235);
-        assert_eq!(rounded_millis(Duration::from_nanos(499)), 0.0);
-        assert_eq!(rounded_millis(Duration::from_secs(86_400)), 86_400_000.0);
     }
 
     #[test]

@@ -82,6 +82,18 @@ pub(crate) fn shared_or_now() -> Instant {
         .unwrap_or_else(Instant::now)
 }
 
+/// A duration in milliseconds, rounded to the microsecond: a request's `duration_ms` and its
+/// latency in request metrics. Rounded in integers (a division by a constant is a multiply),
+/// then divided once: the double nearest to a whole number of thousandths, which
+/// [`write_f64`](crate::json::write_f64) writes without its general path.
+pub(crate) fn millis_to_the_microsecond(duration: Duration) -> f64 {
+    let micros = duration
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from((duration.subsec_nanos() + 500) / 1000));
+    micros as f64 / 1e3
+}
+
 /// The time of day for a line's timestamp: that of the reading a [`SharedReading`] left on
 /// this thread (the request's last line is stamped with the reading that timed it, a clock
 /// read fewer), else the wall clock's.
@@ -302,6 +314,18 @@ pub(crate) fn write_rfc3339(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_rounded_to_the_microsecond() {
+        let millis = millis_to_the_microsecond;
+        assert_eq!(millis(Duration::from_nanos(1_234_567)), 1.235);
+        assert_eq!(millis(Duration::from_nanos(1_234_500)), 1.235);
+        assert_eq!(millis(Duration::from_nanos(1_234_499)), 1.234);
+        assert_eq!(millis(Duration::from_nanos(499)), 0.0);
+        assert_eq!(millis(Duration::from_nanos(999_999_999)), 1000.0);
+        assert_eq!(millis(Duration::from_secs(86_400)), 86_400_000.0);
+        assert_eq!(millis(Duration::MAX), u64::MAX as f64 / 1e3);
+    }
 
     #[test]
     #[cfg(feature = "axum")]
