@@ -140,8 +140,8 @@ fn main() {
     }
     let (none, stock, ours_ns) = (medians[0], medians[1], medians[2]);
     println!(
-        "overhead above no logging: stock {:.0} ns, ours {:.0} ns; ours {ours:.2}x the stock \
-         stack's, median of the turns ({without_metrics:.2}x without request metrics)",
+        "overhead above no logging: stock {:.0} ns, ours {:.0} ns; ours {ours:.3}x the stock \
+         stack's, median of the turns ({without_metrics:.3}x without request metrics)",
         stock - none,
         ours_ns - none,
     );

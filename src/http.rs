@@ -56,11 +56,6 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// was never made (the client went, or a timeout outside this layer gave up) gets status 499
 /// and one INFO line, `request cancelled`: it is counted, not as an error.
 ///
-/// The last line's `timestamp` is the time of day of the clock reading that ended the
-/// request: derived from the monotonic clock by a pair of readings of both clocks that each
-/// thread takes again every second, so that within a second of a step of the system clock,
-/// it may be off by the step.
-///
 /// A panic in the handler or the body is the request's error, with status 500, and one ERROR
 /// line: the [panic hook](crate::install_panic_hook)'s, in the request, whether
 /// `tower_http::catch_panic::CatchPanicLayer` is inside this layer or outside it. (Without

@@ -94,49 +94,6 @@ pub(crate) fn millis_to_the_microsecond(duration: Duration) -> f64 {
     micros as f64 / 1e3
 }
 
-/// The time of day for a line's timestamp: that of the reading a [`SharedReading`] left on
-/// this thread (the request's last line is stamped with the reading that timed it, a clock
-/// read fewer), else the wall clock's.
-pub(crate) fn wall_now() -> SystemTime {
-    #[cfg(feature = "axum")]
-    if let Some(at) = SHARED.try_with(Cell::get).ok().flatten() {
-        return wall_at(at);
-    }
-    SystemTime::now()
-}
-
-/// How long a thread's pair of readings of both clocks serves before both are read again:
-/// the monotonic clock runs at the wall clock's rate (both are slewed alike), so a time of
-/// day derived from it is off only by a step of the wall clock since the pair, for at most
-/// this long.
-#[cfg(feature = "axum")]
-const ANCHOR_LIFE: Duration = Duration::from_secs(1);
-
-/// The time of day of the monotonic reading `at`, from this thread's pair of readings of
-/// both clocks, read again when older than [`ANCHOR_LIFE`].
-#[cfg(feature = "axum")]
-fn wall_at(at: Instant) -> SystemTime {
-    thread_local! {
-        static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
-    }
-    let derive = |anchor: &Cell<Option<(Instant, SystemTime)>>| {
-        let fresh = anchor.get().and_then(|(mono, wall)| {
-            let since = at.checked_duration_since(mono)?;
-            (since < ANCHOR_LIFE).then(|| wall.checked_add(since))?
-        });
-        fresh.unwrap_or_else(|| {
-            let (mono, wall) = (Instant::now(), SystemTime::now());
-            anchor.set(Some((mono, wall)));
-            // `at` is a little before `mono`.
-            wall.checked_sub(mono.saturating_duration_since(at))
-                .unwrap_or(wall)
-        })
-    };
-    ANCHOR
-        .try_with(derive)
-        .unwrap_or_else(|_| SystemTime::now())
-}
-
 /// A UTC civil date and time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Civil {
@@ -325,32 +282,6 @@ mod tests {
         assert_eq!(millis(Duration::from_nanos(999_999_999)), 1000.0);
         assert_eq!(millis(Duration::from_secs(86_400)), 86_400_000.0);
         assert_eq!(millis(Duration::MAX), u64::MAX as f64 / 1e3);
-    }
-
-    #[test]
-    #[cfg(feature = "axum")]
-    fn a_shared_reading_gives_the_time_of_day_of_its_instant() {
-        // Readings apart by a span of time are that far apart on the wall clock, to the
-        // nanosecond, while the thread's pair of readings serves.
-        let before = SystemTime::now();
-        let at = Instant::now();
-        let after = SystemTime::now();
-        let first = wall_at(at);
-        let later = at + Duration::from_millis(300);
-        assert_eq!(wall_at(later), first + Duration::from_millis(300));
-        // The time of day itself: the pair is read right after `at`.
-        let slack = Duration::from_secs(1);
-        assert!(first + slack >= before && first <= after + slack);
-        // Past the pair's life, it is read again: still the reading's time of day.
-        let much_later = at + ANCHOR_LIFE * 3;
-        let derived = wall_at(much_later);
-        assert!(derived >= after, "{derived:?} against {after:?}");
-        // Without a shared reading: the wall clock.
-        assert!(wall_now() >= after);
-        let shared = SharedReading::now();
-        let stamped = wall_now();
-        assert!(stamped >= after);
-        drop(shared);
     }
 
     #[test]

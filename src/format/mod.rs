@@ -207,7 +207,7 @@ impl EcsFormat {
         }
         with_reused(&LINE, |out| {
             out.clear();
-            let now = crate::time::wall_now();
+            let now = SystemTime::now();
             let identity = self.identity.current();
             let mut line = Line::new(out, Strings::Whole);
             self.render::<S, X>(leaf, event, now, identity, &mut line)?;
