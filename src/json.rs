@@ -243,14 +243,17 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// `bytes` in lowercase hex digits, into `digits` (twice as long), eight bytes at a time.
 #[cfg(feature = "opentelemetry")]
 pub(crate) fn hex(bytes: &[u8], digits: &mut [u8]) {
-    let mut words = bytes.chunks_exact(8);
-    let mut out = digits.chunks_exact_mut(16);
-    for (word, out) in (&mut words).zip(&mut out) {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    let mut pairs = digits.chunks_exact_mut(2);
+    for word in words {
         let word = u64::from_be_bytes(word.try_into().unwrap_or_default());
-        out.copy_from_slice(&hex_word(word));
+        // The word's digits first: `zip` then takes no pair past them.
+        for (two, pair) in hex_word(word).chunks_exact(2).zip(&mut pairs) {
+            pair.copy_from_slice(two);
+        }
     }
-    let rest = out.into_remainder();
-    for (byte, pair) in words.remainder().iter().zip(rest.chunks_exact_mut(2)) {
+    for (byte, pair) in rest.iter().zip(pairs) {
         pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
         pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
     }
@@ -549,6 +552,11 @@ mod tests {
             hex(&bytes, &mut digits);
             let by_format: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(String::from_utf8(digits).unwrap(), by_format);
+            // Room for more digits: the rest stays as it was.
+            let mut wide = vec![b'-'; len * 2 + 5];
+            hex(&bytes, &mut wide);
+            assert_eq!(wide[..len * 2], *by_format.as_bytes());
+            assert!(wide[len * 2..].iter().all(|&b| b == b'-'));
         }
         for word in [0, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210] {
             assert_eq!(hex_word(word), *format!("{word:016x}").as_bytes());

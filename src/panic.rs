@@ -181,7 +181,7 @@ const MAX_BACKTRACE_BYTES: usize = 8 * 1024;
 /// [`MAX_FRAMES`] or [`MAX_BACKTRACE_BYTES`] (the runtime's, mostly), with a last line that
 /// says how many.
 fn from_the_panicking_frame(backtrace: &str) -> String {
-    /// Whether a frame's symbol is the standard library's.
+    /// Whether a frame's symbol names the standard library's code.
     fn standard(symbol: &str) -> bool {
         [
             "std::",
@@ -195,11 +195,31 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
         .iter()
         .any(|prefix| symbol.starts_with(prefix))
     }
-    /// Whether a frame's symbol is where a panic enters the standard library.
+    /// Whether a frame's source is the standard library's: its generic functions are built
+    /// into the caller's crate, and with `debug = "line-tables-only"` their symbols have no
+    /// path (`unwrap<u32>`), but their `at` line is under the toolchain's `library`.
+    fn standard_source(at: &str) -> bool {
+        [
+            "/library/std/src/",
+            "/library/core/src/",
+            "/library/alloc/src/",
+        ]
+        .iter()
+        .any(|library| at.contains(library))
+    }
+    /// Whether a frame's symbol is where a panic enters the standard library (not the
+    /// runtime's `catch_unwind` frames further down).
     fn panic_entry(symbol: &str) -> bool {
-        ["std::panicking::", "core::panicking::", "rust_begin_unwind"]
-            .iter()
-            .any(|entry| symbol.contains(entry))
+        [
+            "rust_begin_unwind",
+            "core::panicking::panic",
+            "std::panicking::begin_panic",
+            "std::panicking::rust_panic_with_hook",
+            "std::panicking::panic_with_hook",
+            "std::panicking::panic_handler",
+        ]
+        .iter()
+        .any(|entry| symbol.contains(entry))
     }
     // Frames are `N: symbol` lines, each followed by its `at file:line` lines.
     fn frame(line: &str) -> Option<&str> {
@@ -207,20 +227,37 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
         number.bytes().all(|b| b.is_ascii_digit()).then_some(symbol)
     }
     let lines: Vec<&str> = backtrace.lines().collect();
-    // The hook's frames come first, and their symbols may carry no path (`log_panic`, with
-    // `debug = "line-tables-only"`): the panicking frame is the first after the standard
-    // library's panic entry that is not the standard library's (`unwrap_failed`, …).
-    let entry = lines
+    // Each frame: its first line, its symbol, and its first `at` line, if any.
+    let frames: Vec<(usize, &str, Option<&str>)> = lines
         .iter()
-        .position(|line| frame(line).is_some_and(panic_entry));
-    let start = entry
-        .and_then(|entry| {
-            let after = lines[entry..].iter().position(|line| {
-                frame(line).is_some_and(|symbol| !standard(symbol) && !panic_entry(symbol))
-            })?;
-            Some(entry + after)
+        .enumerate()
+        .filter_map(|(at, line)| {
+            let symbol = frame(line)?;
+            let source = lines
+                .get(at + 1)
+                .map(|next| next.trim_start())
+                .filter(|next| next.starts_with("at "));
+            Some((at, symbol, source))
         })
-        .unwrap_or(0);
+        .collect();
+    let std_frame = |(_, symbol, source): &(usize, &str, Option<&str>)| {
+        standard(symbol) || source.is_some_and(standard_source)
+    };
+    // The hook's frames come first, and their symbols may carry no path (`log_panic`, with
+    // line tables only): the panicking frame is the first after the standard library's
+    // panic entry that is not the standard library's (`unwrap_failed`, `unwrap<u32>`, …).
+    // With no entry among them (a trace cut short), the first frame that is neither the
+    // standard library's nor this hook's.
+    let entry = frames.iter().position(|(_, symbol, _)| panic_entry(symbol));
+    let start = match entry {
+        Some(entry) => frames[entry..]
+            .iter()
+            .find(|f| !std_frame(f) && !panic_entry(f.1)),
+        None => frames
+            .iter()
+            .find(|f| !std_frame(f) && !f.1.starts_with("tracing_aws_ecs::panic::")),
+    }
+    .map_or(0, |(at, _, _)| *at);
     let mut kept = String::new();
     let mut frames = 0;
     let mut left_out = 0;
@@ -294,6 +331,61 @@ mod tests {
             from_the_panicking_frame(short),
             "   8: handle\n             at ./src/main.rs:12:5\n   9: main"
         );
+    }
+
+    /// Generic functions of the standard library are built into the caller's crate: with
+    /// line tables only, their symbols have no path, and their source tells them.
+    #[test]
+    fn the_standard_librarys_generic_frames_are_left_out() {
+        let unwrap = "   0: log_panic
+             at ./src/panic.rs:153:21
+   1: std::panicking::panic_with_hook
+             at /rustc/5980/library/std/src/panicking.rs:833:13
+   2: __rustc::rust_begin_unwind
+             at /rustc/5980/library/std/src/panicking.rs:689:5
+   3: core::panicking::panic_fmt
+             at /rustc/5980/library/core/src/panicking.rs:80:14
+   4: core::option::unwrap_failed
+             at /rustc/5980/library/core/src/option.rs:2150:5
+   5: unwrap<u32>
+             at /rustc/5980/library/core/src/option.rs:1016:21
+   6: handle
+             at ./src/main.rs:7:5
+   7: main";
+        assert!(from_the_panicking_frame(unwrap).starts_with("   6: handle\n"));
+        // `panic_any`, and an index out of bounds (an impl of a `core` trait for a primitive,
+        // whose symbol starts with `<usize as core::`).
+        let panic_any = "   0: log_panic
+   1: std::panicking::rust_panic_with_hook
+   2: begin_panic<u8>
+             at /home/u/.rustup/toolchains/stable/lib/rustlib/src/rust/library/std/src/panicking.rs:769:5
+   3: std::panic::panic_any<u8>
+   4: orders::handle
+             at src/main.rs:9:5";
+        assert!(from_the_panicking_frame(panic_any).starts_with("   4: orders::handle\n"));
+        let index = "   0: tracing_aws_ecs::panic::log_panic
+   1: std::panicking::begin_panic_handler::{{closure}}
+   2: rust_begin_unwind
+   3: core::panicking::panic_bounds_check
+   4: <usize as core::slice::index::SliceIndex<[T]>>::index
+             at /rustc/5980/library/core/src/slice/index.rs:274:10
+   5: orders::handle
+             at src/main.rs:11:5";
+        assert!(from_the_panicking_frame(index).starts_with("   5: orders::handle\n"));
+    }
+
+    /// The runtime's `std::panicking` frames further down are not where the panic entered.
+    #[test]
+    fn without_a_panic_entry_the_first_frame_past_the_hook() {
+        let cut_short = "   0: tracing_aws_ecs::panic::log_panic
+   1: tracing_aws_ecs::panic::install_panic_hook::{{closure}}
+   2: myapp::handle
+   3: myapp::main
+   4: std::panicking::catch_unwind::do_call
+   5: std::rt::lang_start_internal
+   6: main";
+        assert!(from_the_panicking_frame(cut_short).starts_with("   2: myapp::handle\n"));
+        assert_eq!(from_the_panicking_frame(""), "");
         // Nothing to leave out: as it is.
         assert_eq!(
             from_the_panicking_frame("   0: a\n   1: b"),

@@ -15,7 +15,7 @@ fn main() {
     if let Ok(case) = std::env::var(CASE) {
         return child(&case);
     }
-    let cases: [(&str, fn()); 12] = [
+    let cases: [(&str, fn()); 13] = [
         (
             "a_writer_that_panics_holding_its_lock_does_not_hang_the_hook",
             a_writer_that_panics_holding_its_lock_does_not_hang_the_hook,
@@ -25,6 +25,10 @@ fn main() {
             init_writes_the_panic_as_one_line,
         ),
         ("the_backtrace_when_asked_for", the_backtrace_when_asked_for),
+        (
+            "the_backtrace_of_an_unwrap_starts_at_its_caller",
+            the_backtrace_of_an_unwrap_starts_at_its_caller,
+        ),
         ("the_hook_can_be_left_out", the_hook_can_be_left_out),
         (
             "the_layer_path_installs_it_itself",
@@ -122,6 +126,12 @@ fn child(case: &str) {
             let caught = std::panic::catch_unwind(|| tracing::info!("explode"));
             assert!(caught.is_err());
             tracing::info!("the service goes on");
+            return;
+        }
+        "unwrap" => {
+            let _guard = tracing_aws_ecs::init();
+            let missing: Option<u32> = None;
+            unwrap_the_order(missing);
             return;
         }
         "caught" => {
@@ -282,6 +292,28 @@ fn the_backtrace_when_asked_for() {
         assert!(!backtrace.contains(hook), "{backtrace}");
     }
     assert!(backtrace.lines().count() > 3);
+}
+
+/// `Option::unwrap` is generic: built into this crate, its symbol has no path with line
+/// tables only (`unwrap<u32>`), and its source tells it from the caller's.
+fn the_backtrace_of_an_unwrap_starts_at_its_caller() {
+    let (out, lines) = run("unwrap", &[("RUST_BACKTRACE", "1")]);
+    assert_eq!(out.status.code(), Some(101));
+    let backtrace = the_panic(&lines)["backtrace"].as_str().unwrap().to_owned();
+    let mut lines = backtrace.lines();
+    assert!(
+        lines.next().unwrap().ends_with("unwrap_the_order"),
+        "{backtrace}"
+    );
+    assert!(
+        lines.next().unwrap().contains("tests/panic.rs:"),
+        "{backtrace}"
+    );
+}
+
+#[inline(never)]
+fn unwrap_the_order(order: Option<u32>) -> u32 {
+    order.unwrap()
 }
 
 fn the_hook_can_be_left_out() {
