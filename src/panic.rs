@@ -228,7 +228,7 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
     }
     let lines: Vec<&str> = backtrace.lines().collect();
     // Each frame: its first line, its symbol, and its first `at` line, if any.
-    let frames: Vec<(usize, &str, Option<&str>)> = lines
+    let parsed: Vec<(usize, &str, Option<&str>)> = lines
         .iter()
         .enumerate()
         .filter_map(|(at, line)| {
@@ -248,12 +248,12 @@ fn from_the_panicking_frame(backtrace: &str) -> String {
     // panic entry that is not the standard library's (`unwrap_failed`, `unwrap<u32>`, …).
     // With no entry among them (a trace cut short), the first frame that is neither the
     // standard library's nor this hook's.
-    let entry = frames.iter().position(|(_, symbol, _)| panic_entry(symbol));
+    let entry = parsed.iter().position(|(_, symbol, _)| panic_entry(symbol));
     let start = match entry {
-        Some(entry) => frames[entry..]
+        Some(entry) => parsed[entry..]
             .iter()
             .find(|f| !std_frame(f) && !panic_entry(f.1)),
-        None => frames
+        None => parsed
             .iter()
             .find(|f| !std_frame(f) && !f.1.starts_with("tracing_aws_ecs::panic::")),
     }
