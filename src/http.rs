@@ -2,6 +2,7 @@
 //! each request is a root span with OpenTelemetry's HTTP keys, from its arrival to the end of
 //! its response body, and one line when it ends.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +63,10 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// the hook, this layer writes `request panicked` for a panic that unwinds through it.) A
 /// panic caught inside writes its `request finished` line at INFO; one that unwinds through
 /// the layer writes none.
+///
+/// A router nested in another, each with the layer, makes one request, the outer layer's:
+/// a `RequestService` called while another's request is polled on its thread passes the
+/// request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
 /// request matched:
@@ -143,6 +148,15 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if Polling::in_a_request() {
+            // A router nested in another, each with the layer: the outer one has the request.
+            return ResponseFuture {
+                inner: self.inner.call(request),
+                request: None,
+                echoed: None,
+                nested: true,
+            };
+        }
         // Request metrics time the span with this reading too.
         let reading = SharedReading::now();
         let started = reading.at();
@@ -211,6 +225,7 @@ where
                 ended: false,
             }),
             echoed,
+            nested: false,
         }
     }
 }
@@ -223,6 +238,8 @@ pin_project! {
         // Handed to the response's body when the response is made.
         request: Option<OpenRequest>,
         echoed: Option<HeaderValue>,
+        // Called while another `RequestService`'s request was polled: no request of its own.
+        nested: bool,
     }
 }
 
@@ -240,6 +257,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if *this.nested {
+            return this.inner.poll(cx).map_ok(|response| {
+                response.map(|inner| ResponseBody {
+                    inner,
+                    request: None,
+                })
+            });
+        }
         let Some(request) = this.request.as_mut() else {
             panic!("a RequestService's response future polled after it was ready");
         };
@@ -329,6 +354,38 @@ impl<B: Body> Body for ResponseBody<B> {
     }
 }
 
+thread_local! {
+    /// Whether a request's future or body is being polled on this thread, by a
+    /// [`RequestService`].
+    static POLLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A request's future or body being polled on this thread: a [`RequestService`] called
+/// meanwhile (a router nested in another, each with the layer) leaves the request to the
+/// outer one, so that a request is one span, one line and one count. Undone as it is
+/// dropped, a panic included.
+struct Polling(bool);
+
+impl Polling {
+    fn start() -> Self {
+        Polling(
+            POLLING
+                .try_with(|polling| polling.replace(true))
+                .unwrap_or(false),
+        )
+    }
+
+    fn in_a_request() -> bool {
+        POLLING.try_with(Cell::get).unwrap_or(false)
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let _ = POLLING.try_with(|polling| polling.set(self.0));
+    }
+}
+
 /// A request in flight: its span, and what its line says when it ends, as this is dropped.
 struct OpenRequest {
     span: Span,
@@ -363,7 +420,9 @@ impl OpenRequest {
         self.in_poll = true;
         self.panics = crate::panic::panics_on_this_thread();
         let entered = self.span.enter();
+        let polling = Polling::start();
         let polled = poll();
+        drop(polling);
         self.in_poll = false;
         let caught = crate::panic::panics_on_this_thread() != self.panics;
         if let Some(failed) = ends(&polled) {

@@ -1,7 +1,8 @@
 //! The tower layer on an axum `Router`, served in process: the request span's keys, route
 //! templates and the unmatched route, request ids given and made, the ALB's trace id, left-out
 //! routes, status recorded at the response, a streaming body kept in its request, and a
-//! panic as one ERROR line with `CatchPanicLayer` inside the layer or outside it.
+//! panic as one ERROR line with `CatchPanicLayer` inside the layer or outside it, and a
+//! router nested in another, each with the layer, as one request.
 //!
 //! The subscriber is global, as `init()` installs it, with request metrics and buffering,
 //! filtered as `RUST_LOG=info,http_layer=debug` does; the tests take turns.
@@ -581,5 +582,46 @@ fn another_layers_visitor_reads_the_lines_messages_as_text() {
     assert_eq!(
         *seen.lock().unwrap(),
         ["looked up order", "request finished"]
+    );
+}
+
+#[test]
+fn a_router_nested_in_another_each_with_the_layer_is_one_request() {
+    let (_serial, out) = output();
+    let items = Router::new()
+        .route(
+            "/items/{id}",
+            get(|| async {
+                tracing::info!("looked up item");
+                "item"
+            }),
+        )
+        .layer(RequestLayer::new());
+    let app = Router::new().nest("/api", items).layer(RequestLayer::new());
+    runtime().block_on(async {
+        for i in 0..5 {
+            let (status, _) = send(&app, get_request(&format!("/api/items/{i}"))).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    });
+    tracing_aws_ecs::flush();
+    let expected: BTreeMap<_, _> = [(pair("/api/items/{id}", "GET"), (5, 0))]
+        .into_iter()
+        .collect();
+    assert_eq!(counts(out), expected, "each request counted once");
+    let lines = out.lines();
+    let finished = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .count();
+    assert_eq!(finished, 5, "one line a request");
+    let looked_up: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "looked up item")
+        .collect();
+    assert_eq!(looked_up.len(), 5);
+    assert!(
+        looked_up.iter().all(|l| l["request_id"].is_string()),
+        "{looked_up:#?}"
     );
 }
