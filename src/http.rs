@@ -50,7 +50,9 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// - `http.response.status_code`: recorded when the response is made.
 ///
 /// Every line logged while the request is handled carries them. The request ends when its
-/// response body ends or is dropped (a streaming body stays in its request); then one line,
+/// response body ends (with the frame after which the body says it is at its end, as hyper
+/// reads it; with the response itself when its body is empty) or is dropped (a streaming body
+/// stays in its request); then one line,
 /// `request finished`, with `duration_ms` (milliseconds, to the microsecond): at INFO, or at
 /// ERROR for a 5xx status, a service error or a body that failed, so that
 /// [`Buffering`](crate::Buffering) writes what the request held. A request whose response
@@ -252,6 +254,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -268,38 +271,41 @@ where
         let Some(request) = this.request.as_mut() else {
             panic!("a RequestService's response future polled after it was ready");
         };
-        let (polled, caught_panic) = request.poll_in_span(|| this.inner.poll(cx), |_| None);
+        let polled = request.poll_in_span(
+            Part::Response,
+            || this.inner.poll(cx),
+            |polled| match polled {
+                Poll::Pending => Polled::default(),
+                Poll::Ready(Ok(response)) => Polled {
+                    status: Some(response.status().as_u16()),
+                    // A body with nothing to send (a 204, an empty body) ends the request
+                    // with its response.
+                    ends: response.body().is_end_stream().then_some(false),
+                },
+                Poll::Ready(Err(_)) => Polled {
+                    status: None,
+                    ends: Some(true),
+                },
+            },
+        );
         let result = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
         };
-        let mut request = this.request.take();
-        match result {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                if let Some(request) = &mut request {
-                    let status = parts.status.as_u16();
-                    request.status = Some(status);
-                    request.caught_panic = caught_panic;
-                    request.span.record("http.response.status_code", status);
-                }
-                if let Some(id) = this.echoed.take() {
-                    // Unless the handler set one of its own.
-                    parts.headers.entry(REQUEST_ID).or_insert(id);
-                }
-                let body = ResponseBody {
-                    inner: body,
-                    request,
-                };
-                Poll::Ready(Ok(Response::from_parts(parts, body)))
+        // Ended already: its line is written and its span closed.
+        let request = this.request.take().filter(|request| !request.ended);
+        Poll::Ready(result.map(|response| {
+            let (mut parts, body) = response.into_parts();
+            if let Some(id) = this.echoed.take() {
+                // Unless the handler set one of its own.
+                parts.headers.entry(REQUEST_ID).or_insert(id);
             }
-            Err(e) => {
-                if let Some(request) = &mut request {
-                    request.failed = true;
-                }
-                Poll::Ready(Err(e))
-            }
-        }
+            let body = ResponseBody {
+                inner: body,
+                request,
+            };
+            Response::from_parts(parts, body)
+        }))
     }
 }
 
@@ -333,12 +339,24 @@ impl<B: Body> Body for ResponseBody<B> {
         let Some(request) = this.request.as_mut() else {
             return this.inner.poll_frame(cx);
         };
-        let ends = |frame: &Poll<Option<Result<_, _>>>| match frame {
-            Poll::Ready(None) => Some(false),
-            Poll::Ready(Some(Err(_))) => Some(true),
-            _ => None,
+        let mut inner = this.inner;
+        // A frame after which the body says it is at its end ends the request too: a
+        // server need not poll again (hyper does not), and the last line is written in this
+        // entry of the span rather than another.
+        let poll = || {
+            let frame = inner.as_mut().poll_frame(cx);
+            let at_end = matches!(frame, Poll::Ready(Some(Ok(_)))) && inner.is_end_stream();
+            (frame, at_end)
         };
-        let (frame, _) = request.poll_in_span(|| this.inner.poll_frame(cx), ends);
+        let ends = |(frame, at_end): &(Poll<Option<Result<_, _>>>, bool)| Polled {
+            status: None,
+            ends: match frame {
+                Poll::Ready(None) => Some(false),
+                Poll::Ready(Some(Err(_))) => Some(true),
+                _ => at_end.then_some(false),
+            },
+        };
+        let (frame, _) = request.poll_in_span(Part::Body, poll, ends);
         if request.ended {
             drop(this.request.take());
         }
@@ -386,6 +404,23 @@ impl Drop for Polling {
     }
 }
 
+/// What of a request is polled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The future of its response.
+    Response,
+    /// Its response's body.
+    Body,
+}
+
+/// What a poll of a request's future or body gave: a response, with its status; the end of
+/// the request (`Some(failed)`).
+#[derive(Default)]
+struct Polled {
+    status: Option<u16>,
+    ends: Option<bool>,
+}
+
 /// A request in flight: its span, and what its line says when it ends, as this is dropped.
 struct OpenRequest {
     span: Span,
@@ -407,25 +442,34 @@ struct OpenRequest {
 }
 
 impl OpenRequest {
-    /// Runs `poll` (the inner future's or body's) in the request's span; with whether a
-    /// panic was caught inside it (`CatchPanicLayer` there: its line is written already). A
-    /// panic that unwinds out of it leaves `in_poll` set for the drop to see. When `ends`
-    /// says that what was polled ends the request (`Some(failed)`), its last line is written
-    /// in the same entry of the span: one entry fewer a request.
+    /// Runs `poll` (the inner future's or body's, as `part` says) in the request's span. A
+    /// panic that unwinds out of it leaves `in_poll` set for the drop to see. Then `seen`
+    /// tells what was polled: a response's status is recorded (with whether a panic was
+    /// caught inside the poll: `CatchPanicLayer` there, its line written already), and a
+    /// request that ends there has its last line written in the same entry of the span: one
+    /// entry fewer a request.
     fn poll_in_span<T>(
         &mut self,
+        part: Part,
         poll: impl FnOnce() -> T,
-        ends: impl FnOnce(&T) -> Option<bool>,
-    ) -> (T, bool) {
+        seen: impl FnOnce(&T) -> Polled,
+    ) -> T {
         self.in_poll = true;
         self.panics = crate::panic::panics_on_this_thread();
         let entered = self.span.enter();
-        let polling = Polling::start();
+        // Services are called (a nested router's) as the response's future is polled, not
+        // as its body is.
+        let polling = (part == Part::Response).then(Polling::start);
         let polled = poll();
         drop(polling);
         self.in_poll = false;
-        let caught = crate::panic::panics_on_this_thread() != self.panics;
-        if let Some(failed) = ends(&polled) {
+        let Polled { status, ends } = seen(&polled);
+        if let Some(status) = status {
+            self.status = Some(status);
+            self.caught_panic = crate::panic::panics_on_this_thread() != self.panics;
+            self.span.record("http.response.status_code", status);
+        }
+        if let Some(failed) = ends {
             self.failed |= failed;
             // Written once, even if writing it panics.
             self.ended = true;
@@ -433,7 +477,7 @@ impl OpenRequest {
             drop(entered);
             self.close(reading);
         }
-        (polled, caught)
+        polled
     }
 
     /// The request's last line; the caller has entered its span. With the clock reading its

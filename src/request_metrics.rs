@@ -18,7 +18,7 @@ use crate::json::unescaped;
 use crate::line_counts::LineCounts;
 use crate::metadata::EcsMetadata;
 use crate::sink::LineSink;
-use crate::time::random_fraction;
+use crate::time::random_u64;
 
 /// Request metrics: give it to
 /// [`Builder::with_request_metrics`](crate::Builder::with_request_metrics).
@@ -738,7 +738,8 @@ impl RouteStats {
         if self.latencies.len() < max_latencies {
             self.latencies.push(millis);
         } else {
-            let slot = (random_fraction() * self.requests as f64) as usize;
+            // Uniform in `0..requests`, by a multiply rather than a division.
+            let slot = ((u128::from(random_u64()) * u128::from(self.requests)) >> 64) as usize;
             if let Some(kept) = self.latencies.get_mut(slot) {
                 *kept = millis;
             }

@@ -503,29 +503,35 @@ fn the_last_line_is_in_the_request_for_span_directives() {
     assert_eq!(messages, ["looked up order", "request finished"]);
 }
 
-#[test]
-fn a_line_in_the_bodys_last_poll_is_in_the_request() {
-    /// A body of one frame that says it has ended, and logs when polled for its end.
-    struct Once(Option<axum::body::Bytes>);
-    impl http_body::Body for Once {
-        type Data = axum::body::Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-            std::task::Poll::Ready(match self.0.take() {
-                Some(data) => Some(Ok(http_body::Frame::data(data))),
-                None => {
-                    tracing::info!("body sent");
-                    None
-                }
-            })
-        }
-        fn is_end_stream(&self) -> bool {
-            self.0.is_none()
-        }
+/// A body of one frame that logs as it gives it, says it has ended, and logs if polled
+/// again.
+struct Once(Option<axum::body::Bytes>);
+
+impl http_body::Body for Once {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(match self.0.take() {
+            Some(data) => {
+                tracing::info!("last frame");
+                Some(Ok(http_body::Frame::data(data)))
+            }
+            None => {
+                tracing::info!("polled past its end");
+                None
+            }
+        })
     }
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+#[test]
+fn the_frame_after_which_the_body_is_at_its_end_ends_the_request() {
     let (_serial, _) = output();
     let out = Capture::default();
     let subscriber = tracing_subscriber::registry().with(layer_into(&out));
@@ -535,13 +541,61 @@ fn a_line_in_the_bodys_last_poll_is_in_the_request() {
             get(|| async { Body::new(Once(Some("once".into()))) }),
         )
         .layer(RequestLayer::new());
+    // `send` reads the body to its end: one poll past the frame, as hyper does not.
     send_scoped(subscriber, &app, &["/once"]);
     let lines = out.lines();
-    let sent = lines
-        .iter()
-        .find(|l| l["message"] == "body sent")
-        .expect("the line");
-    assert_eq!(sent["http.route"], "/once", "{sent}");
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(
+        messages,
+        ["last frame", "request finished", "polled past its end"]
+    );
+    // The frame's line is in the request; the poll past the end is not.
+    assert_eq!(lines[0]["http.route"], "/once", "{}", lines[0]);
+    assert_eq!(lines[1]["http.response.status_code"], 200, "{}", lines[1]);
+    assert!(lines[2].get("http.route").is_none(), "{}", lines[2]);
+}
+
+#[test]
+fn a_response_with_an_empty_body_ends_its_request_as_it_is_made() {
+    let (_serial, _) = output();
+    let out = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(layer_into(&out));
+    let app = Router::new()
+        .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/full", get(|| async { "full" }))
+        .layer(RequestLayer::new());
+    let finished = || {
+        out.lines()
+            .into_iter()
+            .filter(|l| l["message"] == "request finished")
+            .collect::<Vec<_>>()
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = runtime();
+        runtime.block_on(async {
+            // The body is held, never polled: the request has ended with the response.
+            let response = app.clone().oneshot(get_request("/empty")).await.unwrap();
+            assert_eq!(response.status(), StatusCode::NO_CONTENT);
+            let lines = finished();
+            assert_eq!(lines.len(), 1);
+            assert_eq!(lines[0]["http.response.status_code"], 204, "{}", lines[0]);
+            // A body of one frame: the request ends with the frame, before the body is
+            // polled again or dropped.
+            let response = app.clone().oneshot(get_request("/full")).await.unwrap();
+            let mut body = response.into_body();
+            assert_eq!(finished().len(), 1);
+            let frame = std::future::poll_fn(|cx| {
+                http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx)
+            })
+            .await;
+            assert!(frame.is_some_and(|f| f.is_ok_and(|f| f.is_data())));
+            let lines = finished();
+            assert_eq!(lines.len(), 2);
+            assert_eq!(lines[1]["http.route"], "/full", "{}", lines[1]);
+            drop(body);
+        });
+    });
+    assert_eq!(finished().len(), 2);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::json::{escape_pieces, write_json_str};
+use crate::json::{escape_pieces, write_escaped, write_json_str};
 
 /// The largest cap such that the values, each cut to it, fit in `room` bytes together.
 pub(super) fn share(lengths: &mut [usize], mut room: usize) -> usize {
@@ -146,6 +146,14 @@ pub(super) struct StringValue<'a> {
 impl fmt::Write for StringValue<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if self.cut {
+            return Ok(());
+        }
+        if self.remaining == usize::MAX && !self.count_only {
+            // Nothing to cut (a line rendered whole): the escaping every `&str` value and
+            // span field goes through, rather than code of its own.
+            let before = self.out.len();
+            write_escaped(self.out, s)?;
+            self.written += self.out.len() - before;
             return Ok(());
         }
         if self.count_only {
