@@ -67,7 +67,7 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// the layer writes none.
 ///
 /// A router nested in another, each with the layer, makes one request, the outer layer's:
-/// a `RequestService` called while another's request is polled on its thread passes the
+/// a `RequestService` called while another's response future is polled on its thread passes the
 /// request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
@@ -373,12 +373,12 @@ impl<B: Body> Body for ResponseBody<B> {
 }
 
 thread_local! {
-    /// Whether a request's future or body is being polled on this thread, by a
+    /// Whether a request's response future is being polled on this thread, by a
     /// [`RequestService`].
     static POLLING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A request's future or body being polled on this thread: a [`RequestService`] called
+/// A request's response future being polled on this thread: a [`RequestService`] called
 /// meanwhile (a router nested in another, each with the layer) leaves the request to the
 /// outer one, so that a request is one span, one line and one count. Undone as it is
 /// dropped, a panic included.
