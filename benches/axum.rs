@@ -2,12 +2,17 @@
 //! current-thread runtime, all lines to `io::sink()`: no logging at all; the stock stack
 //! (tower-http's `TraceLayer` with its span and response line at INFO, and
 //! `tracing_subscriber::fmt().json()`); and ours (`RequestLayer`, its one INFO line a
-//! request, request metrics on, and off). The four take turns, 5,000 requests a turn, 101
-//! turns (the first dropped as warm-up), each turn starting with the next stack, so that the
-//! four meet the machine alike; prints the median ns a request of each stack, and the median
-//! of the turns' ratios of our overhead above no logging to the stock stack's: a turn's four
-//! runs are a fraction of a second apart, so a machine whose speed drifts (a shared VM) moves
-//! them together.
+//! request, request metrics on, and off). Each router is made ready as `axum::serve` makes
+//! it for each connection (`Router::with_state(())`: every route, with its layers, built
+//! once rather than for each request), so that a request takes the path a served one takes.
+//! The four take turns, 5,000 requests a turn, 101 turns (the first dropped as warm-up),
+//! each turn starting with the next stack, so that the four meet the machine alike; prints
+//! the median ns a request of each stack, and the median of the turns' ratios of our
+//! overhead above no logging to the stock stack's: a turn's four runs are a fraction of a
+//! second apart, so a machine whose speed drifts (a shared VM) moves them together.
+//!
+//! `AXUM_BENCH_ONLY=<n>` serves stack `n` alone (0 no logging, 1 stock, 2 and 3 ours), all
+//! turns' requests in one run and nothing printed: for a profiler.
 
 mod support;
 
@@ -85,7 +90,13 @@ fn stacks() -> [Stack; 4] {
             ),
         ),
     };
-    [none, stock, ours(true), ours(false)]
+    let mut stacks = [none, stock, ours(true), ours(false)];
+    for stack in &mut stacks {
+        // What `axum::serve` does for each connection: a `Router<()>` called as it is would
+        // build each route, and apply each layer to it, for every request.
+        stack.app = stack.app.clone().with_state(());
+    }
+    stacks
 }
 
 async fn serve(app: &Router, requests: u32) {
@@ -106,6 +117,16 @@ fn main() {
         .build()
         .unwrap();
     let stacks = stacks();
+    if let Some(only) = std::env::var("AXUM_BENCH_ONLY")
+        .ok()
+        .and_then(|only| only.parse::<usize>().ok())
+    {
+        let stack = &stacks[only];
+        tracing::dispatcher::with_default(&stack.dispatch, || {
+            runtime.block_on(serve(&stack.app, REQUESTS * TURNS as u32));
+        });
+        return;
+    }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); stacks.len()];
     for turn in 0..TURNS {
         for k in 0..stacks.len() {
