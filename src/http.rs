@@ -7,10 +7,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use ::axum::extract::MatchedPath;
+use ::axum::extract::{MatchedPath, OriginalUri};
 use ::http::{HeaderName, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -71,7 +72,8 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
-/// request matched:
+/// request matched. Wrapped around the `Router` (or around a service that is not axum's), it
+/// sees no route: every request has the route [`UNMATCHED_ROUTE`], and one WARN says so.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -94,6 +96,18 @@ struct Config {
     skipped: Vec<String>,
     /// Whether the response carries the request's id as `x-request-id`.
     echo_request_id: bool,
+    /// Whether the WARN about requests no `Router` routed was written.
+    warned_unrouted: Flag,
+}
+
+/// A flag a layer sets once; a layer configured from a copy of another starts with its own.
+#[derive(Debug, Default)]
+struct Flag(AtomicBool);
+
+impl Clone for Flag {
+    fn clone(&self) -> Self {
+        Flag::default()
+    }
 }
 
 impl RequestLayer {
@@ -163,10 +177,17 @@ where
         let reading = SharedReading::now();
         let started = reading.at();
         let path = request.uri().path();
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let route = match request.extensions().get::<MatchedPath>() {
+            Some(matched) => matched.as_str(),
+            None => {
+                // A `Router` marks each request it routes, a path it has no route for
+                // included: one that is not marked never met one.
+                if request.extensions().get::<OriginalUri>().is_none() {
+                    self.warn_unrouted();
+                }
+                UNMATCHED_ROUTE
+            }
+        };
         let skipped = self
             .config
             .skipped
@@ -229,6 +250,25 @@ where
             echoed,
             nested: false,
         }
+    }
+}
+
+impl<S> RequestService<S> {
+    /// Once a layer: its requests carry no route, as no axum `Router` routed them.
+    // Out of `call`'s way: once a layer, or never.
+    #[cold]
+    #[inline(never)]
+    fn warn_unrouted(&self) {
+        if self.config.warned_unrouted.0.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            target: TARGET,
+            "RequestLayer got a request no axum Router routed: the layer wraps the Router, or \
+             a service that is not one, so it sees no route, and every such request has the \
+             route \"{UNMATCHED_ROUTE}\" (request metrics count them all under it); apply \
+             the layer with Router::layer, after the routes"
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 //! templates and the unmatched route, request ids given and made, the ALB's trace id, left-out
 //! routes, status recorded at the response, a streaming body kept in its request, and a
 //! panic as one ERROR line with `CatchPanicLayer` inside the layer or outside it, and a
-//! router nested in another, each with the layer, as one request.
+//! router nested in another, each with the layer, as one request; a layer around the router
+//! (not inside it) says once that it sees no route.
 //!
 //! The subscriber is global, as `init()` installs it, with request metrics and buffering,
 //! filtered as `RUST_LOG=info,http_layer=debug` does; the tests take turns.
@@ -678,4 +679,38 @@ fn a_router_nested_in_another_each_with_the_layer_is_one_request() {
         looked_up.iter().all(|l| l["request_id"].is_string()),
         "{looked_up:#?}"
     );
+}
+
+#[test]
+fn a_layer_around_the_router_says_once_that_it_sees_no_route() {
+    let (_serial, out) = output();
+    // Inside the router, a path with no route is unmatched, and there is nothing to say.
+    let inside = routes().layer(RequestLayer::new());
+    // Around it, as a service of its own, the layer never sees the route the router matches.
+    let around = tower::Layer::layer(&RequestLayer::new(), routes());
+    runtime().block_on(async {
+        assert_eq!(send(&inside, get_request("/no/such/path")).await.0, 404);
+        assert!(
+            out.lines().iter().all(|l| l["level"] != "WARN"),
+            "{:#?}",
+            out.lines()
+        );
+        for path in ["/orders/1", "/orders/2", "/health"] {
+            let response = around.clone().oneshot(get_request(path)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = Body::new(response.into_body());
+            axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        }
+    });
+    tracing_aws_ecs::flush();
+    let lines = out.lines();
+    let warnings: Vec<&Value> = lines.iter().filter(|l| l["level"] == "WARN").collect();
+    assert_eq!(warnings.len(), 1, "said once: {warnings:#?}");
+    let warning = warnings[0]["message"].as_str().unwrap();
+    assert!(warning.contains("Router::layer"), "{warning}");
+    assert!(warning.contains(UNMATCHED_ROUTE), "{warning}");
+    let expected: BTreeMap<_, _> = [(pair(UNMATCHED_ROUTE, "GET"), (4, 0))]
+        .into_iter()
+        .collect();
+    assert_eq!(counts(out), expected);
 }
