@@ -117,11 +117,12 @@ fn main() {
         .build()
         .unwrap();
     let stacks = stacks();
-    if let Some(only) = std::env::var("AXUM_BENCH_ONLY")
-        .ok()
-        .and_then(|only| only.parse::<usize>().ok())
-    {
-        let stack = &stacks[only];
+    if let Ok(only) = std::env::var("AXUM_BENCH_ONLY") {
+        let stack = only
+            .parse::<usize>()
+            .ok()
+            .and_then(|only| stacks.get(only))
+            .expect("AXUM_BENCH_ONLY is a stack's number, 0 to 3");
         tracing::dispatcher::with_default(&stack.dispatch, || {
             runtime.block_on(serve(&stack.app, REQUESTS * TURNS as u32));
         });

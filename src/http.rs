@@ -72,8 +72,12 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
-/// request matched. Wrapped around the `Router` (or around a service that is not axum's), it
-/// sees no route: every request has the route [`UNMATCHED_ROUTE`], and one WARN says so.
+/// request matched. Where no axum (0.8) `Router` has routed a request before it (the layer
+/// wraps the `Router`, or a service served without one), it sees no route: the request has
+/// the route [`UNMATCHED_ROUTE`], and the first such request of each layer writes one WARN
+/// that says so. (A layer wrapped around a `Router` that another mounts, with
+/// `nest_service` or `fallback_service`, is not told apart: the outer one has marked the
+/// request as routed.)
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -173,21 +177,22 @@ where
                 nested: true,
             };
         }
-        // Request metrics time the span with this reading too.
-        let reading = SharedReading::now();
-        let started = reading.at();
         let path = request.uri().path();
         let route = match request.extensions().get::<MatchedPath>() {
             Some(matched) => matched.as_str(),
             None => {
-                // A `Router` marks each request it routes, a path it has no route for
-                // included: one that is not marked never met one.
+                // An axum `Router` marks each request it routes, a path it has no route for
+                // included: one that is not marked met none on its way here.
                 if request.extensions().get::<OriginalUri>().is_none() {
                     self.warn_unrouted();
                 }
                 UNMATCHED_ROUTE
             }
         };
+        // Request metrics time the span with this reading too (taken after the WARN above,
+        // which is not the request's time).
+        let reading = SharedReading::now();
+        let started = reading.at();
         let skipped = self
             .config
             .skipped
@@ -254,7 +259,7 @@ where
 }
 
 impl<S> RequestService<S> {
-    /// Once a layer: its requests carry no route, as no axum `Router` routed them.
+    /// Says, once a layer, that its requests carry no route, as no axum `Router` routed them.
     // Out of `call`'s way: once a layer, or never.
     #[cold]
     #[inline(never)]
@@ -264,10 +269,10 @@ impl<S> RequestService<S> {
         }
         tracing::warn!(
             target: TARGET,
-            "RequestLayer got a request no axum Router routed: the layer wraps the Router, or \
-             a service that is not one, so it sees no route, and every such request has the \
-             route \"{UNMATCHED_ROUTE}\" (request metrics count them all under it); apply \
-             the layer with Router::layer, after the routes"
+            "RequestLayer got a request no axum 0.8 Router routed before it: it sees no \
+             route, so every such request has the route \"{UNMATCHED_ROUTE}\" (and request \
+             metrics count them all under it); apply the layer with axum 0.8's Router::layer, \
+             after the routes, not around the Router"
         );
     }
 }
