@@ -21,8 +21,10 @@ use tracing::Span;
 
 use crate::time::SharedReading;
 
-/// The route of a request that matched no route (axum's fallback, a 404): never the raw
-/// path, which would make a metric dimension per URL.
+/// The route of a request that axum gives no route template for: a path no route matched
+/// (axum's fallback, a 404), or a path under a service mounted with `nest_service`, whose
+/// template axum keeps to itself (a request for the mount path itself has that path as its
+/// route). Never the raw path, which would make a metric dimension per URL.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The header a request's id is read from, and echoed in when asked.
@@ -42,7 +44,8 @@ const TARGET: &str = "tracing_aws_ecs::http";
 ///
 /// - `http.request.method`: `GET`, `POST`, …;
 /// - `http.route`: the route template axum matched (`/orders/{id}`, from
-///   [`MatchedPath`]), or [`UNMATCHED_ROUTE`] when none matched (a 404): never the raw path;
+///   [`MatchedPath`]), or [`UNMATCHED_ROUTE`] when axum gives none (a 404, a path under a
+///   `nest_service`): never the raw path;
 /// - `url.path`: the path as requested;
 /// - `request_id`: the `x-request-id` header when the request has one (1 to 128 visible
 ///   ASCII characters), else 32 random hex digits;
