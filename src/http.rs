@@ -75,7 +75,8 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
-/// request matched. Where no axum (0.8) `Router` has routed a request before it (the layer
+/// request matched (a route added after it does not go through it: no span, no line). Where
+/// no axum (0.8) `Router` has routed a request before it (the layer
 /// wraps the `Router`, or a service served without one), it sees no route: the request has
 /// the route [`UNMATCHED_ROUTE`], and the first such request of each layer writes one WARN
 /// that says so. (A layer wrapped around a `Router` that another mounts, with
