@@ -56,12 +56,12 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// Every line logged while the request is handled carries them. The request ends when its
 /// response body ends (with the frame after which the body says it is at its end, as hyper
 /// reads it; with the response itself when its body is empty) or is dropped (a streaming body
-/// stays in its request); then one line,
-/// `request finished`, with `duration_ms` (milliseconds, to the microsecond): at INFO, or at
-/// ERROR for a 5xx status, a service error or a body that failed, so that
-/// [`Buffering`](crate::Buffering) writes what the request held. A request whose response
-/// was never made (the client went, or a timeout outside this layer gave up) gets status 499
-/// and one INFO line, `request cancelled`: it is counted, not as an error.
+/// stays in its request); then one line, `request finished`, with `duration_ms`
+/// (milliseconds, to the microsecond): at INFO, or at ERROR for a 5xx status, a service error
+/// or a body that failed, so that [`Buffering`](crate::Buffering) writes what the request
+/// held. A request whose response was never made (the client went, or a timeout outside
+/// this layer gave up) gets status 499 and one INFO line, `request cancelled`: it is counted,
+/// not as an error.
 ///
 /// A panic in the handler or the body is the request's error, with status 500, and one ERROR
 /// line: the [panic hook](crate::install_panic_hook)'s, in the request, whether
@@ -71,17 +71,16 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// the layer writes none.
 ///
 /// A router nested in another, each with the layer, makes one request, the outer layer's:
-/// a `RequestService` called while another's response future is polled on its thread passes the
-/// request through.
+/// a `RequestService` called while another's response future is polled on its thread passes
+/// the request through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
 /// request matched (a route added after it does not go through it: no span, no line). Where
-/// no axum (0.8) `Router` has routed a request before it (the layer
-/// wraps the `Router`, or a service served without one), it sees no route: the request has
-/// the route [`UNMATCHED_ROUTE`], and the first such request of each layer writes one WARN
-/// that says so. (A layer wrapped around a `Router` that another mounts, with
-/// `nest_service` or `fallback_service`, is not told apart: the outer one has marked the
-/// request as routed.)
+/// no axum (0.8) `Router` has routed a request before it (the layer wraps the `Router`, or a
+/// service served without one), it sees no route: the request has the route
+/// [`UNMATCHED_ROUTE`], and the first such request of each layer writes one WARN that says
+/// so. (A layer wrapped around a `Router` that another mounts, with `nest_service` or
+/// `fallback_service`, is not told apart: the outer one has marked the request as routed.)
 ///
 /// ```
 /// use axum::{Router, routing::get};
