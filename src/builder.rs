@@ -506,6 +506,19 @@ impl<W> Builder<W> {
             crate::log_metadata_status();
         }
         crate::buffering::warn_if_filtered_out();
+        #[cfg(feature = "axum")]
+        if let (Some(sink), false) = (&sink, crate::http::request_spans_enabled()) {
+            // Written whatever the filter passes: it likely turns off the crate's WARNs too.
+            let filter = match std::env::var("RUST_LOG") {
+                Ok(rust_log) if !rust_log.is_empty() => format!("RUST_LOG={rust_log:?}"),
+                _ => format!("the default level, {default_level},"),
+            };
+            sink.warn(&format!(
+                "{filter} turns off RequestLayer's request spans (target \
+                 tracing_aws_ecs::http, INFO): requests are neither logged nor counted, and \
+                 their lines carry no request_id; add tracing_aws_ecs::http=info to RUST_LOG"
+            ));
+        }
         let reporter = container_metrics.and_then(|metrics| start_reporter(metrics, sink.clone()));
         Ok(FlushGuard::with_reporter(reporter, sink))
     }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ::axum::extract::{MatchedPath, OriginalUri};
-use ::http::{HeaderName, HeaderValue, Request, Response};
+use ::http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -26,6 +26,11 @@ use crate::time::SharedReading;
 /// template axum keeps to itself (a request for the mount path itself has that path as its
 /// route). Never the raw path, which would make a metric dimension per URL.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The method of a request whose method is not one of HTTP's nine (nor one the layer was
+/// given): OpenTelemetry's name for it. The method as sent is the span's
+/// `http.request.method_original`.
+pub const OTHER_METHOD: &str = "_OTHER";
 
 /// The header a request's id is read from, and echoed in when asked.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,11 +47,15 @@ const TARGET: &str = "tracing_aws_ecs::http";
 ///
 /// The span's fields:
 ///
-/// - `http.request.method`: `GET`, `POST`, …;
+/// - `http.request.method`: `GET`, `POST`, …, or [`OTHER_METHOD`] for a method that is not
+///   one of HTTP's nine (or one given to [`with_known_method`](Self::with_known_method)),
+///   so that a client cannot make a metric dimension of its own; then also
+///   `http.request.method_original`, the method as sent;
 /// - `http.route`: the route template axum matched (`/orders/{id}`, from
 ///   [`MatchedPath`]), or [`UNMATCHED_ROUTE`] when axum gives none (a 404, a path under a
 ///   `nest_service`): never the raw path;
-/// - `url.path`: the path as requested;
+/// - `url.path`: the path as requested (with the prefix of a `Router::nest`, which axum takes
+///   off the path the nested router sees);
 /// - `request_id`: the `x-request-id` header when the request has one (1 to 128 visible
 ///   ASCII characters), else 32 random hex digits;
 /// - `xray_trace_id`: the `Root` of the `X-Amzn-Trace-Id` header an Application Load
@@ -69,6 +78,14 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// the hook, this layer writes `request panicked` for a panic that unwinds through it.) A
 /// panic caught inside writes its `request finished` line at INFO; one that unwinds through
 /// the layer writes none.
+///
+/// Layers inside this one (added with `tower::ServiceBuilder`, or services of your own) run
+/// in the request's span: what they log, and the spans they make (tower-http's
+/// `TraceLayer`), are the request's. So is what the handler's future or the body logs as it
+/// is dropped with a cancelled request. An id layer (tower-http's `SetRequestIdLayer`) goes
+/// outside this one, applied after it, so that this layer reads the id it set. A task
+/// spawned with `.in_current_span()` holds the span: its lines are the request's, and request
+/// metrics count the request when the span closes, after the task.
 ///
 /// A router nested in another, each with the layer, makes one request, the outer layer's:
 /// a `RequestService` called while another's response future is polled on its thread passes
@@ -103,8 +120,12 @@ struct Config {
     skipped: Vec<String>,
     /// Whether the response carries the request's id as `x-request-id`.
     echo_request_id: bool,
+    /// Methods counted under their own name besides HTTP's nine.
+    known_methods: Vec<Method>,
     /// Whether the WARN about requests no `Router` routed was written.
     warned_unrouted: Flag,
+    /// Whether the WARN about an id set inside the layer was written.
+    warned_inner_id: Flag,
 }
 
 /// A flag a layer sets once; a layer configured from a copy of another starts with its own.
@@ -123,18 +144,30 @@ impl RequestLayer {
         Self::default()
     }
 
-    /// Leaves out requests of `route` (a route template, as given to the router, or a path
-    /// when it matches no route): health checks. They have no span, so they are not counted
-    /// and their lines carry no request fields, and their `request finished` line is at
-    /// DEBUG.
+    /// Leaves out requests of `route`: health checks. `route` is a route template as axum
+    /// reports it (with the prefix of a `Router::nest`: `/api/health` for a route `/health`
+    /// nested under `/api`), or a path, as requested or as the router the layer is applied
+    /// to sees it (`/health` there). They have no span, so they are not counted and their
+    /// lines carry no request fields, and their `request finished` line is at DEBUG.
     pub fn without_route(mut self, route: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.config).skipped.push(route.into());
         self
     }
 
     /// Whether each response carries its request's id as `x-request-id` (default `false`).
+    /// An `x-request-id` the response has already (a layer inside this one, such as
+    /// tower-http's `PropagateRequestIdLayer`) is kept; when it is not the request's id, one
+    /// WARN says so: an id layer belongs outside this one, where this layer reads the id
+    /// it set.
     pub fn with_request_id_in_response(mut self, echo: bool) -> Self {
         Arc::make_mut(&mut self.config).echo_request_id = echo;
+        self
+    }
+
+    /// Counts `method` under its own name (WebDAV's `PROPFIND`, say) rather than as
+    /// [`OTHER_METHOD`]; HTTP's nine are known already.
+    pub fn with_known_method(mut self, method: Method) -> Self {
+        Arc::make_mut(&mut self.config).known_methods.push(method);
         self
     }
 }
@@ -146,6 +179,7 @@ impl<S> Layer<S> for RequestLayer {
         RequestService {
             inner,
             config: Arc::clone(&self.config),
+            call_makes_future_only: is_axum_route::<S>(),
         }
     }
 }
@@ -155,6 +189,19 @@ impl<S> Layer<S> for RequestLayer {
 pub struct RequestService<S> {
     inner: S,
     config: Arc<Config>,
+    /// Whether the inner service's `call` only makes its future, running no code of the
+    /// service (axum's `Route`): it need not run in the request's span.
+    call_makes_future_only: bool,
+}
+
+/// Whether `S` is axum's `Route`, whose `call` makes the future of the route's service
+/// without calling it: the route's layers and handler run as the future is polled, in the
+/// request's span. Any other service's `call` runs in the span (an entry of it costs about
+/// 25 ns a request); a name that reads otherwise in another Rust version only costs that.
+fn is_axum_route<S>() -> bool {
+    let name = std::any::type_name::<S>();
+    // `Route<E = Infallible>`: its name leaves out the default parameter.
+    name == "axum::routing::route::Route" || name.starts_with("axum::routing::route::Route<")
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestService<S>
@@ -174,13 +221,18 @@ where
         if Polling::in_a_request() {
             // A router nested in another, each with the layer: the outer one has the request.
             return ResponseFuture {
-                inner: self.inner.call(request),
+                inner: Some(self.inner.call(request)),
                 request: None,
                 echoed: None,
                 nested: true,
             };
         }
-        let path = request.uri().path();
+        let seen_path = request.uri().path();
+        // A nested router sees its path without the prefix; the path as requested has it.
+        let path = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or(seen_path, |original| original.path());
         let route = match request.extensions().get::<MatchedPath>() {
             Some(matched) => matched.as_str(),
             None => {
@@ -200,7 +252,7 @@ where
             .config
             .skipped
             .iter()
-            .any(|s| s == route || (route == UNMATCHED_ROUTE && s == path));
+            .any(|s| s == route || s == path || s == seen_path);
         let given_id = request
             .headers()
             .get(REQUEST_ID)
@@ -218,21 +270,39 @@ where
             .config
             .echo_request_id
             .then(|| HeaderValue::from_str(request_id).ok())
-            .flatten();
+            .flatten()
+            .map(|id| Echo {
+                id,
+                config: Arc::clone(&self.config),
+            });
         let span = if skipped {
             Span::none()
         } else {
-            let span = tracing::info_span!(
-                target: TARGET,
-                parent: None,
-                "request",
-                http.request.method = request.method().as_str(),
-                http.route = route,
-                url.path = path,
-                request_id,
-                xray_trace_id = tracing::field::Empty,
-                http.response.status_code = tracing::field::Empty,
-            );
+            // One callsite for the methods known, one for the others (with the method as
+            // sent): a field declared for every request would take room in each span.
+            macro_rules! request_span {
+                ($method:expr $(, $original:ident)?) => {
+                    tracing::info_span!(
+                        target: TARGET,
+                        parent: None,
+                        "request",
+                        http.request.method = $method,
+                        $(http.request.method_original = $original,)?
+                        http.route = route,
+                        url.path = path,
+                        request_id,
+                        xray_trace_id = tracing::field::Empty,
+                        http.response.status_code = tracing::field::Empty,
+                    )
+                };
+            }
+            let method = request.method();
+            let span = if is_known_method(method, &self.config.known_methods) {
+                request_span!(method.as_str())
+            } else {
+                let original = method.as_str();
+                request_span!(OTHER_METHOD, original)
+            };
             let trace = request.headers().get(AMZN_TRACE_ID);
             if let Some(root) = trace.and_then(|t| xray_root(t.to_str().ok()?)) {
                 span.record("xray_trace_id", root);
@@ -240,10 +310,17 @@ where
             span
         };
         drop(reading);
-        // The handler runs as the future is polled, in the span: the call only makes it.
-        let inner = self.inner.call(request);
+        // The handler runs as the future is polled, in the span; a service that does more
+        // in its `call` (a layer inside this one, such as tower-http's `TraceLayer`, makes
+        // its span there) does it in the span too.
+        let inner = if self.call_makes_future_only {
+            self.inner.call(request)
+        } else {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         ResponseFuture {
-            inner,
+            inner: Some(inner),
             request: Some(OpenRequest {
                 span,
                 started,
@@ -283,14 +360,104 @@ impl<S> RequestService<S> {
 pin_project! {
     /// The future of a [`RequestService`]'s response.
     pub struct ResponseFuture<F> {
+        // `None` only as the future is dropped: see the drop below.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         // Handed to the response's body when the response is made.
         request: Option<OpenRequest>,
-        echoed: Option<HeaderValue>,
+        echoed: Option<Echo>,
         // Called while another `RequestService`'s request was polled: no request of its own.
         nested: bool,
     }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        /// A request cancelled before its response: what the inner future logs as it is
+        /// dropped (a guard that says the client went) is in the request, before its last
+        /// line.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            drop_in_request(this.inner, this.request.as_ref());
+        }
+    }
+}
+
+/// Drops `inner` in `request`'s span, unless the request has ended: a field that is
+/// dropped after it would be dropped outside it.
+fn drop_in_request<T>(mut inner: Pin<&mut Option<T>>, request: Option<&OpenRequest>) {
+    if let Some(request) = request.filter(|request| !request.ended) {
+        let _entered = request.span.enter();
+        inner.set(None);
+    }
+}
+
+/// The id a response is to carry as `x-request-id`, and the layer's configuration, whose
+/// flag says once that a layer inside set another.
+struct Echo {
+    id: HeaderValue,
+    config: Arc<Config>,
+}
+
+impl Config {
+    /// Says, once a layer, that the response came with an `x-request-id` of its own, not the
+    /// id the request's lines carry.
+    #[cold]
+    #[inline(never)]
+    fn warn_id_set_inside(&self) {
+        if self.warned_inner_id.0.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            target: TARGET,
+            "a response came to RequestLayer with an x-request-id that is not the id its \
+             request's lines carry (a layer inside RequestLayer, such as tower-http's \
+             SetRequestIdLayer, or the handler, set it): apply id layers after RequestLayer, \
+             outside it, so that it reads the id they set"
+        );
+    }
+}
+
+/// Whether the filter of the subscriber in use lets requests' spans through (`request`, of
+/// this module's target, at INFO). When it does not (`RUST_LOG=my_service=debug` turns off
+/// every other target), requests are neither logged nor counted, and their lines carry no
+/// request fields.
+pub(crate) fn request_spans_enabled() -> bool {
+    use tracing::callsite::Callsite;
+    use tracing::metadata::{Kind, Metadata};
+    struct RequestSpan;
+    static CALLSITE: RequestSpan = RequestSpan;
+    static META: Metadata<'static> = tracing::metadata! {
+        name: "request",
+        target: TARGET,
+        level: tracing::Level::INFO,
+        fields: &[],
+        callsite: &CALLSITE,
+        kind: Kind::SPAN,
+    };
+    impl Callsite for RequestSpan {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &META
+        }
+    }
+    // Registered, so that a filter's directives by span name see it as they would the span.
+    tracing::callsite::register(&CALLSITE);
+    tracing::dispatcher::get_default(|dispatch| dispatch.enabled(&META))
+}
+
+/// Whether `method` is one of HTTP's nine (RFC 9110's eight and `PATCH`) or one of `known`.
+fn is_known_method(method: &Method, known: &[Method]) -> bool {
+    const NINE: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    NINE.contains(method) || known.contains(method)
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
@@ -308,10 +475,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            panic!("a RequestService's response future polled as it was dropped");
+        };
         if *this.nested {
-            return this.inner.poll(cx).map_ok(|response| {
+            return inner.poll(cx).map_ok(|response| {
                 response.map(|inner| ResponseBody {
-                    inner,
+                    inner: Some(inner),
                     request: None,
                 })
             });
@@ -321,7 +491,7 @@ where
         };
         let polled = request.poll_in_span(
             Part::Response,
-            || this.inner.poll(cx),
+            || inner.poll(cx),
             |polled| match polled {
                 Poll::Pending => Polled::default(),
                 Poll::Ready(Ok(response)) => Polled {
@@ -344,12 +514,20 @@ where
         let request = this.request.take().filter(|request| !request.ended);
         Poll::Ready(result.map(|response| {
             let (mut parts, body) = response.into_parts();
-            if let Some(id) = this.echoed.take() {
-                // Unless the handler set one of its own.
-                parts.headers.entry(REQUEST_ID).or_insert(id);
+            if let Some(Echo { id, config }) = this.echoed.take() {
+                // Unless the handler (or a layer inside) set one of its own.
+                match parts.headers.entry(REQUEST_ID) {
+                    ::http::header::Entry::Vacant(entry) => {
+                        entry.insert(id);
+                    }
+                    ::http::header::Entry::Occupied(set) if *set.get() != id => {
+                        config.warn_id_set_inside();
+                    }
+                    ::http::header::Entry::Occupied(_) => {}
+                }
             }
             let body = ResponseBody {
-                inner: body,
+                inner: Some(body),
                 request,
             };
             Response::from_parts(parts, body)
@@ -361,9 +539,19 @@ pin_project! {
     /// The body of a [`RequestService`]'s response: the request ends when it ends or is
     /// dropped.
     pub struct ResponseBody<B> {
+        // `None` only as the body is dropped.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         request: Option<OpenRequest>,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        /// A body dropped before its end (the client went): what it logs as it is dropped
+        /// is in the request, before its last line.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            drop_in_request(this.inner, this.request.as_ref());
+        }
     }
 }
 
@@ -382,12 +570,14 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
+        let Some(mut inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
         // A streaming body's lines are the request's; so is its last line, when the body
         // ends (or fails), written in the same entry of the span.
         let Some(request) = this.request.as_mut() else {
-            return this.inner.poll_frame(cx);
+            return inner.poll_frame(cx);
         };
-        let mut inner = this.inner;
         // A frame after which the body says it is at its end ends the request too: a
         // server need not poll again (hyper does not), and the last line is written in this
         // entry of the span rather than another.
@@ -412,11 +602,13 @@ impl<B: Body> Body for ResponseBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }
 
@@ -699,6 +891,24 @@ mod tests {
         assert_eq!(xray_root("Root=1-67891233-abcdef01234567891234567z"), None);
         assert_eq!(xray_root("Sampled=1"), None);
         assert_eq!(xray_root("Root=é"), None);
+    }
+
+    #[test]
+    fn axum_routes_are_told_from_other_services() {
+        // A `Route`'s call runs none of the service's code: no entry of the span for it. Any
+        // other service's call runs in the span.
+        assert!(is_axum_route::<::axum::routing::Route>());
+        assert!(is_axum_route::<::axum::routing::Route<std::io::Error>>());
+        assert!(!is_axum_route::<RequestService<::axum::routing::Route>>());
+        assert!(!is_axum_route::<()>());
+    }
+
+    #[test]
+    fn methods_are_known_or_other() {
+        assert!(is_known_method(&Method::PATCH, &[]));
+        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+        assert!(!is_known_method(&propfind, &[]));
+        assert!(is_known_method(&propfind, std::slice::from_ref(&propfind)));
     }
 
     #[test]

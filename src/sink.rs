@@ -31,6 +31,11 @@ pub(crate) trait LineSink: Send + Sync {
     /// Writes the notice of the losses not said yet, if any, without waiting for a line
     /// (at shutdown: no line may come after).
     fn say_losses(&self);
+
+    /// Writes a WARN line of the crate's own that says `message`, whatever the filter lets
+    /// through: what it says is that the filter, or a setting, keeps something from working.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    fn warn(&self, message: &str);
 }
 
 /// The static metadata of a line the crate writes of its own, named `$name` at `$level`.
@@ -287,6 +292,10 @@ where
 
     fn counter(&self) -> &LineCounter {
         CountingWriter::counter(self)
+    }
+
+    fn warn(&self, message: &str) {
+        CountingWriter::warn(self, message);
     }
 
     fn say_losses(&self) {

@@ -2,7 +2,8 @@
 //! (5xx, panics, health checks, 404s), then SIGTERM. Request metrics are exact per (Route,
 //! Method) in the interval written at shutdown, health checks and the background task are
 //! not counted, `RUST_LOG=info` is enough, and every line of a request carries its id and,
-//! when the ALB gave one, its trace.
+//! when the ALB gave one, its trace. A `RUST_LOG` that turns off the request spans is said
+//! at start, whatever it lets through.
 #![cfg(all(feature = "axum", feature = "emulator", unix))]
 
 use std::collections::BTreeMap;
@@ -299,4 +300,35 @@ fn requests_in_flight_at_sigterm_finish_and_are_counted_with_their_held_lines() 
             .unwrap();
         assert_eq!(finished["http.response.status_code"], 502);
     }
+}
+
+/// The WARN lines that say the filter turns off the request spans.
+fn filter_warnings(lines: &[Value]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("turns off RequestLayer's request spans"))
+        })
+        .count()
+}
+
+#[test]
+fn a_rust_log_that_turns_off_request_spans_is_said_at_start() {
+    // The service's own target only, as `RUST_LOG=my_service=info` gives: every other
+    // target is off, the crate's WARNs included.
+    let service = start(Some("axum=info"));
+    let response = agent()
+        .get(format!("{}/orders/7", service.base))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let lines = stop(service);
+    assert_eq!(filter_warnings(&lines), 1, "{lines:#?}");
+    assert!(lines.iter().all(|l| l["message"] != "request finished"));
+    // With the spans on, nothing is said.
+    let service = start(None);
+    assert_eq!(filter_warnings(&stop(service)), 0);
 }

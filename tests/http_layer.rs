@@ -3,7 +3,10 @@
 //! routes, status recorded at the response, a streaming body kept in its request, and a
 //! panic as one ERROR line with `CatchPanicLayer` inside the layer or outside it, and a
 //! router nested in another, each with the layer, as one request; a layer around the router
-//! (not inside it) says once that it sees no route.
+//! (not inside it) says once that it sees no route. Layers inside this one make their spans
+//! in the request; methods no one knows are counted as one; a layer on a nested router has
+//! the path as requested; what a cancelled handler or a dropped body logs as it goes is in
+//! the request.
 //!
 //! The subscriber is global, as `init()` installs it, with request metrics and buffering,
 //! filtered as `RUST_LOG=info,http_layer=debug` does; the tests take turns.
@@ -17,13 +20,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::routing::{get, post};
 use common::{Capture, fargate_metadata};
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tracing_aws_ecs::http::{RequestLayer, UNMATCHED_ROUTE};
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tracing_aws_ecs::http::{OTHER_METHOD, RequestLayer, UNMATCHED_ROUTE};
 use tracing_aws_ecs::{Buffering, RequestMetrics};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
@@ -303,6 +307,7 @@ fn a_request_cancelled_before_its_response_is_a_499_and_a_failed_body_an_error()
                 .await
                 .is_err()
         );
+        send(&app, get_request("/own-id")).await;
         send(&app, get_request("/own-id")).await.1
     });
     assert_eq!(own["x-request-id"], "the-handler's", "not overwritten");
@@ -312,12 +317,23 @@ fn a_request_cancelled_before_its_response_is_a_499_and_a_failed_body_an_error()
         [
             (pair("/broken", "GET"), (1, 1)),
             (pair("/hang", "GET"), (1, 0)),
-            (pair("/own-id", "GET"), (1, 0)),
+            (pair("/own-id", "GET"), (2, 0)),
         ]
         .into_iter()
         .collect()
     );
     let lines = out.lines();
+    // The id the client got is not the one on the lines: said once.
+    let other_id = lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("x-request-id that is not"))
+        })
+        .count();
+    assert_eq!(other_id, 1);
     let cancelled = lines
         .iter()
         .find(|l| l["message"] == "request cancelled")
@@ -718,4 +734,212 @@ fn a_layer_around_the_router_says_once_that_it_sees_no_route() {
         .into_iter()
         .collect();
     assert_eq!(counts(out), expected);
+}
+
+#[test]
+fn a_layer_inside_this_one_makes_its_span_in_the_request() {
+    let (_serial, out) = output();
+    // tower-http's `TraceLayer` makes its span (at INFO here) in its `call`.
+    let inside = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO));
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async {
+                tracing::info!("looked up order");
+                "order"
+            }),
+        )
+        .route(
+            "/pay",
+            get(|| async {
+                tracing::error!("payment failed");
+                StatusCode::PAYMENT_REQUIRED
+            }),
+        )
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestLayer::new())
+                .layer(inside),
+        );
+    runtime().block_on(async {
+        send(&app, get_request("/orders/7")).await;
+        send(&app, get_request("/pay")).await;
+    });
+    tracing_aws_ecs::flush();
+    // The handler's ERROR is its request's: counted as an error.
+    assert_eq!(
+        counts(out),
+        [
+            (pair("/orders/{id}", "GET"), (1, 0)),
+            (pair("/pay", "GET"), (1, 1)),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let lines = out.lines();
+    for (message, route) in [
+        ("looked up order", "/orders/{id}"),
+        ("payment failed", "/pay"),
+    ] {
+        let line = lines.iter().find(|l| l["message"] == message).unwrap();
+        assert_eq!(line["http.route"], route, "{line}");
+        assert!(line["request_id"].is_string(), "{line}");
+    }
+    // `TraceLayer`'s span is inside the request, not a root span of its own.
+    assert!(
+        lines.iter().all(|l| !l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no route"))),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_method_not_known_is_counted_as_other_with_the_method_as_sent() {
+    let (_serial, out) = output();
+    let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+    let app = routes().layer(RequestLayer::new().with_known_method(propfind.clone()));
+    let request = |method: Method, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    runtime().block_on(async {
+        // More methods than the pairs request metrics keep (100): a client's methods must not
+        // push the service's routes out.
+        for i in 0..150 {
+            let junk = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            assert_eq!(send(&app, request(junk, "/no/such/path")).await.0, 404);
+        }
+        let status = send(&app, request(propfind, "/orders/1")).await.0;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        send(&app, get_request("/orders/1")).await;
+    });
+    tracing_aws_ecs::flush();
+    assert_eq!(
+        counts(out),
+        [
+            (pair(UNMATCHED_ROUTE, OTHER_METHOD), (150, 0)),
+            (pair("/orders/{id}", "PROPFIND"), (1, 0)),
+            (pair("/orders/{id}", "GET"), (1, 0)),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let lines = out.lines();
+    let junk = lines
+        .iter()
+        .find(|l| l["message"] == "request finished" && l["http.request.method_original"] == "X7")
+        .expect("the method as sent");
+    assert_eq!(junk["http.request.method"], OTHER_METHOD);
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["http.request.method"] == "GET" || l["http.request.method"] == "PROPFIND")
+            .all(|l| l.get("http.request.method_original").is_none())
+    );
+}
+
+#[test]
+fn a_layer_on_a_nested_router_has_the_path_as_requested() {
+    let (_serial, out) = output();
+    let api = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/items/{id}", get(|| async { "item" }))
+        .layer(RequestLayer::new().without_route("/health"));
+    let app = Router::new().nest("/api", api);
+    runtime().block_on(async {
+        send(&app, get_request("/api/health")).await;
+        send(&app, get_request("/api/items/2")).await;
+    });
+    tracing_aws_ecs::flush();
+    // The health check is left out by the path its router sees.
+    assert_eq!(
+        counts(out),
+        [(pair("/api/items/{id}", "GET"), (1, 0))]
+            .into_iter()
+            .collect()
+    );
+    let lines = out.lines();
+    let finished: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{lines:#?}");
+    assert_eq!(finished[0]["http.route"], "/api/items/{id}");
+    assert_eq!(finished[0]["url.path"], "/api/items/2");
+}
+
+/// Logs as it is dropped, as a guard that says the client went does.
+struct LogOnDrop(&'static str);
+
+impl Drop for LogOnDrop {
+    fn drop(&mut self) {
+        tracing::warn!(part = self.0, "dropped: the client went");
+    }
+}
+
+#[test]
+fn what_a_cancelled_handler_or_a_dropped_body_logs_as_it_goes_is_in_the_request() {
+    use http_body::Body as _;
+    /// Chunks for ever, holding a guard (dropped with the stream).
+    struct Endless(#[allow(dead_code)] LogOnDrop);
+    impl futures_core::Stream for Endless {
+        type Item = Result<&'static str, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(Some(Ok("tick\n")))
+        }
+    }
+    let (_serial, out) = output();
+    let app = Router::new()
+        .route(
+            "/hang",
+            get(|| async {
+                let _guard = LogOnDrop("handler");
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "never"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async { Body::from_stream(Endless(LogOnDrop("body"))) }),
+        )
+        .layer(RequestLayer::new());
+    runtime().block_on(async {
+        let hang = app.clone().oneshot(get_request("/hang"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), hang)
+                .await
+                .is_err()
+        );
+        let response = app.clone().oneshot(get_request("/stream")).await.unwrap();
+        let mut body = response.into_body();
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(frame.is_some_and(|frame| frame.is_ok()));
+        drop(body);
+    });
+    let lines = out.lines();
+    for (part, route, last) in [
+        ("handler", "/hang", "request cancelled"),
+        ("body", "/stream", "request finished"),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l["part"] == part)
+            .unwrap_or_else(|| panic!("the {part}'s line in {lines:#?}"));
+        let line = &lines[at];
+        assert_eq!(line["http.route"], route, "{line}");
+        let last = lines
+            .iter()
+            .position(|l| l["message"] == last && l["http.route"] == route)
+            .unwrap();
+        assert!(at < last, "before the request's last line");
+        assert_eq!(lines[last]["request_id"], line["request_id"]);
+    }
 }
