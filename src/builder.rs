@@ -506,9 +506,15 @@ impl<W> Builder<W> {
             crate::log_metadata_status();
         }
         crate::buffering::warn_if_filtered_out();
+        // Written whatever the filter passes (it likely turns off the crate's WARNs too),
+        // unless it turns off every line.
         #[cfg(feature = "axum")]
-        if let (Some(sink), false) = (&sink, crate::http::request_spans_enabled()) {
-            // Written whatever the filter passes: it likely turns off the crate's WARNs too.
+        if let (Some(sink), false, false) = (
+            &sink,
+            tracing::level_filters::LevelFilter::current()
+                == tracing::level_filters::LevelFilter::OFF,
+            crate::http::request_spans_enabled(),
+        ) {
             let filter = match std::env::var("RUST_LOG") {
                 Ok(rust_log) if !rust_log.is_empty() => format!("RUST_LOG={rust_log:?}"),
                 _ => format!("the default level, {default_level},"),
