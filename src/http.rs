@@ -84,8 +84,8 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// `TraceLayer`), are the request's. So is what the handler's future or the body logs as it
 /// is dropped with a cancelled request. An id layer (tower-http's `SetRequestIdLayer`) goes
 /// outside this one, applied after it, so that this layer reads the id it set. A task
-/// spawned with `.in_current_span()` holds the span: its lines are the request's, and request
-/// metrics count the request when the span closes, after the task.
+/// spawned with `.in_current_span()` holds the span: its lines are the request's, while
+/// request metrics count the request at its last line, timed as its `duration_ms` is.
 ///
 /// A router nested in another, each with the layer, makes one request, the outer layer's:
 /// a `RequestService` called while another's response future is polled on its thread passes
@@ -732,7 +732,7 @@ impl OpenRequest {
             }
             return None;
         }
-        let reading = SharedReading::now();
+        let reading = SharedReading::at_the_end();
         let elapsed = reading.at().saturating_duration_since(self.started);
         let duration_ms = crate::time::millis_to_the_microsecond(elapsed);
         let server_error = self.status.is_some_and(|s| s >= 500);

@@ -278,6 +278,12 @@ where
         if let (Some(leaf), Some(_)) = (leaf, &layer.requests) {
             note_trace_id(leaf);
         }
+        // A request's last line ends it, whoever holds its span on (a spawned task).
+        if let (Some(leaf), Some(_), true) =
+            (leaf, &layer.requests, crate::time::request_ends_here())
+        {
+            end_request(leaf);
+        }
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
@@ -375,6 +381,20 @@ where
     if noted {
         with_open_request(leaf, |request| request.note_trace_id(&xray));
     }
+}
+
+/// Counts the request `leaf` is in: its last line is written.
+fn end_request<S>(leaf: &SpanRef<'_, S>)
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    crate::buffering::with_root(leaf, |root| {
+        if let Some(data) = root.extensions().get::<SpanData>() {
+            if let Some(request) = &data.request {
+                request.end(&data.fields);
+            }
+        }
+    });
 }
 
 /// Marks the request of an ERROR event, whose span is `leaf`, as failed.

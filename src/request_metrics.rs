@@ -40,7 +40,10 @@ use crate::time::random_u64;
 ///
 /// A request is counted as its root span closes, when the registry drops the span's data
 /// (`tracing_subscriber`'s `Registry` does so at the close; requests still open when the
-/// subscriber is dropped are not counted).
+/// subscriber is dropped are not counted). A request of
+/// [`RequestLayer`](crate::http::RequestLayer) is counted at its last line, `request
+/// finished`, and timed to it: a task spawned with `.in_current_span()` may hold its span
+/// open for longer.
 ///
 /// A request is an error when its status is 500 or more, or when it logged an ERROR event.
 /// For each interval (60 s by default) and each (Route, Method), one EMF line carries
@@ -375,6 +378,8 @@ fn request_fields(fields: &SpanStore) -> [Option<&str>; 6] {
 pub(crate) struct OpenRequest {
     opened: Instant,
     failed: AtomicBool,
+    /// Whether it was counted: at its last line, or else as its span closed.
+    counted: AtomicBool,
     /// The trace id an OpenTelemetry tracer gave the request, in X-Ray's form (35 bytes),
     /// noted from its lines: it wins over a span field's.
     #[cfg(feature = "opentelemetry")]
@@ -388,6 +393,7 @@ impl OpenRequest {
         OpenRequest {
             opened: crate::time::shared_or_now(),
             failed: AtomicBool::new(false),
+            counted: AtomicBool::new(false),
             #[cfg(feature = "opentelemetry")]
             traced: std::sync::OnceLock::new(),
             recorders: smallvec::smallvec![Arc::clone(recorder)],
@@ -426,8 +432,12 @@ impl OpenRequest {
         }
     }
 
-    /// The root span closed with `fields`: the request is counted, if it is one.
+    /// The request ended (its last line is written, or its root span closed) with `fields`:
+    /// it is counted, if it is one and was not counted before.
     pub(crate) fn end(&self, fields: &SpanStore) {
+        if self.counted.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let latency = crate::time::shared_or_now().saturating_duration_since(self.opened);
         let [route, method, status, request_id, trace_id, uri] = request_fields(fields);
         let Some(route) = route else {

@@ -41,6 +41,8 @@ fn seed() -> u64 {
 thread_local! {
     /// A reading of the monotonic clock left by a [`SharedReading`] for one [`shared_or_now`].
     static SHARED: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Whether the [`SharedReading`] on this thread is that of a request's last line.
+    static ENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A reading of the monotonic clock, left on this thread for the next [`shared_or_now`]
@@ -60,9 +62,24 @@ impl SharedReading {
         SharedReading(now)
     }
 
+    /// The clock now, shared, as a request's last line is written: request metrics count
+    /// the request at that line ([`request_ends_here`]) rather than when its span closes,
+    /// which a task spawned with `.in_current_span()` puts off until it ends.
+    pub(crate) fn at_the_end() -> Self {
+        let reading = Self::now();
+        let _ = ENDING.try_with(|ending| ending.set(true));
+        reading
+    }
+
     pub(crate) fn at(&self) -> Instant {
         self.0
     }
+}
+
+/// Whether a request's last line is being written on this thread (see
+/// [`SharedReading::at_the_end`]).
+pub(crate) fn request_ends_here() -> bool {
+    ENDING.try_with(Cell::get).unwrap_or(false)
 }
 
 #[cfg(feature = "axum")]
@@ -70,6 +87,7 @@ impl Drop for SharedReading {
     /// Forgets the reading, if no one took it: a later read is later.
     fn drop(&mut self) {
         let _ = SHARED.try_with(|shared| shared.set(None));
+        let _ = ENDING.try_with(|ending| ending.set(false));
     }
 }
 

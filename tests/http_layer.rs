@@ -6,7 +6,7 @@
 //! (not inside it) says once that it sees no route. Layers inside this one make their spans
 //! in the request; methods no one knows are counted as one; a layer on a nested router has
 //! the path as requested; what a cancelled handler or a dropped body logs as it goes is in
-//! the request.
+//! the request; a task spawned in the request's span does not put off its count.
 //!
 //! The subscriber is global, as `init()` installs it, with request metrics and buffering,
 //! filtered as `RUST_LOG=info,http_layer=debug` does; the tests take turns.
@@ -942,4 +942,66 @@ fn what_a_cancelled_handler_or_a_dropped_body_logs_as_it_goes_is_in_the_request(
         assert!(at < last, "before the request's last line");
         assert_eq!(lines[last]["request_id"], line["request_id"]);
     }
+}
+
+#[test]
+fn a_task_spawned_in_the_request_does_not_put_off_its_count() {
+    use tracing::Instrument;
+    let (_serial, out) = output();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let wait = std::sync::Arc::new(std::sync::Mutex::new(Some(wait)));
+    let task_done = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&task_done);
+    let app = Router::new()
+        .route(
+            "/signup",
+            post(move || {
+                // The task logs in the request's span, once the test has read the count.
+                let wait = wait.lock().unwrap().take();
+                let notify = std::sync::Arc::clone(&notify);
+                async move {
+                    tokio::spawn(
+                        async move {
+                            if let Some(wait) = wait {
+                                let _ = wait.await;
+                            }
+                            tracing::info!("welcome email sent");
+                            notify.notify_one();
+                        }
+                        .in_current_span(),
+                    );
+                    StatusCode::CREATED
+                }
+            }),
+        )
+        .layer(RequestLayer::new());
+    runtime().block_on(async {
+        let signup = Request::post("/signup").body(Body::empty()).unwrap();
+        assert_eq!(send(&app, signup).await.0, StatusCode::CREATED);
+        // The task still holds the span: the request is counted all the same.
+        tracing_aws_ecs::flush();
+        assert_eq!(
+            counts(out),
+            [(pair("/signup", "POST"), (1, 0))].into_iter().collect()
+        );
+        drop(release);
+        task_done.notified().await;
+    });
+    let lines = out.lines();
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "request finished")
+        .unwrap();
+    let email = lines
+        .iter()
+        .find(|l| l["message"] == "welcome email sent")
+        .unwrap();
+    assert_eq!(email["request_id"], finished["request_id"]);
+    // Timed to its last line, not to the task's end.
+    let latency = lines
+        .iter()
+        .find(|l| l["Route"] == "/signup")
+        .map(|l| l["Latency"][0].as_f64().unwrap())
+        .unwrap();
+    assert_eq!(latency, finished["duration_ms"].as_f64().unwrap());
 }
