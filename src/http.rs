@@ -88,8 +88,9 @@ const TARGET: &str = "tracing_aws_ecs::http";
 /// request metrics count the request at its last line, timed as its `duration_ms` is.
 ///
 /// A router nested in another, each with the layer, makes one request, the outer layer's:
-/// a `RequestService` called while another's response future is polled on its thread passes
-/// the request through.
+/// a `RequestService` called while another's response future is polled on its thread (or
+/// while another calls it: two layers stacked in a `ServiceBuilder`) passes the request
+/// through.
 ///
 /// Apply it with axum's `Router::layer`, after the routes, so that it sees the route each
 /// request matched (a route added after it does not go through it: no span, no line). Where
@@ -317,6 +318,9 @@ where
             self.inner.call(request)
         } else {
             let _entered = span.enter();
+            // Another `RequestService` inside (two layers in a `ServiceBuilder`) leaves the
+            // request to this one, as a nested router's does.
+            let _polling = Polling::start();
             self.inner.call(request)
         };
         ResponseFuture {
@@ -429,7 +433,15 @@ pub(crate) fn request_spans_enabled() -> bool {
         name: "request",
         target: TARGET,
         level: tracing::Level::INFO,
-        fields: &[],
+        // The span's own, for directives that name fields (`[request{http.route}]=info`).
+        fields: &[
+            "http.request.method",
+            "http.route",
+            "url.path",
+            "request_id",
+            "xray_trace_id",
+            "http.response.status_code",
+        ],
         callsite: &CALLSITE,
         kind: Kind::SPAN,
     };
@@ -442,6 +454,13 @@ pub(crate) fn request_spans_enabled() -> bool {
     // Registered, so that a filter's directives by span name see it as they would the span.
     tracing::callsite::register(&CALLSITE);
     tracing::dispatcher::get_default(|dispatch| dispatch.enabled(&META))
+}
+
+/// Whether `event` is a request's last line (`request finished`, `request cancelled`), which
+/// request metrics count the request at: of this module's target, as the reading of the
+/// request's end is taken (a line another layer logs meanwhile is not).
+pub(crate) fn ends_its_request(event: &tracing::Event<'_>) -> bool {
+    event.metadata().target() == TARGET && crate::time::request_ends_here()
 }
 
 /// Whether `method` is one of HTTP's nine (RFC 9110's eight and `PATCH`) or one of `known`.

@@ -279,8 +279,9 @@ where
             note_trace_id(leaf);
         }
         // A request's last line ends it, whoever holds its span on (a spawned task).
+        #[cfg(feature = "axum")]
         if let (Some(leaf), Some(_), true) =
-            (leaf, &layer.requests, crate::time::request_ends_here())
+            (leaf, &layer.requests, crate::http::ends_its_request(event))
         {
             end_request(leaf);
         }
@@ -384,6 +385,7 @@ where
 }
 
 /// Counts the request `leaf` is in: its last line is written.
+#[cfg(feature = "axum")]
 fn end_request<S>(leaf: &SpanRef<'_, S>)
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,

@@ -40,10 +40,9 @@ use crate::time::random_u64;
 ///
 /// A request is counted as its root span closes, when the registry drops the span's data
 /// (`tracing_subscriber`'s `Registry` does so at the close; requests still open when the
-/// subscriber is dropped are not counted). A request of
-/// [`RequestLayer`](crate::http::RequestLayer) is counted at its last line, `request
-/// finished`, and timed to it: a task spawned with `.in_current_span()` may hold its span
-/// open for longer.
+/// subscriber is dropped are not counted). A request of `http::RequestLayer` (feature
+/// `axum`) is counted at its last line, `request finished`, and timed to it: a task spawned
+/// with `.in_current_span()` may hold its span open for longer.
 ///
 /// A request is an error when its status is 500 or more, or when it logged an ERROR event.
 /// For each interval (60 s by default) and each (Route, Method), one EMF line carries
@@ -435,9 +434,13 @@ impl OpenRequest {
     /// The request ended (its last line is written, or its root span closed) with `fields`:
     /// it is counted, if it is one and was not counted before.
     pub(crate) fn end(&self, fields: &SpanStore) {
-        if self.counted.swap(true, Ordering::Relaxed) {
+        // Not a swap: the two calls are never at once (the last line is written before its
+        // request lets go of the span, whose close is the other), and a load and a store
+        // cost no atomic operation on the request's path.
+        if self.counted.load(Ordering::Relaxed) {
             return;
         }
+        self.counted.store(true, Ordering::Relaxed);
         let latency = crate::time::shared_or_now().saturating_duration_since(self.opened);
         let [route, method, status, request_id, trace_id, uri] = request_fields(fields);
         let Some(route) = route else {

@@ -42,6 +42,7 @@ thread_local! {
     /// A reading of the monotonic clock left by a [`SharedReading`] for one [`shared_or_now`].
     static SHARED: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Whether the [`SharedReading`] on this thread is that of a request's last line.
+    #[cfg(feature = "axum")]
     static ENDING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -77,7 +78,8 @@ impl SharedReading {
 }
 
 /// Whether a request's last line is being written on this thread (see
-/// [`SharedReading::at_the_end`]).
+/// [`SharedReading::at_the_end`]): the line itself, or a line logged meanwhile.
+#[cfg(feature = "axum")]
 pub(crate) fn request_ends_here() -> bool {
     ENDING.try_with(Cell::get).unwrap_or(false)
 }
