@@ -279,30 +279,11 @@ where
         let span = if skipped {
             Span::none()
         } else {
-            // One callsite for the methods known, one for the others (with the method as
-            // sent): a field declared for every request would take room in each span.
-            macro_rules! request_span {
-                ($method:expr $(, $original:ident)?) => {
-                    tracing::info_span!(
-                        target: TARGET,
-                        parent: None,
-                        "request",
-                        http.request.method = $method,
-                        $(http.request.method_original = $original,)?
-                        http.route = route,
-                        url.path = path,
-                        request_id,
-                        xray_trace_id = tracing::field::Empty,
-                        http.response.status_code = tracing::field::Empty,
-                    )
-                };
-            }
             let method = request.method();
             let span = if is_known_method(method, &self.config.known_methods) {
-                request_span!(method.as_str())
+                request_span!(method.as_str(), route, path, request_id)
             } else {
-                let original = method.as_str();
-                request_span!(OTHER_METHOD, original)
+                span_of_other_method(method.as_str(), route, path, request_id)
             };
             let trace = request.headers().get(AMZN_TRACE_ID);
             if let Some(root) = trace.and_then(|t| xray_root(t.to_str().ok()?)) {
@@ -340,6 +321,35 @@ where
             nested: false,
         }
     }
+}
+
+/// A request's span (its fields: see [`RequestLayer`]), with `$method`, and the method as
+/// sent when it is not known.
+macro_rules! request_span {
+    ($method:expr, $route:expr, $path:expr, $request_id:expr $(, $original:expr)?) => {
+        tracing::info_span!(
+            target: TARGET,
+            parent: None,
+            "request",
+            http.request.method = $method,
+            $(http.request.method_original = $original,)?
+            http.route = $route,
+            url.path = $path,
+            request_id = $request_id,
+            xray_trace_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
+}
+use request_span;
+
+/// The span of a request whose method is not known: a callsite of its own, with the method
+/// as sent (a field declared for every request would take room in each span), out of
+/// `call`'s way.
+#[cold]
+#[inline(never)]
+fn span_of_other_method(original: &str, route: &str, path: &str, request_id: &str) -> Span {
+    request_span!(OTHER_METHOD, route, path, request_id, original)
 }
 
 impl<S> RequestService<S> {

@@ -280,10 +280,10 @@ where
         }
         // A request's last line ends it, whoever holds its span on (a spawned task).
         #[cfg(feature = "axum")]
-        if let (Some(leaf), Some(_), true) =
-            (leaf, &layer.requests, crate::http::ends_its_request(event))
-        {
-            end_request(leaf);
+        if layer.requests.is_some() && crate::http::ends_its_request(event) {
+            if let Some(leaf) = leaf {
+                end_request(leaf);
+            }
         }
     }
 
@@ -384,19 +384,19 @@ where
     }
 }
 
-/// Counts the request `leaf` is in: its last line is written.
+/// Counts the request of `span`, whose last line is written. That line is in the request's
+/// own span, a root (`RequestLayer` makes it with no parent): no walk up to it. (A span that
+/// is not a root has no request, which its root's close then counts.)
 #[cfg(feature = "axum")]
-fn end_request<S>(leaf: &SpanRef<'_, S>)
+fn end_request<S>(span: &SpanRef<'_, S>)
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    crate::buffering::with_root(leaf, |root| {
-        if let Some(data) = root.extensions().get::<SpanData>() {
-            if let Some(request) = &data.request {
-                request.end(&data.fields);
-            }
+    if let Some(data) = span.extensions().get::<SpanData>() {
+        if let Some(request) = &data.request {
+            request.end(&data.fields);
         }
-    });
+    }
 }
 
 /// Marks the request of an ERROR event, whose span is `leaf`, as failed.
