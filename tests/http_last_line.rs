@@ -83,23 +83,6 @@ fn send_get(app: Router, path: &str) {
     });
 }
 
-/// A stream of `items`, ready at once.
-fn stream_of(
-    items: Vec<Result<&'static str, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<&'static str, std::io::Error>> {
-    struct Iter(std::vec::IntoIter<Result<&'static str, std::io::Error>>);
-    impl futures_core::Stream for Iter {
-        type Item = Result<&'static str, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            std::task::Poll::Ready(self.0.next())
-        }
-    }
-    Iter(items.into_iter())
-}
-
 #[test]
 fn a_line_logged_as_the_last_line_is_dispatched_leaves_the_request_to_it() {
     let (_serial, out) = output();
@@ -108,7 +91,7 @@ fn a_line_logged_as_the_last_line_is_dispatched_leaves_the_request_to_it() {
         .route(
             "/broken",
             get(|| async {
-                Body::from_stream(stream_of(vec![
+                Body::from_stream(common::stream_of(vec![
                     Ok("part"),
                     Err(std::io::Error::other("upstream reset")),
                 ]))

@@ -285,7 +285,7 @@ fn a_request_cancelled_before_its_response_is_a_499_and_a_failed_body_an_error()
             get(|| async {
                 let chunks: Vec<Result<&'static str, std::io::Error>> =
                     vec![Ok("part"), Err(std::io::Error::other("upstream reset"))];
-                Body::from_stream(futures_iter(chunks))
+                Body::from_stream(common::stream_of(chunks))
             }),
         )
         .route(
@@ -345,21 +345,6 @@ fn a_request_cancelled_before_its_response_is_a_499_and_a_failed_body_an_error()
         .find(|l| l["message"] == "request finished" && l["http.route"] == "/broken")
         .unwrap();
     assert_eq!(broken["level"], "ERROR");
-}
-
-/// A stream of `items`, ready at once.
-fn futures_iter<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> {
-    struct Iter<T>(std::vec::IntoIter<T>);
-    impl<T: Unpin> futures_core::Stream for Iter<T> {
-        type Item = T;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<T>> {
-            std::task::Poll::Ready(self.0.next())
-        }
-    }
-    Iter(items.into_iter())
 }
 
 #[test]
