@@ -509,12 +509,11 @@ impl<W> Builder<W> {
         // Written whatever the filter passes (it likely turns off the crate's WARNs too),
         // unless it turns off every line.
         #[cfg(feature = "axum")]
-        if let (Some(sink), false, false) = (
-            &sink,
-            tracing::level_filters::LevelFilter::current()
-                == tracing::level_filters::LevelFilter::OFF,
-            crate::http::request_spans_enabled(),
-        ) {
+        let request_spans_off = tracing::level_filters::LevelFilter::current()
+            != tracing::level_filters::LevelFilter::OFF
+            && !crate::http::request_spans_enabled();
+        #[cfg(feature = "axum")]
+        if let (Some(sink), true) = (&sink, request_spans_off) {
             let filter = match std::env::var("RUST_LOG") {
                 Ok(rust_log) if !rust_log.is_empty() => format!("RUST_LOG={rust_log:?}"),
                 _ => format!("the default level, {default_level},"),

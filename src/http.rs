@@ -228,19 +228,18 @@ where
                 nested: true,
             };
         }
+        // An axum `Router` marks each request it routes (a path it has no route for
+        // included) with the path as requested; a nested router sees its path without the
+        // prefix.
+        let original = request.extensions().get::<OriginalUri>();
         let seen_path = request.uri().path();
-        // A nested router sees its path without the prefix; the path as requested has it.
-        let path = request
-            .extensions()
-            .get::<OriginalUri>()
-            .map_or(seen_path, |original| original.path());
+        let path = original.map_or(seen_path, |original| original.path());
         let route = match request.extensions().get::<MatchedPath>() {
             Some(matched) => matched.as_str(),
             None => {
-                // An axum `Router` marks each request it routes, a path it has no route for
-                // included: one that is not marked met none on its way here.
-                if request.extensions().get::<OriginalUri>().is_none() {
-                    self.warn_unrouted();
+                // Not marked: no `Router` routed it on its way here.
+                if original.is_none() {
+                    self.config.warn_unrouted();
                 }
                 UNMATCHED_ROUTE
             }
@@ -352,25 +351,6 @@ fn span_of_other_method(original: &str, route: &str, path: &str, request_id: &st
     request_span!(OTHER_METHOD, route, path, request_id, original)
 }
 
-impl<S> RequestService<S> {
-    /// Says, once a layer, that its requests carry no route, as no axum `Router` routed them.
-    // Out of `call`'s way: once a layer, or never.
-    #[cold]
-    #[inline(never)]
-    fn warn_unrouted(&self) {
-        if self.config.warned_unrouted.0.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        tracing::warn!(
-            target: TARGET,
-            "RequestLayer got a request no axum 0.8 Router routed before it: it sees no \
-             route, so every such request has the route \"{UNMATCHED_ROUTE}\" (and request \
-             metrics count them all under it); apply the layer with axum 0.8's Router::layer, \
-             after the routes, not around the Router"
-        );
-    }
-}
-
 pin_project! {
     /// The future of a [`RequestService`]'s response.
     pub struct ResponseFuture<F> {
@@ -412,6 +392,23 @@ struct Echo {
 }
 
 impl Config {
+    /// Says, once a layer, that its requests carry no route, as no axum `Router` routed them.
+    // Out of `call`'s way: once a layer, or never.
+    #[cold]
+    #[inline(never)]
+    fn warn_unrouted(&self) {
+        if self.warned_unrouted.0.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            target: TARGET,
+            "RequestLayer got a request no axum 0.8 Router routed before it: it sees no \
+             route, so every such request has the route \"{UNMATCHED_ROUTE}\" (and request \
+             metrics count them all under it); apply the layer with axum 0.8's Router::layer, \
+             after the routes, not around the Router"
+        );
+    }
+
     /// Says, once a layer, that the response came with an `x-request-id` of its own, not the
     /// id the request's lines carry.
     #[cold]
